@@ -1,0 +1,98 @@
+/**
+ * The one interface every chunk store backend implements: content-addressed chunks
+ * (immutable, verified on write and on read) plus small named refs written with
+ * compare-and-set (image heads live there).
+ *
+ * Backends: `memory-store.ts`, `file-store.ts`, `http-store.ts`, `s3-store.ts`; all pass
+ * the shared conformance suite in `test/chunkstore/conformance.ts`.
+ */
+
+/** A chunk address: BLAKE3-256 of the content, 64 lowercase hex characters. */
+export type Hash = string;
+
+/** What a backend can do; callers (gateway, heal, server) decide from this, not from its type. */
+export interface StoreCapabilities {
+  /** Holds chunks. False for a witness, which keeps refs only. */
+  readonly chunks: boolean;
+  /** Holds refs (heads). False for S3 buckets: heads live on file, http and witness stores. */
+  readonly refs: boolean;
+  /** Survives a restart of the process that holds it (false only for memory). */
+  readonly persistent: boolean;
+}
+
+/** A ref as read: its value and the opaque version to pass to {@link ChunkStore.casRef}. */
+export interface RefEntry {
+  readonly value: string;
+  readonly version: string;
+}
+
+/** Outcome of a compare-and-set on a ref. On conflict, `current` is what the store holds now. */
+export type CasResult =
+  | { readonly ok: true; readonly version: string }
+  | { readonly ok: false; readonly current: RefEntry | null };
+
+/** Counters of a store. `freeBytes` is null where the backend cannot know (S3). */
+export interface StoreStats {
+  readonly chunks: number;
+  readonly bytes: number;
+  readonly freeBytes: number | null;
+}
+
+/** One chunk to write. */
+export interface ChunkPut {
+  readonly hash: Hash;
+  readonly bytes: Uint8Array;
+}
+
+/** Options for {@link ChunkStore.list}. */
+export interface ListOptions {
+  /** Start strictly after this hash (hash order). */
+  readonly after?: Hash;
+}
+
+/**
+ * Content-addressed chunk storage with refs.
+ *
+ * Invariants every backend keeps (and the conformance suite checks):
+ * - `put` verifies the bytes against the hash; on mismatch it throws
+ *   {@link import("./errors.ts").HashMismatchError} and stores nothing.
+ * - `get` verifies what it read; a bad copy throws `ChunkCorruptError`, never wrong bytes.
+ * - A resolved `put`/`putMany` is durable (for persistent backends).
+ * - `list` yields every stored hash exactly once, in ascending hash order.
+ */
+export interface ChunkStore {
+  /** Short name used in error messages and logs (for example `file:/data/a`). */
+  readonly name: string;
+  readonly capabilities: StoreCapabilities;
+
+  /** Batched existence check: one boolean per hash, in order. */
+  has(hashes: readonly Hash[]): Promise<boolean[]>;
+  /** Reads and verifies a chunk. Throws `ChunkNotFoundError` or `ChunkCorruptError`. */
+  get(hash: Hash): Promise<Uint8Array>;
+  /** Batched read: one entry per hash, `undefined` where the chunk is absent. Verified. */
+  getMany(hashes: readonly Hash[]): Promise<(Uint8Array | undefined)[]>;
+  /** Stores a chunk after verifying it; reports whether it was already there. */
+  put(hash: Hash, bytes: Uint8Array): Promise<{ existed: boolean }>;
+  /** Batched put: all chunks are verified before any is stored; one result per chunk. */
+  putMany(chunks: readonly ChunkPut[]): Promise<{ existed: boolean }[]>;
+  /** Removes a chunk (garbage collection only). Resolves true if it was there. */
+  delete(hash: Hash): Promise<boolean>;
+  /** Every stored hash in ascending order, optionally after a given hash. */
+  list(options?: ListOptions): AsyncIterable<Hash>;
+  stats(): Promise<StoreStats>;
+
+  /** Reads a ref, or null when it does not exist. */
+  getRef(name: string): Promise<RefEntry | null>;
+  /**
+   * Compare-and-set: writes `value` if the ref's version is `expected`
+   * (`null` = the ref must not exist yet). Durable when it resolves `ok`.
+   */
+  casRef(name: string, expected: string | null, value: string): Promise<CasResult>;
+  /** Deletes a ref if its version is `expected`. */
+  deleteRef(name: string, expected: string): Promise<CasResult>;
+  /** Names of all refs that start with `prefix`, sorted. */
+  listRefs(prefix?: string): Promise<string[]>;
+
+  /** Releases files, sockets and timers. The store is unusable afterwards. */
+  close(): Promise<void>;
+}

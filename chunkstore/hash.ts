@@ -1,0 +1,50 @@
+/**
+ * BLAKE3-256 chunk addresses: computing, checking and converting them.
+ * Inline hashing is for small or rare work (refs, verification in a store);
+ * bulk hashing on the gateway's I/O path goes through `workers/` instead.
+ */
+import { hash as blake3 } from "blake3-wasm";
+import type { Hash } from "./chunk-store.ts";
+
+/** Bytes in a raw hash. */
+export const HASH_BYTES = 32;
+
+const HASH_PATTERN = /^[0-9a-f]{64}$/;
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** True for 64 lowercase hex characters. */
+export function isHash(value: unknown): value is Hash {
+  return typeof value === "string" && HASH_PATTERN.test(value);
+}
+
+/** Throws a TypeError naming the value unless it is a well-formed hash. */
+export function assertHash(value: unknown): asserts value is Hash {
+  if (!isHash(value)) {
+    const shown = typeof value === "string" ? `"${value.slice(0, 80)}"` : String(value);
+    throw new TypeError(`Invalid chunk hash ${shown}: expected 64 lowercase hex characters`);
+  }
+}
+
+/** Lowercase hex of bytes. */
+export function toHex(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) out += HEX[bytes[i]!];
+  return out;
+}
+
+/** Bytes of a hex string (even length, validated by the caller). */
+export function fromHex(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length >>> 1);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+/** Raw 32-byte BLAKE3-256 of `bytes`. */
+export function hashBytes(bytes: Uint8Array): Uint8Array {
+  return blake3(bytes) as Uint8Array;
+}
+
+/** BLAKE3-256 of `bytes` as a chunk address. */
+export function hashChunk(bytes: Uint8Array): Hash {
+  return toHex(hashBytes(bytes));
+}

@@ -1,0 +1,100 @@
+/** `memory:` backend: chunks and refs in process memory, for tests. Not persistent. */
+import type { CasResult, ChunkPut, ChunkStore, Hash, ListOptions, RefEntry, StoreStats } from "./chunk-store.ts";
+import { ChunkNotFoundError } from "./errors.ts";
+import { assertHash } from "./hash.ts";
+import { isPrepared, RefTable } from "./ref-table.ts";
+import { verifyPut, verifyPutMany, verifyRead } from "./verify.ts";
+
+/** An in-memory chunk store. `corrupt()` exists so tests can exercise read verification. */
+export class MemoryStore implements ChunkStore {
+  readonly capabilities = { chunks: true, refs: true, persistent: false } as const;
+  readonly #chunks = new Map<Hash, Uint8Array>();
+  readonly #refs = new RefTable();
+  #bytes = 0;
+
+  constructor(readonly name = "memory:") {}
+
+  async has(hashes: readonly Hash[]): Promise<boolean[]> {
+    return hashes.map((h) => {
+      assertHash(h);
+      return this.#chunks.has(h);
+    });
+  }
+
+  async get(hash: Hash): Promise<Uint8Array> {
+    assertHash(hash);
+    const bytes = this.#chunks.get(hash);
+    if (!bytes) throw new ChunkNotFoundError(this.name, hash);
+    return verifyRead(this.name, hash, bytes.slice());
+  }
+
+  async getMany(hashes: readonly Hash[]): Promise<(Uint8Array | undefined)[]> {
+    return Promise.all(hashes.map((h) => this.get(h).catch((e) => (e instanceof ChunkNotFoundError ? undefined : Promise.reject(e)))));
+  }
+
+  async put(hash: Hash, bytes: Uint8Array): Promise<{ existed: boolean }> {
+    verifyPut(this.name, hash, bytes);
+    return this.#store(hash, bytes);
+  }
+
+  async putMany(chunks: readonly ChunkPut[]): Promise<{ existed: boolean }[]> {
+    verifyPutMany(this.name, chunks);
+    return chunks.map((c) => this.#store(c.hash, c.bytes));
+  }
+
+  #store(hash: Hash, bytes: Uint8Array): { existed: boolean } {
+    if (this.#chunks.has(hash)) return { existed: true };
+    this.#chunks.set(hash, bytes.slice());
+    this.#bytes += bytes.byteLength;
+    return { existed: false };
+  }
+
+  async delete(hash: Hash): Promise<boolean> {
+    assertHash(hash);
+    const bytes = this.#chunks.get(hash);
+    if (!bytes) return false;
+    this.#chunks.delete(hash);
+    this.#bytes -= bytes.byteLength;
+    return true;
+  }
+
+  async *list(options: ListOptions = {}): AsyncIterable<Hash> {
+    const after = options.after ?? "";
+    for (const h of [...this.#chunks.keys()].sort()) if (h > after) yield h;
+  }
+
+  async stats(): Promise<StoreStats> {
+    return { chunks: this.#chunks.size, bytes: this.#bytes, freeBytes: null };
+  }
+
+  async getRef(name: string): Promise<RefEntry | null> {
+    return this.#refs.get(name);
+  }
+
+  async casRef(name: string, expected: string | null, value: string): Promise<CasResult> {
+    const prepared = this.#refs.prepare(name, expected, value);
+    if (!isPrepared(prepared)) return prepared;
+    this.#refs.set(name, prepared);
+    return { ok: true, version: prepared.version };
+  }
+
+  async deleteRef(name: string, expected: string): Promise<CasResult> {
+    const current = this.#refs.get(name);
+    if (current?.version !== expected) return { ok: false, current };
+    this.#refs.remove(name);
+    return { ok: true, version: expected };
+  }
+
+  async listRefs(prefix = ""): Promise<string[]> {
+    return this.#refs.names(prefix);
+  }
+
+  /** Test hook: flips a byte of a stored chunk so reads must detect it. */
+  corrupt(hash: Hash): void {
+    const bytes = this.#chunks.get(hash);
+    if (!bytes || bytes.byteLength === 0) throw new ChunkNotFoundError(this.name, hash);
+    bytes[0] = bytes[0]! ^ 0xff;
+  }
+
+  async close(): Promise<void> {}
+}

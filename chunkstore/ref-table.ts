@@ -1,0 +1,52 @@
+/**
+ * Refs kept in memory with integer versions: the compare-and-set logic shared by the
+ * memory backend and (with persistence around it) the file backend.
+ */
+import type { CasResult, RefEntry } from "./chunk-store.ts";
+import { MAX_REF_BYTES } from "./limits.ts";
+import { assertRefName } from "./ref-name.ts";
+
+/** Validates a ref write's arguments (name, value size). */
+export function assertRefWrite(name: string, value: string): void {
+  assertRefName(name);
+  if (typeof value !== "string") throw new TypeError(`Ref "${name}" value must be a string`);
+  const size = new TextEncoder().encode(value).byteLength;
+  if (size > MAX_REF_BYTES) throw new RangeError(`Ref "${name}" is ${size} bytes; the limit is ${MAX_REF_BYTES}`);
+}
+
+/** In-memory ref map with compare-and-set; versions are increasing integers as strings. */
+export class RefTable {
+  readonly #refs = new Map<string, RefEntry>();
+
+  get(name: string): RefEntry | null {
+    assertRefName(name);
+    return this.#refs.get(name) ?? null;
+  }
+
+  /** Returns the entry a successful CAS would store, or the conflict; does not change anything. */
+  prepare(name: string, expected: string | null, value: string): RefEntry | CasResult {
+    assertRefWrite(name, value);
+    const current = this.#refs.get(name) ?? null;
+    if ((current?.version ?? null) !== expected) return { ok: false, current };
+    const version = String(Number(current?.version ?? "0") + 1);
+    return { value, version };
+  }
+
+  set(name: string, entry: RefEntry): void {
+    this.#refs.set(name, entry);
+  }
+
+  remove(name: string): void {
+    this.#refs.delete(name);
+  }
+
+  /** Sorted names that start with `prefix`. */
+  names(prefix = ""): string[] {
+    return [...this.#refs.keys()].filter((n) => n.startsWith(prefix)).sort();
+  }
+}
+
+/** Type guard: a prepared entry rather than a conflict. */
+export function isPrepared(result: RefEntry | CasResult): result is RefEntry {
+  return "value" in result;
+}
