@@ -6,76 +6,84 @@
 /** The chunk is not in this store. */
 export class ChunkNotFoundError extends Error {
   override readonly name = "ChunkNotFoundError";
-  constructor(
-    readonly store: string,
-    readonly hash: string,
-  ) {
+  readonly store: string;
+  readonly hash: string;
+
+  constructor(store: string, hash: string) {
     super(`Cannot read chunk "${hash}": not found in store "${store}"`);
+    this.store = store;
+    this.hash = hash;
   }
 }
 
 /** A stored copy does not match its hash (bit rot, torn write, tampering). Never served. */
 export class ChunkCorruptError extends Error {
   override readonly name = "ChunkCorruptError";
-  constructor(
-    readonly store: string,
-    readonly hash: string,
-    detail: string,
-  ) {
+  readonly store: string;
+  readonly hash: string;
+
+  constructor(store: string, hash: string, detail: string) {
     super(`Cannot read chunk "${hash}" from store "${store}": stored copy is corrupt (${detail})`);
+    this.store = store;
+    this.hash = hash;
   }
 }
 
 /** Bytes offered for a put do not hash to the address given. Nothing was stored. */
 export class HashMismatchError extends Error {
   override readonly name = "HashMismatchError";
-  constructor(
-    readonly store: string,
-    readonly hash: string,
-    readonly actual: string,
-  ) {
+  readonly store: string;
+  readonly hash: string;
+  readonly actual: string;
+
+  constructor(store: string, hash: string, actual: string) {
     super(`Cannot store chunk "${hash}" in store "${store}": content hashes to "${actual}"`);
+    this.store = store;
+    this.hash = hash;
+    this.actual = actual;
   }
 }
 
 /** The store would drop below its free-space reserve (or the disk is full). Nothing was stored. */
 export class StoreFullError extends Error {
   override readonly name = "StoreFullError";
-  constructor(
-    readonly store: string,
-    detail: string,
-  ) {
+  readonly store: string;
+
+  constructor(store: string, detail: string) {
     super(`Store "${store}" is full: ${detail}`);
+    this.store = store;
   }
 }
 
 /** The store could not be reached or answered with a server error; the operation may be retried elsewhere. */
 export class StoreUnavailableError extends Error {
   override readonly name = "StoreUnavailableError";
-  constructor(
-    readonly store: string,
-    detail: string,
-    options?: ErrorOptions,
-  ) {
+  readonly store: string;
+
+  constructor(store: string, detail: string, options?: ErrorOptions) {
     super(`Store "${store}" is unavailable: ${detail}`, options);
+    this.store = store;
   }
 }
 
 /** The store does not do this (chunk writes on a witness, refs on S3). */
 export class UnsupportedOperationError extends Error {
   override readonly name = "UnsupportedOperationError";
-  constructor(
-    readonly store: string,
-    operation: string,
-  ) {
+  readonly store: string;
+
+  constructor(store: string, operation: string) {
     super(`Store "${store}" does not support ${operation}`);
+    this.store = store;
   }
 }
 
 /** The request was refused for lack of a valid token. */
 export class UnauthorizedError extends Error {
   override readonly name = "UnauthorizedError";
-  constructor(readonly store: string) {
+  readonly store: string;
+
+  constructor(store: string) {
     super(`Store "${store}" refused the request: missing or wrong bearer token`);
+    this.store = store;
   }
 }

@@ -1,5 +1,13 @@
 /** `memory:` backend: chunks and refs in process memory, for tests. Not persistent. */
-import type { CasResult, ChunkPut, ChunkStore, Hash, ListOptions, RefEntry, StoreStats } from "./chunk-store.ts";
+import type {
+  CasResult,
+  ChunkPut,
+  ChunkStore,
+  Hash,
+  ListOptions,
+  RefEntry,
+  StoreStats,
+} from "./chunk-store.ts";
 import { ChunkNotFoundError } from "./errors.ts";
 import { assertHash } from "./hash.ts";
 import { isPrepared, RefTable } from "./ref-table.ts";
@@ -11,8 +19,11 @@ export class MemoryStore implements ChunkStore {
   readonly #chunks = new Map<Hash, Uint8Array>();
   readonly #refs = new RefTable();
   #bytes = 0;
+  readonly name: string;
 
-  constructor(readonly name = "memory:") {}
+  constructor(name = "memory:") {
+    this.name = name;
+  }
 
   async has(hashes: readonly Hash[]): Promise<boolean[]> {
     return hashes.map((h) => {
@@ -29,7 +40,11 @@ export class MemoryStore implements ChunkStore {
   }
 
   async getMany(hashes: readonly Hash[]): Promise<(Uint8Array | undefined)[]> {
-    return Promise.all(hashes.map((h) => this.get(h).catch((e) => (e instanceof ChunkNotFoundError ? undefined : Promise.reject(e)))));
+    return Promise.all(
+      hashes.map((h) =>
+        this.get(h).catch((e) => (e instanceof ChunkNotFoundError ? undefined : Promise.reject(e))),
+      ),
+    );
   }
 
   async put(hash: Hash, bytes: Uint8Array): Promise<{ existed: boolean }> {

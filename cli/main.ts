@@ -1,0 +1,12 @@
+/** The `blockmend` command line: one subcommand per file, loaded lazily. */
+import { defineCommand, runMain } from "citty";
+
+const main = defineCommand({
+  meta: { name: "blockmend", version: "0.1.0", description: "Replicated chunk storage for VM disk images" },
+  subCommands: {
+    up: () => import("./up-command.ts").then((m) => m.default),
+    chunkstore: () => import("./chunkstore-command.ts").then((m) => m.default),
+  },
+});
+
+await runMain(main);

@@ -1,0 +1,179 @@
+/**
+ * Images of one gateway: create, list, clone, delete, and opening them for I/O. All
+ * connections to one image share one open {@link Image} (one cache), which is what makes
+ * NBD multi-conn safe. Opening an image for writing bumps its owner epoch (fencing).
+ */
+import type { Hash } from "../chunkstore/chunk-store.ts";
+import { ZERO_HASH } from "./block-map.ts";
+import { ImageExistsError, ImageNotFoundError } from "./errors.ts";
+import {
+  advanceSynced,
+  assertChunkSize,
+  assertImageName,
+  assertImageSize,
+  DEFAULT_CHUNK_SIZE,
+  type Head,
+  newHead,
+} from "./head.ts";
+import type { HeadState } from "./head-store.ts";
+import { Image, type ImageContext } from "./image.ts";
+
+/** Options of {@link ImageService.create}. */
+export interface CreateImageOptions {
+  readonly chunkSize?: number;
+  /** Clone source, `image@snapshot`. */
+  readonly from?: string;
+}
+
+/** Splits `image@snapshot`. */
+export function parseExportName(name: string): { image: string; snapshot?: string } {
+  const at = name.indexOf("@");
+  if (at < 0) return { image: name };
+  return { image: name.slice(0, at), snapshot: name.slice(at + 1) };
+}
+
+/** The image catalogue and the registry of open images. */
+export class ImageService {
+  readonly #open = new Map<string, { image: Promise<Image>; refs: number }>();
+
+  readonly ctx: ImageContext;
+
+  constructor(ctx: ImageContext) {
+    this.ctx = ctx;
+  }
+
+  /** Creates an empty image, or a clone of `from` (`image@snapshot`) in O(1). */
+  async create(name: string, size: number | undefined, options: CreateImageOptions = {}): Promise<Head> {
+    assertImageName(name);
+    let root: Hash = ZERO_HASH;
+    let chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    if (options.from) {
+      const { image, snapshot } = parseExportName(options.from);
+      if (!snapshot)
+        throw new TypeError(`Clone source "${options.from}" must name a snapshot: image@snapshot`);
+      const src = await this.#read(image);
+      const snap = src.head.snapshots[snapshot];
+      if (!snap) throw new ImageNotFoundError(options.from);
+      if (options.chunkSize && options.chunkSize !== src.head.chunkSize) {
+        throw new RangeError(`A clone keeps its source's chunk size (${src.head.chunkSize})`);
+      }
+      root = snap.root;
+      chunkSize = src.head.chunkSize;
+      size = Math.max(size ?? snap.size, snap.size);
+    }
+    if (size === undefined) throw new TypeError("An image needs a size in bytes");
+    assertImageSize(size);
+    assertChunkSize(chunkSize);
+    const base = newHead(name, size, chunkSize, root);
+    // Every data store starts in sync: an empty image (or a clone's shared root) is on all of them.
+    const synced = Object.fromEntries(
+      this.ctx.stores.dataMembers.map((m) => [m.id, { generation: 1, root }]),
+    );
+    const head = { ...base, synced };
+    const existing = await this.ctx.heads.read(name);
+    if (existing) throw new ImageExistsError(name);
+    try {
+      await this.ctx.heads.commit(null, head);
+    } catch (err) {
+      if ((await this.ctx.heads.read(name).catch(() => null)) !== null) throw new ImageExistsError(name);
+      throw err;
+    }
+    return head;
+  }
+
+  /** Names of all images. */
+  list(): Promise<string[]> {
+    return this.ctx.heads.list();
+  }
+
+  /** The current head of an image (the open image's, if this gateway has it open). */
+  async info(name: string): Promise<Head> {
+    const open = this.#open.get(name);
+    if (open) return (await open.image).head;
+    return (await this.#read(name)).head;
+  }
+
+  async #read(name: string): Promise<HeadState> {
+    assertImageName(name);
+    const state = await this.ctx.heads.read(name);
+    if (!state) throw new ImageNotFoundError(name);
+    return state;
+  }
+
+  /** Deletes an image's head; its chunks stay until garbage collection. */
+  async remove(name: string): Promise<void> {
+    const open = this.#open.get(name);
+    if (open) {
+      this.#open.delete(name);
+      await (await open.image).close().catch(() => {});
+    }
+    await this.ctx.heads.remove(await this.#read(name));
+  }
+
+  /**
+   * Opens `image` (shared, writable) or `image@snapshot` (read-only). Every open must be
+   * paired with {@link release}.
+   */
+  async open(exportName: string): Promise<Image> {
+    const { image, snapshot } = parseExportName(exportName);
+    if (snapshot !== undefined) {
+      const state = await this.#read(image);
+      const snap = state.head.snapshots[snapshot];
+      if (!snap) throw new ImageNotFoundError(exportName);
+      return new Image(this.ctx, state, true, { root: snap.root, size: snap.size });
+    }
+    let entry = this.#open.get(image);
+    if (!entry) {
+      entry = { image: this.#openWritable(image), refs: 0 };
+      this.#open.set(image, entry);
+      entry.image.catch(() => this.#open.delete(image));
+    }
+    entry.refs++;
+    return entry.image;
+  }
+
+  /** Bumps the owner epoch on a majority of head holders, then opens the image. */
+  async #openWritable(name: string): Promise<Image> {
+    const state = await this.#read(name);
+    const prev = state.head;
+    const generation = prev.generation + 1;
+    const dataIds = this.ctx.stores.dataMembers.map((m) => m.id);
+    const next: Head = {
+      ...prev,
+      epoch: prev.epoch + 1,
+      generation,
+      synced: advanceSynced(prev, generation, prev.root, dataIds, new Set()),
+    };
+    return new Image(this.ctx, await this.ctx.heads.commit(state, next), false);
+  }
+
+  /**
+   * Releases an image from {@link open}. The last release of a writable image flushes it;
+   * it stays open (its cache warm, its epoch held) until removed or the gateway closes,
+   * so reconnecting clients and HTTP requests do not bump the epoch each time.
+   */
+  async release(image: Image): Promise<void> {
+    if (image.readOnly) return image.close();
+    const entry = this.#open.get(image.name);
+    if (!entry || (await entry.image) !== image) return;
+    if (--entry.refs === 0) await image.flush();
+  }
+
+  /** Runs `fn` on the writable image `name`, opening it for the call if needed. */
+  async withImage<T>(name: string, fn: (image: Image) => Promise<T>): Promise<T> {
+    assertImageName(name);
+    const image = await this.open(name);
+    try {
+      return await fn(image);
+    } finally {
+      await this.release(image);
+    }
+  }
+
+  /** Flushes and closes every open image. */
+  async close(): Promise<void> {
+    const entries = [...this.#open.values()];
+    this.#open.clear();
+    await Promise.allSettled(entries.map(async (e) => (await e.image).close()));
+  }
+}

@@ -1,0 +1,37 @@
+/** Builds an image service over in-memory stores for unit tests of the image layer. */
+import { LRUCache } from "lru-cache";
+import type { ChunkStore } from "../../chunkstore/chunk-store.ts";
+import { MemoryStore } from "../../chunkstore/memory-store.ts";
+import { HeadStore } from "../../gateway/head-store.ts";
+import { DEFAULT_CACHE_OPTIONS, type ImageCacheOptions } from "../../gateway/image.ts";
+import { ImageService } from "../../gateway/image-service.ts";
+import { type StoreMember, StoreSet } from "../../gateway/store-set.ts";
+import { InlinePool } from "../../workers/inline-pool.ts";
+
+/** A gateway's image service over the given stores (fresh memory stores by default). */
+export function imageService(
+  stores: ChunkStore[] = [new MemoryStore("a"), new MemoryStore("b"), new MemoryStore("c")],
+  options: { replicas?: number; minReplicas?: number; cache?: Partial<ImageCacheOptions> } = {},
+): { service: ImageService; stores: ChunkStore[]; set: StoreSet } {
+  const members: StoreMember[] = stores.map((store, i) => ({ id: String.fromCharCode(97 + i), url: store.name, store }));
+  const set = new StoreSet(members, { replicas: options.replicas ?? 2, minReplicas: options.minReplicas ?? 1 });
+  const service = new ImageService({
+    stores: set,
+    heads: new HeadStore(members),
+    pool: new InlinePool(),
+    chunkCache: new LRUCache({ maxSize: 64 * 1024 * 1024, sizeCalculation: (b: Uint8Array) => b.byteLength || 1 }),
+    cache: { ...DEFAULT_CACHE_OPTIONS, ...options.cache },
+  });
+  return { service, stores, set };
+}
+
+/** Deterministic pseudo-random bytes. */
+export function pattern(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed * 2654435761 + 1;
+  for (let i = 0; i < length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}

@@ -1,0 +1,192 @@
+import { describe, expect, test } from "bun:test";
+import type { ChunkStore } from "../../chunkstore/chunk-store.ts";
+import { StoreUnavailableError } from "../../chunkstore/errors.ts";
+import { MemoryStore } from "../../chunkstore/memory-store.ts";
+import { ImageExistsError, ImageNotFoundError, ReadOnlyError, StaleEpochError } from "../../gateway/errors.ts";
+import { imageService, pattern } from "./_image-fixture.ts";
+
+const MiB = 1024 * 1024;
+
+/** A memory store that can be switched off, as a dead store server would be. */
+class SwitchableStore extends MemoryStore {
+  down = false;
+  #check() {
+    if (this.down) throw new StoreUnavailableError(this.name, "switched off by the test");
+  }
+  override async get(hash: string) {
+    this.#check();
+    return super.get(hash);
+  }
+  override async putMany(chunks: Parameters<MemoryStore["putMany"]>[0]) {
+    this.#check();
+    return super.putMany(chunks);
+  }
+  override async getRef(name: string) {
+    this.#check();
+    return super.getRef(name);
+  }
+  override async casRef(name: string, expected: string | null, value: string) {
+    this.#check();
+    return super.casRef(name, expected, value);
+  }
+}
+
+describe("image layer", () => {
+  test("unaligned writes read back, before and after a flush, and from a fresh gateway", async () => {
+    const { service, stores } = imageService();
+    await service.create("web01", 8 * MiB);
+    const img = await service.open("web01");
+    const writes = [
+      { off: 1, data: pattern(100, 1) },
+      { off: 65536 - 10, data: pattern(70_000, 2) },
+      { off: 3 * MiB + 12345, data: pattern(MiB + 3, 3) },
+      { off: 8 * MiB - 7, data: pattern(7, 4) },
+    ];
+    for (const w of writes) await img.write(w.off, w.data, { fua: false });
+    for (const w of writes) expect(await img.read(w.off, w.data.length)).toEqual(w.data);
+    await img.flush();
+    for (const w of writes) expect(await img.read(w.off, w.data.length)).toEqual(w.data);
+    await service.close();
+
+    const again = imageService(stores).service;
+    const img2 = await again.open("web01");
+    for (const w of writes) expect(await img2.read(w.off, w.data.length)).toEqual(w.data);
+    expect(await img2.read(200, 1000)).toEqual(new Uint8Array(1000));
+    await again.close();
+  });
+
+  test("unflushed writes are gone after a gateway is dropped, flushed ones stay, the image stays readable", async () => {
+    const { service, stores } = imageService(undefined, { cache: { flushIntervalMs: 60_000 } });
+    await service.create("vm", 4 * MiB);
+    const img = await service.open("vm");
+    await img.write(0, pattern(65536, 5), { fua: true });
+    await img.write(MiB, pattern(65536, 6), { fua: false });
+    const again = imageService(stores).service; // the first gateway "crashed": its cache is gone
+    const img2 = await again.open("vm");
+    expect(await img2.read(0, 65536)).toEqual(pattern(65536, 5));
+    expect(await img2.read(MiB, 65536)).toEqual(new Uint8Array(65536));
+    await again.close();
+  });
+
+  test("trim and write-zeroes make holes; block status reports them", async () => {
+    const { service } = imageService();
+    await service.create("z", 2 * MiB);
+    const img = await service.open("z");
+    await img.write(0, pattern(2 * MiB, 7), { fua: false });
+    await img.trim(65536, 2 * 65536, { fua: false });
+    await img.writeZeroes(MiB + 100, 200, { fua: false, noHole: false, fastZero: false });
+    await img.flush();
+    expect(await img.read(65536, 2 * 65536)).toEqual(new Uint8Array(2 * 65536));
+    const around = await img.read(MiB, 400);
+    expect(around.subarray(100, 300)).toEqual(new Uint8Array(200));
+    expect(around.subarray(0, 100)).toEqual(pattern(2 * MiB, 7).subarray(MiB, MiB + 100));
+    const status = await img.blockStatus(0, 2 * MiB);
+    expect(status[0]).toEqual({ length: 65536, hole: false, zero: false });
+    expect(status[1]).toEqual({ length: 2 * 65536, hole: true, zero: true });
+    await service.close();
+  });
+
+  test("every chunk lands on `replicas` stores; identical blocks are stored once", async () => {
+    const { service, stores } = imageService(undefined, { replicas: 2 });
+    await service.create("r", 4 * MiB);
+    const img = await service.open("r");
+    const block = pattern(65536, 8);
+    for (let i = 0; i < 8; i++) await img.write(i * 65536, pattern(65536, 100 + i), { fua: false });
+    for (let i = 8; i < 16; i++) await img.write(i * 65536, block, { fua: false });
+    await img.flush();
+    const counts = new Map<string, number>();
+    for (const s of stores) for await (const h of s.list()) counts.set(h, (counts.get(h) ?? 0) + 1);
+    const dataHashes = [...counts.keys()];
+    // 8 distinct + 1 deduplicated block, plus the map page(s); every chunk twice.
+    expect(dataHashes.length).toBeGreaterThanOrEqual(9);
+    for (const c of counts.values()) expect(c).toBe(2);
+    await service.close();
+  });
+
+  test("with one store down, reads and writes go on (minReplicas 1) and its synced generation stays behind", async () => {
+    const stores = [new SwitchableStore("a"), new SwitchableStore("b"), new SwitchableStore("c")];
+    const { service } = imageService(stores, { replicas: 2, minReplicas: 1 });
+    await service.create("d", 4 * MiB);
+    const img = await service.open("d");
+    await img.write(0, pattern(4 * MiB, 9), { fua: true });
+    stores[1]!.down = true;
+    expect(await img.read(0, 4 * MiB)).toEqual(pattern(4 * MiB, 9));
+    await img.write(0, pattern(MiB, 10), { fua: true });
+    const head = img.head;
+    expect(head.synced.b!.generation).toBeLessThan(head.generation);
+    expect(head.synced.a!.generation === head.generation || head.synced.c!.generation === head.generation).toBe(true);
+    const fresh = imageService(stores, { replicas: 2, minReplicas: 1 }).service;
+    const img2 = await fresh.open("d@" + "nosuch").catch((e) => e);
+    expect(img2).toBeInstanceOf(ImageNotFoundError);
+    await fresh.close();
+    await service.close();
+  });
+
+  test("snapshots are frozen and read-only; clones start from them and diverge", async () => {
+    const { service } = imageService();
+    await service.create("base", 2 * MiB);
+    const img = await service.open("base");
+    await img.write(0, pattern(MiB, 11), { fua: false });
+    await img.snapshot("s1");
+    await img.write(0, pattern(MiB, 12), { fua: true });
+    const snap = await service.open("base@s1");
+    expect(snap.readOnly).toBe(true);
+    expect(await snap.read(0, MiB)).toEqual(pattern(MiB, 11));
+    await expect(snap.write(0, new Uint8Array(1), { fua: false })).rejects.toBeInstanceOf(ReadOnlyError);
+    await service.create("clone", undefined, { from: "base@s1" });
+    const clone = await service.open("clone");
+    expect(await clone.read(0, MiB)).toEqual(pattern(MiB, 11));
+    await clone.write(0, pattern(100, 13), { fua: true });
+    expect(await snap.read(0, 100)).toEqual(pattern(MiB, 11).subarray(0, 100));
+    expect(await img.read(0, MiB)).toEqual(pattern(MiB, 12));
+    await service.close();
+  });
+
+  test("create refuses a duplicate name, bad names and bad chunk sizes; an image can grow", async () => {
+    const { service } = imageService();
+    await service.create("g", MiB, { chunkSize: 4096 });
+    await expect(service.create("g", MiB)).rejects.toBeInstanceOf(ImageExistsError);
+    await expect(service.create("bad/name", MiB)).rejects.toBeInstanceOf(TypeError);
+    await expect(service.create("h", MiB, { chunkSize: 3000 })).rejects.toBeInstanceOf(RangeError);
+    const img = await service.open("g");
+    await img.write(MiB - 4096, pattern(4096, 14), { fua: true });
+    await img.resize(64 * MiB);
+    expect(img.size).toBe(64 * MiB);
+    await img.write(64 * MiB - 10, pattern(10, 15), { fua: true });
+    expect(await img.read(MiB - 4096, 4096)).toEqual(pattern(4096, 14));
+    expect(await img.read(64 * MiB - 10, 10)).toEqual(pattern(10, 15));
+    await expect(img.resize(MiB)).rejects.toBeInstanceOf(RangeError);
+    await service.close();
+  });
+
+  test("fencing: a second gateway opening the image stops the first from committing", async () => {
+    const stores: ChunkStore[] = [new MemoryStore("a"), new MemoryStore("b"), new MemoryStore("c")];
+    const a = imageService(stores).service;
+    const b = imageService(stores).service;
+    await a.create("f", MiB);
+    const imgA = await a.open("f");
+    await imgA.write(0, pattern(100, 16), { fua: true });
+    const imgB = await b.open("f");
+    await imgA.write(0, pattern(100, 17), { fua: false });
+    await expect(imgA.flush()).rejects.toBeInstanceOf(StaleEpochError);
+    expect(await imgB.read(0, 100)).toEqual(pattern(100, 16));
+    await imgB.write(0, pattern(100, 18), { fua: true });
+    expect(await imgB.read(0, 100)).toEqual(pattern(100, 18));
+    await b.close();
+  });
+
+  test("a writer waits when dirty memory is full instead of growing without bound", async () => {
+    const { service } = imageService(undefined, { cache: { maxDirtyBytes: 4 * 65536, flushThresholdBytes: 1 << 30 } });
+    await service.create("w", 8 * MiB);
+    const img = await service.open("w");
+    let maxDirty = 0;
+    for (let i = 0; i < 64; i++) {
+      await img.write(i * 65536, pattern(65536, i), { fua: false });
+      maxDirty = Math.max(maxDirty, img.dirtyBytes);
+    }
+    expect(maxDirty).toBeLessThanOrEqual(5 * 65536);
+    await img.flush();
+    for (let i = 0; i < 64; i += 9) expect(await img.read(i * 65536, 65536)).toEqual(pattern(65536, i));
+    await service.close();
+  });
+});

@@ -1,0 +1,67 @@
+/**
+ * Child processes for tests: start the real `blockmend` CLI, wait for the line that
+ * says where it listens, and make sure every process a test started is stopped.
+ */
+import type { Subprocess } from "bun";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const CLI = fileURLToPath(new URL("../../cli/main.ts", import.meta.url));
+const running = new Set<Subprocess>();
+
+/** A started blockmend process and the URL it printed. */
+export interface StartedProcess {
+  readonly proc: Subprocess<"ignore", "pipe", "pipe">;
+  readonly url: string;
+  /** Everything the process printed so far (stdout and stderr). */
+  output(): string;
+  /** SIGKILL (or another signal) and wait for the exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * Runs `blockmend <args>` under Bun and resolves once it prints `http://HOST:PORT`.
+ * Rejects with its output if it exits or stays silent for `timeoutMs`.
+ */
+export async function startBlockmend(args: string[], timeoutMs = 20_000): Promise<StartedProcess> {
+  const proc = Bun.spawn([process.execPath, CLI, ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  running.add(proc);
+  let out = "";
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) out += decoder.decode(chunk, { stream: true });
+  };
+  void pump(proc.stdout);
+  void pump(proc.stderr);
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const m = /(http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+    if (m) {
+      return {
+        proc,
+        url: m[1]!,
+        output: () => out,
+        kill: async (signal = "SIGKILL") => {
+          proc.kill(signal);
+          await proc.exited;
+          running.delete(proc);
+        },
+      };
+    }
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      running.delete(proc);
+      throw new Error(`blockmend ${args.join(" ")} did not start:\n${out}`);
+    }
+    await Bun.sleep(20);
+  }
+}
+
+/** Kills every process started through this module (call from afterAll). */
+export async function killAll(): Promise<void> {
+  for (const p of running) {
+    p.kill("SIGKILL");
+    await p.exited;
+  }
+  running.clear();
+}

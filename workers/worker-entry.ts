@@ -1,0 +1,27 @@
+/**
+ * Piscina worker module: exports every task under its registry name, moving the buffers
+ * of each result back to the caller instead of copying them.
+ */
+import { move, transferableSymbol, valueSymbol } from "piscina";
+import { tasks } from "./tasks.ts";
+
+/** Wraps `value` so piscina transfers every ArrayBuffer found in its top-level typed arrays. */
+function movable<T extends object>(value: T): T {
+  const buffers = new Set<ArrayBuffer>();
+  for (const v of Object.values(value)) {
+    if (ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer) buffers.add(v.buffer);
+  }
+  if (buffers.size === 0) return value;
+  return move({
+    get [transferableSymbol]() {
+      return [...buffers];
+    },
+    get [valueSymbol]() {
+      return value;
+    },
+  } as never) as T;
+}
+
+export async function hashBlocks(input: Parameters<typeof tasks.hashBlocks>[0]) {
+  return movable(tasks.hashBlocks(input));
+}
