@@ -108,7 +108,7 @@ try {
           while (done < tasks) {
             done++;
             const out = await p.run("hashBlocks", { data: bufs[i]!, blockSize: CHUNK }, { transfer: [bufs[i]!.buffer as ArrayBuffer] });
-            bufs[i] = out.data;
+            bufs[i] = out.data as Uint8Array<ArrayBuffer>;
           }
         };
         await Promise.all(bufs.map((_, i) => lane(i)));

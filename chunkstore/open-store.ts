@@ -33,7 +33,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
   }
   if (url.startsWith("s3://")) {
     const { S3Store } = await import("./s3-store.ts");
-    return S3Store.fromUrl(url);
+    return S3Store.fromUrl(url, { timeoutMs: options.timeoutMs });
   }
   throw new TypeError(`Unknown store URL "${url}": use memory:, file:DIR, http(s)://HOST:PORT or s3://BUCKET/PREFIX`);
 }

@@ -5,6 +5,8 @@ const main = defineCommand({
   meta: { name: "blockmend", version: "0.1.0", description: "Replicated chunk storage for VM disk images" },
   subCommands: {
     up: () => import("./up-command.ts").then((m) => m.default),
+    gateway: () => import("./gateway-command.ts").then((m) => m.default),
+    image: () => import("./image-command.ts").then((m) => m.default),
     chunkstore: () => import("./chunkstore-command.ts").then((m) => m.default),
   },
 });

@@ -1,24 +1,40 @@
 /**
- * `blockmend up`: the embedded default, everything on one machine. For now it serves
- * one chunk store on `./blockmend-data`; the gateway (NBD, HTTP API) joins it later.
+ * `blockmend up`: the embedded default, everything in one process on this machine:
+ * three `file:` stores under `./blockmend-data` with 2 replicas, NBD on 127.0.0.1:10809
+ * and the HTTP API on 127.0.0.1:8080.
  */
-import { join } from "node:path";
+import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { runChunkStoreServer } from "./chunkstore-command.ts";
+import { defaultMinReplicas, startGateway } from "../gateway/gateway.ts";
+import { parseListenAddress } from "./listen-address.ts";
 import { onShutdown } from "./shutdown.ts";
+
+const REPLICAS = 2;
 
 export default defineCommand({
   meta: { name: "up", description: "Run blockmend on this machine with its embedded defaults" },
   args: {
     data: { type: "string", description: "Data directory", default: "./blockmend-data" },
-    http: { type: "string", description: "HOST:PORT for the chunk store server", default: "127.0.0.1:8080" },
+    nbd: { type: "string", description: "HOST:PORT for NBD", default: "127.0.0.1:10809" },
+    http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
   },
   async run({ args }) {
-    const dir = join(args.data, "store-a");
-    const server = await runChunkStoreServer({ dir, listen: args.http });
-    console.log(`blockmend up: chunk store file:${dir} on ${server.url}`);
-    console.log(`  try: curl ${server.url}/v1/health`);
-    console.log(`       curl ${server.url}/v1/stats`);
-    onShutdown(() => server.close());
+    const data = resolve(args.data);
+    const stores = ["a", "b", "c"].map((id) => ({ id, url: `file:${data}/store-${id}` }));
+    const nbd = parseListenAddress(args.nbd, "--nbd");
+    const http = parseListenAddress(args.http, "--http");
+    const gw = await startGateway({ stores, replicas: REPLICAS, minReplicas: defaultMinReplicas(REPLICAS), nbd, http });
+    const api = gw.httpUrl;
+    const apiFlag = api === "http://127.0.0.1:8080" ? "" : ` --api ${api}`;
+    const nbdUrl = `nbd://${nbd.hostname}:${gw.nbdPort}`;
+    console.log(`blockmend up: 3 file stores under ${data}, ${REPLICAS} replicas`);
+    console.log(`  NBD:      ${nbdUrl}/<image>   (image@snapshot: read-only)`);
+    console.log(`  HTTP API: ${api}/v1   (OpenAPI: ${api}/v1/openapi.json)`);
+    console.log("Try, in another terminal:");
+    console.log(`  npx blockmend image create web01 1G${apiFlag}`);
+    console.log(`  qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' ${nbdUrl}/web01`);
+    console.log(`  qemu-img convert -n -O raw disk.raw ${nbdUrl}/web01   # write a disk image into it`);
+    console.log(`  qemu-system-x86_64 -m 1G -drive file=${nbdUrl}/web01,format=raw,cache=writeback   # boot it`);
+    onShutdown(() => gw.close());
   },
 });

@@ -4,13 +4,14 @@
  * NBD multi-conn safe. Opening an image for writing bumps its owner epoch (fencing).
  */
 import type { Hash } from "../chunkstore/chunk-store.ts";
-import { ZERO_HASH } from "./block-map.ts";
+import { growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
 import { ImageExistsError, ImageNotFoundError } from "./errors.ts";
 import {
   advanceSynced,
   assertChunkSize,
   assertImageName,
   assertImageSize,
+  blockCount,
   DEFAULT_CHUNK_SIZE,
   type Head,
   newHead,
@@ -57,9 +58,13 @@ export class ImageService {
       if (options.chunkSize && options.chunkSize !== src.head.chunkSize) {
         throw new RangeError(`A clone keeps its source's chunk size (${src.head.chunkSize})`);
       }
-      root = snap.root;
       chunkSize = src.head.chunkSize;
       size = Math.max(size ?? snap.size, snap.size);
+      // A clone larger than its snapshot may need a taller block map over the same root.
+      const levels = (bytes: number) => levelsFor(Math.max(1, blockCount({ size: bytes, chunkSize })));
+      const grown = growRoot(snap.root, levels(snap.size), levels(size));
+      await this.ctx.stores.putChunks(grown.pages);
+      root = grown.root;
     }
     if (size === undefined) throw new TypeError("An image needs a size in bytes");
     assertImageSize(size);

@@ -48,7 +48,7 @@ if [ -z "${S3_ENDPOINT:-}" ]; then
 fi
 
 set +e
-"$BUN" test "$@" 2>&1 | tee /tmp/blockmend-test-output.txt
+"$BUN" test --timeout 60000 "$@" 2>&1 | tee /tmp/blockmend-test-output.txt
 status=${PIPESTATUS[0]}
 set -e
 pass=$(grep -Eo '^ *[0-9]+ pass$' /tmp/blockmend-test-output.txt | tail -1 | tr -dc 0-9)

@@ -16,7 +16,7 @@ const WRITERS = 8;
 
 afterAll(killAll);
 
-function randomBytes(): Uint8Array {
+function randomBytes(): Uint8Array<ArrayBuffer> {
   const size = 1 + Math.floor(Math.random() * 128 * 1024);
   const bytes = new Uint8Array(size);
   for (let o = 0; o < size; o += 65536) crypto.getRandomValues(bytes.subarray(o, Math.min(size, o + 65536)));

@@ -190,3 +190,17 @@ describe("image layer", () => {
     await service.close();
   });
 });
+
+test("a clone larger than its snapshot reads the snapshot's data (the block map grows a level)", async () => {
+  const { service } = imageService();
+  await service.create("small", 1024 * 1024, { chunkSize: 4096 });
+  const img = await service.open("small");
+  await img.write(4096 * 3, pattern(5000, 21), { fua: true });
+  await img.snapshot("s");
+  await service.create("big", 2 * 1024 * 1024, { from: "small@s" });
+  const big = await service.open("big");
+  expect(big.size).toBe(2 * 1024 * 1024);
+  expect(await big.read(4096 * 3, 5000)).toEqual(pattern(5000, 21));
+  expect(await big.read(1024 * 1024, 4096)).toEqual(new Uint8Array(4096));
+  await service.close();
+});

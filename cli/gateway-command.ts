@@ -1,0 +1,46 @@
+/** `blockmend gateway`: serve images from chunk stores over NBD and HTTP. */
+import { readFile } from "node:fs/promises";
+import { defineCommand } from "citty";
+import { defaultMinReplicas, parseStoreFlag, startGateway } from "../gateway/gateway.ts";
+import { isLoopback, parseListenAddress } from "./listen-address.ts";
+import { onShutdown } from "./shutdown.ts";
+
+/** All values of a repeatable flag (citty keeps only the last one). */
+function repeated(flag: string, argv: readonly string[]): string[] {
+  const out: string[] = [];
+  argv.forEach((a, i) => {
+    if (a === flag && argv[i + 1] !== undefined) out.push(argv[i + 1]!);
+    else if (a.startsWith(`${flag}=`)) out.push(a.slice(flag.length + 1));
+  });
+  return out;
+}
+
+export default defineCommand({
+  meta: { name: "gateway", description: "Serve images from chunk stores over NBD and an HTTP API" },
+  args: {
+    store: { type: "string", description: "ID=URL of a store (repeat for each store)", required: true },
+    replicas: { type: "string", description: "Copies of each chunk", default: "2" },
+    "min-replicas": { type: "string", description: "Copies that must be durable before a write is acknowledged (default: a majority of replicas)" },
+    nbd: { type: "string", description: "HOST:PORT for NBD", default: "127.0.0.1:10809" },
+    http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
+    "store-token-file": { type: "string", description: "Bearer token for http(s) stores" },
+  },
+  async run({ args, rawArgs }) {
+    const stores = repeated("--store", rawArgs).map(parseStoreFlag);
+    const replicas = Number(args.replicas);
+    const minReplicas = args["min-replicas"] ? Number(args["min-replicas"]) : defaultMinReplicas(replicas);
+    const nbd = parseListenAddress(args.nbd, "--nbd");
+    const http = parseListenAddress(args.http, "--http");
+    for (const [flag, a] of [["--nbd", nbd], ["--http", http]] as const) {
+      if (!isLoopback(a.hostname)) {
+        console.error(`blockmend gateway: warning: ${flag} ${a.hostname} is reachable from other machines and has no authentication`);
+      }
+    }
+    const storeToken = args["store-token-file"] ? (await readFile(args["store-token-file"], "utf8")).trim() : undefined;
+    const gw = await startGateway({ stores, replicas, minReplicas, nbd, http, storeToken });
+    console.log(
+      `blockmend gateway: ${stores.length} stores, ${replicas} replicas (min ${minReplicas}); NBD on nbd://${nbd.hostname}:${gw.nbdPort}, HTTP API on ${gw.httpUrl}`,
+    );
+    onShutdown(() => gw.close());
+  },
+});

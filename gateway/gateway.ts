@@ -1,0 +1,104 @@
+/**
+ * A whole gateway from its configuration: opens the stores, the worker pool and the
+ * image service, and starts the NBD data server and the HTTP control server on
+ * separate listeners.
+ */
+import { LRUCache } from "lru-cache";
+import type { Hash } from "../chunkstore/chunk-store.ts";
+import { openStore } from "../chunkstore/open-store.ts";
+import { serveHttp } from "../runtime/serve-http.ts";
+import { PiscinaPool } from "../workers/piscina-pool.ts";
+import type { TaskPool } from "../workers/task-pool.ts";
+import { HeadStore } from "./head-store.ts";
+import { createGatewayApp } from "./http-api.ts";
+import { DEFAULT_CACHE_OPTIONS } from "./image.ts";
+import { ImageService } from "./image-service.ts";
+import { startNbdServer } from "./nbd/nbd-server.ts";
+import { ImageExports } from "./nbd-exports.ts";
+import { type StoreMember, StoreSet } from "./store-set.ts";
+
+/** One `--store ID=URL`. */
+export interface StoreConfig {
+  readonly id: string;
+  readonly url: string;
+}
+
+/** Everything a gateway needs. */
+export interface GatewayConfig {
+  readonly stores: readonly StoreConfig[];
+  readonly replicas: number;
+  readonly minReplicas: number;
+  readonly nbd: { hostname: string; port: number };
+  readonly http: { hostname: string; port: number };
+  /** Bearer token for `http(s)://` stores. */
+  readonly storeToken?: string;
+  /** Bytes of clean chunks kept in memory. */
+  readonly chunkCacheBytes?: number;
+  /** Worker threads for hashing; default one per core. */
+  readonly threads?: number;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  readonly images: ImageService;
+  readonly stores: StoreSet;
+  readonly nbdPort: number;
+  readonly httpUrl: string;
+  close(): Promise<void>;
+}
+
+/** Default `minReplicas` for a replica count: a majority of the copies, as Ceph's min_size. */
+export function defaultMinReplicas(replicas: number): number {
+  return Math.ceil(replicas / 2);
+}
+
+/** Parses `ID=URL`. */
+export function parseStoreFlag(value: string): StoreConfig {
+  const eq = value.indexOf("=");
+  const id = value.slice(0, eq);
+  if (eq <= 0 || !/^[A-Za-z0-9_-]{1,32}$/.test(id)) {
+    throw new TypeError(`--store "${value}" is not ID=URL (for example a=http://127.0.0.1:9401)`);
+  }
+  return { id, url: value.slice(eq + 1) };
+}
+
+/** Opens stores and starts both servers. On any failure, what was started is stopped. */
+export async function startGateway(config: GatewayConfig): Promise<Gateway> {
+  const ids = new Set(config.stores.map((s) => s.id));
+  if (ids.size !== config.stores.length) throw new TypeError("Store ids must be unique");
+  const cleanups: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const c of cleanups.reverse()) await c().catch((err) => console.error("blockmend gateway: while stopping:", err));
+    cleanups.length = 0;
+  };
+  try {
+    const members: StoreMember[] = [];
+    for (const s of config.stores) {
+      const store = await openStore(s.url, { token: config.storeToken });
+      cleanups.push(() => store.close());
+      members.push({ id: s.id, url: s.url, store });
+    }
+    const pool: TaskPool = new PiscinaPool({ threads: config.threads });
+    cleanups.push(() => pool.close());
+    const stores = new StoreSet(members, { replicas: config.replicas, minReplicas: config.minReplicas });
+    const images = new ImageService({
+      stores,
+      heads: new HeadStore(members),
+      pool,
+      chunkCache: new LRUCache<Hash, Uint8Array>({
+        maxSize: config.chunkCacheBytes ?? 256 * 1024 * 1024,
+        sizeCalculation: (b) => b.byteLength || 1,
+      }),
+      cache: DEFAULT_CACHE_OPTIONS,
+    });
+    cleanups.push(() => images.close());
+    const nbd = await startNbdServer(new ImageExports(images), config.nbd);
+    cleanups.push(() => nbd.close());
+    const http = await serveHttp(createGatewayApp(images).fetch, config.http);
+    cleanups.push(() => http.close());
+    return { images, stores, nbdPort: nbd.port, httpUrl: http.url, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Wire vocabulary of the gateway's HTTP API (`/v1`), shared by the server
+ * (`http-api.ts`), its OpenAPI document (`openapi.ts`) and the CLI client
+ * (`cli/gateway-client.ts`): JSON shapes, error codes and body limits.
+ *
+ * Error codes are part of the API (scripts match on them): add, never rename.
+ * Every error response is `{"error": {"code": API_ERROR, "message": string}}`.
+ */
+import type { Head } from "./head.ts";
+
+/** Stable `error.code` values; the comment gives the HTTP status each travels with. */
+export const API_ERROR = {
+  /** 400: malformed JSON, parameter or header (a TypeError in the gateway). */
+  BAD_REQUEST: "bad_request",
+  /** 400: a value out of range: size, offset, chunk size (a RangeError in the gateway). */
+  OUT_OF_RANGE: "out_of_range",
+  /** 404: no such route. */
+  NOT_FOUND: "not_found",
+  /** 404: no such image or snapshot. */
+  IMAGE_NOT_FOUND: "image_not_found",
+  /** 409: an image (or snapshot) of that name exists already. */
+  IMAGE_EXISTS: "image_exists",
+  /** 409: a write to a snapshot (`image@snap`) or another read-only view. */
+  READ_ONLY: "read_only",
+  /** 409: another gateway opened the image for writing since (fencing); this one may not commit. */
+  STALE_EPOCH: "stale_epoch",
+  /** 413: body over the route's limit. */
+  PAYLOAD_TOO_LARGE: "payload_too_large",
+  /** 416: a `Range` that starts past the end of the image. */
+  RANGE_NOT_SATISFIABLE: "range_not_satisfiable",
+  /** 503: fewer stores than `minReplicas` (or no head majority) accepted a write or answered a read. */
+  NOT_ENOUGH_REPLICAS: "not_enough_replicas",
+  /** 503: a store could not be reached. */
+  STORE_UNAVAILABLE: "store_unavailable",
+  /** 503: no replica could serve a chunk (missing or corrupt everywhere that answered). */
+  CHUNK_UNAVAILABLE: "chunk_unavailable",
+  /** 507: a store is full; nothing was committed. */
+  STORE_FULL: "store_full",
+  /** 500: anything else (a bug); the gateway logs it. */
+  INTERNAL: "internal",
+} as const;
+
+export type ApiErrorCode = (typeof API_ERROR)[keyof typeof API_ERROR];
+
+/** The JSON body of every error response. */
+export interface ApiErrorBody {
+  readonly error: { readonly code: ApiErrorCode; readonly message: string };
+}
+
+/** Largest JSON request body: image and snapshot requests are a few hundred bytes. */
+export const MAX_JSON_BYTES = 64 * 1024;
+
+/** Largest `PUT .../data` body: bounds gateway memory per request; clients send 4 MiB pieces. */
+export const MAX_DATA_BODY_BYTES = 64 * 1024 * 1024;
+
+/** Piece size of streamed reads and of the CLI's uploads and downloads: a few chunks, little memory. */
+export const DATA_PIECE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Largest range one `GET .../map` answers: 2^20 blocks (64 GiB at the default 64 KiB
+ * chunk size) keeps one answer well under a second; `next` says where to continue.
+ */
+export const MAX_MAP_BLOCKS = 1024 * 1024;
+
+/** A snapshot as the API shows it. */
+export interface SnapshotInfo {
+  readonly name: string;
+  readonly size: number;
+  readonly generation: number;
+  readonly root: string;
+  readonly createdAt: string;
+}
+
+/** An image as the API shows it (`GET /v1/images/{name}`). */
+export interface ImageInfo {
+  readonly name: string;
+  readonly size: number;
+  readonly chunkSize: number;
+  readonly generation: number;
+  readonly epoch: number;
+  readonly root: string;
+  readonly createdAt: string;
+  /** Per data store id: the last version that store holds in full. */
+  readonly synced: Readonly<Record<string, { readonly generation: number; readonly root: string }>>;
+  /** Oldest first. */
+  readonly snapshots: readonly SnapshotInfo[];
+}
+
+/** One run of `GET .../map`: allocated data, or a hole that reads as zeroes. */
+export interface MapExtent {
+  readonly offset: number;
+  readonly length: number;
+  readonly hole: boolean;
+}
+
+/** The answer of `GET /v1/images/{name}/map`. */
+export interface MapResponse {
+  /** Size of the image (or snapshot) in bytes. */
+  readonly size: number;
+  /** The range covered by `extents`: the request, clipped to the image and to MAX_MAP_BLOCKS. */
+  readonly offset: number;
+  readonly length: number;
+  readonly extents: readonly MapExtent[];
+  /** Where to ask next when the requested range was clipped, else null. */
+  readonly next: number | null;
+}
+
+/** Snapshots of a head, oldest first. */
+export function snapshotInfos(head: Head): SnapshotInfo[] {
+  return Object.entries(head.snapshots)
+    .map(([name, s]) => ({
+      name,
+      size: s.size,
+      generation: s.generation,
+      root: s.root,
+      createdAt: s.createdAt,
+    }))
+    .sort((a, b) => a.generation - b.generation || a.name.localeCompare(b.name));
+}
+
+/** The API view of a head. */
+export function imageInfo(head: Head): ImageInfo {
+  return {
+    name: head.name,
+    size: head.size,
+    chunkSize: head.chunkSize,
+    generation: head.generation,
+    epoch: head.epoch,
+    root: head.root,
+    createdAt: head.createdAt,
+    synced: head.synced,
+    snapshots: snapshotInfos(head),
+  };
+}
