@@ -1,0 +1,78 @@
+/**
+ * Wire vocabulary of the chunk store HTTP API shared by `server.ts` and
+ * `http-store.ts`: error codes, ref version <-> ETag, and size bounds of its bodies.
+ *
+ * Error codes are part of the API (other tools match on them): add, never rename.
+ * Every error response is `{"error": {"code": ERROR_CODE, "message": string, ...}}`.
+ */
+
+/** Stable `error.code` values and the HTTP status each travels with. */
+export const ERROR_CODE = {
+  /** 400: malformed hash, JSON, frame or header; a TypeError on the client. */
+  BAD_REQUEST: "bad_request",
+  /** 400: a value out of range (too many hashes, bad limit); a RangeError on the client. */
+  OUT_OF_RANGE: "out_of_range",
+  /** 401: missing or wrong bearer token. */
+  UNAUTHORIZED: "unauthorized",
+  /** 404: no such route. */
+  NOT_FOUND: "not_found",
+  /** 404: the chunk is not in the store. */
+  CHUNK_NOT_FOUND: "chunk_not_found",
+  /** 404: the ref does not exist. */
+  REF_NOT_FOUND: "ref_not_found",
+  /** 405: the store does not do this (for example refs on a store without refs). */
+  UNSUPPORTED: "unsupported_operation",
+  /** 405: a chunk write sent to a witness, which keeps refs only. */
+  WITNESS_NO_CHUNKS: "witness_no_chunks",
+  /** 412: compare-and-set lost; the body also carries `current`. */
+  REF_CONFLICT: "ref_conflict",
+  /** 413: body over the route's limit. */
+  PAYLOAD_TOO_LARGE: "payload_too_large",
+  /** 422: chunk bytes do not hash to the address; nothing was stored. Carries `hash`, `actual`. */
+  HASH_MISMATCH: "hash_mismatch",
+  /** 428: a ref write without If-Match or If-None-Match. */
+  PRECONDITION_REQUIRED: "precondition_required",
+  /** 500: the stored copy failed verification; its bytes are never sent. Carries `hash`. */
+  CHUNK_CORRUPT: "chunk_corrupt",
+  /** 503: the backend behind the server is unavailable. */
+  STORE_UNAVAILABLE: "store_unavailable",
+  /** 507: the store is full; nothing was stored. */
+  STORE_FULL: "store_full",
+  /** 500: anything else (a bug); the server logs it. */
+  INTERNAL: "internal",
+} as const;
+
+export type ErrorCode = (typeof ERROR_CODE)[keyof typeof ERROR_CODE];
+
+/** The JSON body of every error response. */
+export interface ErrorBody {
+  readonly error: { readonly code: ErrorCode; readonly message: string; readonly [extra: string]: unknown };
+}
+
+/** Largest JSON request body (has, batch-get): MAX_BATCH_HASHES hashes as JSON are ~70 KiB. */
+export const MAX_JSON_BYTES = 256 * 1024;
+
+/** Default and largest page of `GET /v1/chunks`: a 10000-hash page is ~670 KiB of JSON. */
+export const LIST_DEFAULT_LIMIT = 1000;
+export const LIST_MAX_LIMIT = 10_000;
+
+/**
+ * A ref version as an HTTP entity tag. Versions are opaque strings; percent-encoding
+ * keeps any of them within ETag syntax (no `"` or spaces) and is the identity for the
+ * usual alphanumeric versions.
+ */
+export function etagOf(version: string): string {
+  return `"${encodeURIComponent(version)}"`;
+}
+
+/** The version inside one strong entity tag, or null when `tag` is not one. */
+export function versionOfEtag(tag: string | null | undefined): string | null {
+  if (!tag) return null;
+  const m = /^\s*"([^"]*)"\s*$/.exec(tag);
+  if (!m) return null;
+  try {
+    return decodeURIComponent(m[1]!);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,432 @@
+/**
+ * The chunk store server: a Hono app exposing any ChunkStore over HTTP, with optional
+ * bearer-token auth and a witness mode (refs only). Serve its `fetch` with
+ * `runtime/serve-http.ts`; the client is `http-store.ts`.
+ *
+ * Routes (all under /v1; errors are `{"error":{"code","message"}}`, codes in `_http-wire.ts`):
+ *
+ *   GET    /v1/health                 {"ok":true,"api":1,"witness":bool,"capabilities":{...}}
+ *   HEAD   /v1/chunks/{hash}          200 present, 404 absent
+ *   GET    /v1/chunks/{hash}          200 application/octet-stream; 404; 500 chunk_corrupt
+ *   PUT    /v1/chunks/{hash}          raw body; 201 stored, 200 already there; 422 mismatch
+ *   DELETE /v1/chunks/{hash}          204 deleted, 404 absent (garbage collection only)
+ *   POST   /v1/chunks/has             {"hashes":[...]} -> {"present":[bool,...]}
+ *   POST   /v1/chunks/batch-put       batch frame (`_batch-frame.ts`) -> {"existed":[bool,...]}
+ *   POST   /v1/chunks/batch-get       {"hashes":[...]} -> batch frame, one record per hash
+ *   GET    /v1/chunks?after=&limit=   {"hashes":[...],"next":hash|null}, ascending
+ *   GET    /v1/refs?prefix=           {"names":[...]}
+ *   GET    /v1/refs/{name}            200 value (text/plain), ETag "<version>"; 404
+ *   PUT    /v1/refs/{name}            value as body; If-Match "<v>" or If-None-Match *
+ *                                    (else 428); 201 created / 200 updated + ETag;
+ *                                    412 {"error":{...},"current":{value,version}|null}
+ *   DELETE /v1/refs/{name}            If-Match "<v>" required; 204; 412 as above
+ *   GET    /v1/stats                  {"chunks":n,"bytes":n,"freeBytes":n|null}
+ *
+ * Batches hold at most MAX_BATCH_HASHES hashes and MAX_BATCH_BYTES bytes. A batch-put
+ * is verified whole before any chunk is stored (the store's putMany guarantees it).
+ * A batch-get answer stays within MAX_BATCH_BYTES: chunks past that are marked
+ * `omitted` and the client asks for them again.
+ */
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import {
+  type BatchRecordInput,
+  decodeBatch,
+  encodeBatch,
+  frameBytes,
+  RECORD_STATUS,
+} from "./_batch-frame.ts";
+import {
+  ERROR_CODE,
+  type ErrorBody,
+  type ErrorCode,
+  etagOf,
+  LIST_DEFAULT_LIMIT,
+  LIST_MAX_LIMIT,
+  MAX_JSON_BYTES,
+  versionOfEtag,
+} from "./_http-wire.ts";
+import type { CasResult, ChunkStore, Hash } from "./chunk-store.ts";
+import {
+  ChunkCorruptError,
+  ChunkNotFoundError,
+  HashMismatchError,
+  StoreFullError,
+  StoreUnavailableError,
+  UnauthorizedError,
+  UnsupportedOperationError,
+} from "./errors.ts";
+import { assertHash } from "./hash.ts";
+import { MAX_BATCH_BYTES, MAX_BATCH_HASHES, MAX_CHUNK_BYTES, MAX_REF_BYTES } from "./limits.ts";
+import { WitnessStore } from "./witness-store.ts";
+
+/** Options of {@link createChunkStoreApp}. */
+export interface ChunkStoreAppOptions {
+  /** When set, every request needs `Authorization: Bearer <token>`. */
+  readonly token?: string;
+  /** Keep refs only: chunk writes are refused with 405 `witness_no_chunks`. */
+  readonly witness?: boolean;
+}
+
+/** Chunks read from the store per getMany call in a batch-get: 16 x 4 MiB = one MAX_BATCH_BYTES. */
+const GET_GROUP = Math.max(1, Math.floor(MAX_BATCH_BYTES / MAX_CHUNK_BYTES));
+
+/**
+ * Builds the HTTP app over `store`. The app never closes the store.
+ *
+ * @example
+ * const app = createChunkStoreApp(new MemoryStore(), { token: "s3cret" });
+ * const server = await serveHttp(app.fetch, { hostname: "127.0.0.1", port: 0 });
+ */
+export function createChunkStoreApp(store: ChunkStore, options: ChunkStoreAppOptions = {}): Hono {
+  const witness = options.witness === true;
+  const s: ChunkStore = witness ? new WitnessStore(store) : store;
+  const app = new Hono();
+
+  app.onError((err, c) => errorResponse(c, httpErrorOf(err, witness)));
+  app.notFound((c) =>
+    errorResponse(c, {
+      status: 404,
+      code: ERROR_CODE.NOT_FOUND,
+      message: `No route ${c.req.method} ${new URL(c.req.url).pathname}`,
+    }),
+  );
+  if (options.token !== undefined) app.use("*", requireBearer(options.token));
+
+  const jsonLimit = limit(MAX_JSON_BYTES);
+
+  app.get("/v1/health", (c) => c.json({ ok: true, api: 1, witness, capabilities: s.capabilities }));
+
+  app.get("/v1/stats", async (c) => c.json(await s.stats()));
+
+  // ---- chunks: batches (registered before /:hash so the literal paths win) ----
+
+  app.post("/v1/chunks/has", jsonLimit, async (c) => {
+    const hashes = await readHashes(c);
+    return c.json({ present: await s.has(hashes) });
+  });
+
+  app.post("/v1/chunks/batch-put", limit(MAX_BATCH_BYTES), async (c) => {
+    const records = decodeBatch(new Uint8Array(await c.req.arrayBuffer()));
+    const chunks = records.map((r) => {
+      if (r.status !== RECORD_STATUS.PRESENT) {
+        throw new TypeError(
+          `Batch-put record for chunk "${r.hash}" has status ${r.status}; expected present`,
+        );
+      }
+      return { hash: r.hash, bytes: r.bytes };
+    });
+    const results = chunks.length === 0 ? [] : await s.putMany(chunks);
+    return c.json({ existed: results.map((r) => r.existed) });
+  });
+
+  app.post("/v1/chunks/batch-get", jsonLimit, async (c) => {
+    const hashes = await readHashes(c);
+    const records = await readBatch(s, hashes);
+    return c.body(encodeBatch(records), 200, { "content-type": "application/octet-stream" });
+  });
+
+  app.get("/v1/chunks", async (c) => {
+    const after = c.req.query("after");
+    if (after !== undefined && after !== "") assertHash(after);
+    const limitParam = c.req.query("limit");
+    const max = limitParam === undefined ? LIST_DEFAULT_LIMIT : Number(limitParam);
+    if (!Number.isInteger(max) || max < 1 || max > LIST_MAX_LIMIT) {
+      throw new RangeError(
+        `List limit ${JSON.stringify(limitParam)} must be an integer from 1 to ${LIST_MAX_LIMIT}`,
+      );
+    }
+    const hashes: Hash[] = [];
+    let more = false;
+    for await (const h of s.list(after ? { after } : {})) {
+      if (hashes.length === max) {
+        more = true;
+        break;
+      }
+      hashes.push(h);
+    }
+    return c.json({ hashes, next: more ? hashes[hashes.length - 1]! : null });
+  });
+
+  // ---- chunks: one at a time ----
+
+  // Hono answers HEAD with the GET handler (body dropped); only the existence check runs.
+  app.get("/v1/chunks/:hash", async (c) => {
+    const hash = c.req.param("hash");
+    assertHash(hash);
+    if (c.req.method === "HEAD") {
+      const [present] = await s.has([hash]);
+      if (!present) throw new ChunkNotFoundError(s.name, hash);
+      return c.body(null, 200);
+    }
+    // Stores return plain ArrayBuffer-backed arrays; the cast only narrows the buffer type.
+    const bytes = (await s.get(hash)) as Uint8Array<ArrayBuffer>;
+    return c.body(bytes, 200, { "content-type": "application/octet-stream" });
+  });
+
+  app.put("/v1/chunks/:hash", limit(MAX_CHUNK_BYTES), async (c) => {
+    const hash = c.req.param("hash");
+    assertHash(hash);
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    const { existed } = await s.put(hash, bytes);
+    return c.json({ existed }, existed ? 200 : 201);
+  });
+
+  app.delete("/v1/chunks/:hash", async (c) => {
+    const hash = c.req.param("hash");
+    assertHash(hash);
+    if (!(await s.delete(hash))) throw new ChunkNotFoundError(s.name, hash);
+    return c.body(null, 204);
+  });
+
+  // ---- refs ----
+
+  app.get("/v1/refs", async (c) => c.json({ names: await s.listRefs(c.req.query("prefix") ?? "") }));
+
+  app.get("/v1/refs/:name", async (c) => {
+    const name = c.req.param("name");
+    const entry = await s.getRef(name);
+    if (!entry) {
+      return errorResponse(c, { status: 404, code: ERROR_CODE.REF_NOT_FOUND, message: `No ref "${name}"` });
+    }
+    return c.text(entry.value, 200, { etag: etagOf(entry.version) });
+  });
+
+  app.put("/v1/refs/:name", limit(MAX_REF_BYTES), async (c) => {
+    const name = c.req.param("name");
+    const expected = readPrecondition(c, true);
+    const value = await c.req.text();
+    const result = await s.casRef(name, expected, value);
+    if (!result.ok) return conflictResponse(c, name, result);
+    c.header("etag", etagOf(result.version));
+    return c.json({ version: result.version }, expected === null ? 201 : 200);
+  });
+
+  app.delete("/v1/refs/:name", async (c) => {
+    const name = c.req.param("name");
+    const expected = readPrecondition(c, false);
+    if (expected === null) throw new TypeError(`Deleting ref "${name}" needs If-Match with its version`);
+    const result = await s.deleteRef(name, expected);
+    if (!result.ok) return conflictResponse(c, name, result);
+    return c.body(null, 204);
+  });
+
+  return app;
+}
+
+// ---------------------------------------------------------------------------
+// Errors: the one mapping from domain errors to HTTP.
+
+/** What an error becomes on the wire. */
+interface HttpError {
+  readonly status: ContentfulStatusCode;
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly extra?: Record<string, unknown>;
+  readonly headers?: Record<string, string>;
+}
+
+/** The one mapping from a thrown value to an HTTP status and error code. */
+function httpErrorOf(err: unknown, witness: boolean): HttpError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof HTTPException) {
+    if (err.status === 401) {
+      return {
+        status: 401,
+        code: ERROR_CODE.UNAUTHORIZED,
+        message,
+        headers: { "www-authenticate": "Bearer" },
+      };
+    }
+    if (err.status === 413) return { status: 413, code: ERROR_CODE.PAYLOAD_TOO_LARGE, message };
+    if (err.status === 428) return { status: 428, code: ERROR_CODE.PRECONDITION_REQUIRED, message };
+    if (err.status >= 400 && err.status < 500) {
+      return { status: err.status as ContentfulStatusCode, code: ERROR_CODE.BAD_REQUEST, message };
+    }
+  }
+  if (err instanceof ChunkNotFoundError) return { status: 404, code: ERROR_CODE.CHUNK_NOT_FOUND, message };
+  if (err instanceof HashMismatchError) {
+    return {
+      status: 422,
+      code: ERROR_CODE.HASH_MISMATCH,
+      message,
+      extra: { hash: err.hash, actual: err.actual },
+    };
+  }
+  if (err instanceof ChunkCorruptError) {
+    return { status: 500, code: ERROR_CODE.CHUNK_CORRUPT, message, extra: { hash: err.hash } };
+  }
+  if (err instanceof UnsupportedOperationError) {
+    return { status: 405, code: witness ? ERROR_CODE.WITNESS_NO_CHUNKS : ERROR_CODE.UNSUPPORTED, message };
+  }
+  if (err instanceof StoreFullError) return { status: 507, code: ERROR_CODE.STORE_FULL, message };
+  // The backend behind this server failed (an S3 bucket, a proxied store).
+  if (err instanceof StoreUnavailableError || err instanceof UnauthorizedError) {
+    return { status: 503, code: ERROR_CODE.STORE_UNAVAILABLE, message };
+  }
+  if (err instanceof RangeError) return { status: 400, code: ERROR_CODE.OUT_OF_RANGE, message };
+  if (err instanceof TypeError || err instanceof SyntaxError)
+    return { status: 400, code: ERROR_CODE.BAD_REQUEST, message };
+  console.error("chunk store server: unexpected error", err);
+  return { status: 500, code: ERROR_CODE.INTERNAL, message: `Internal error: ${message}` };
+}
+
+function errorResponse(c: Context, e: HttpError): Response {
+  const body: ErrorBody = { error: { code: e.code, message: e.message, ...e.extra } };
+  return c.json(body, e.status, e.headers);
+}
+
+/** 412 for a lost compare-and-set, carrying what the store holds now. */
+function conflictResponse(c: Context, name: string, result: CasResult & { ok: false }): Response {
+  const current = result.current;
+  if (current) c.header("etag", etagOf(current.version));
+  return c.json(
+    {
+      error: {
+        code: ERROR_CODE.REF_CONFLICT,
+        message: current
+          ? `Ref "${name}" is at version "${current.version}"`
+          : `Ref "${name}" does not exist`,
+      },
+      current,
+    },
+    412,
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Request helpers.
+
+/** Body limit for one route; overflow becomes a 413 through the one error mapping. */
+function limit(maxSize: number): MiddlewareHandler {
+  return bodyLimit({
+    maxSize,
+    onError: () => {
+      throw new HTTPException(413, { message: `Request body is larger than ${maxSize} bytes` });
+    },
+  });
+}
+
+/** `Authorization: Bearer <token>`, compared in constant time; anything else is 401. */
+function requireBearer(token: string): MiddlewareHandler {
+  const encoder = new TextEncoder();
+  const expected = encoder.encode(token);
+  return async (c, next) => {
+    const header = c.req.header("authorization") ?? "";
+    const m = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+    if (!m || !constantTimeEqual(encoder.encode(m[1]!), expected)) {
+      throw new HTTPException(401, {
+        message: header ? "Wrong bearer token" : "Missing Authorization: Bearer <token> header",
+      });
+    }
+    await next();
+  };
+}
+
+/** Compares without an early exit; the time depends only on the longer length. */
+function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  const n = Math.max(a.length, b.length);
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < n; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return diff === 0;
+}
+
+/** `{"hashes":[...]}`, at most MAX_BATCH_HASHES, each well-formed. */
+async function readHashes(c: Context): Promise<Hash[]> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch (e) {
+    throw new TypeError(`Request body is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const hashes = (body as { hashes?: unknown } | null)?.hashes;
+  if (!Array.isArray(hashes)) throw new TypeError('Expected a JSON body {"hashes": [...]}');
+  if (hashes.length > MAX_BATCH_HASHES) {
+    throw new RangeError(`A batch holds at most ${MAX_BATCH_HASHES} hashes; got ${hashes.length}`);
+  }
+  for (const h of hashes) assertHash(h);
+  return hashes as Hash[];
+}
+
+/**
+ * The expected ref version from `If-Match: "<v>"`, or null from `If-None-Match: *`
+ * (must not exist yet). Neither: 428. `allowCreate` false refuses If-None-Match.
+ */
+function readPrecondition(c: Context, allowCreate: boolean): string | null {
+  const ifMatch = c.req.header("if-match");
+  const ifNoneMatch = c.req.header("if-none-match");
+  if (ifMatch !== undefined && ifNoneMatch !== undefined) {
+    throw new TypeError("Send either If-Match or If-None-Match, not both");
+  }
+  if (ifMatch !== undefined) {
+    const version = versionOfEtag(ifMatch);
+    if (version === null)
+      throw new TypeError(`If-Match must be one strong entity tag "<version>"; got ${ifMatch}`);
+    return version;
+  }
+  if (ifNoneMatch !== undefined && allowCreate) {
+    if (ifNoneMatch.trim() !== "*") throw new TypeError(`If-None-Match must be *; got ${ifNoneMatch}`);
+    return null;
+  }
+  throw new HTTPException(428, {
+    message: allowCreate
+      ? 'Ref writes need If-Match: "<version>" or If-None-Match: * (compare-and-set)'
+      : 'Ref deletes need If-Match: "<version>"',
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Batch-get.
+
+type Read = Uint8Array | typeof RECORD_STATUS.ABSENT | typeof RECORD_STATUS.CORRUPT;
+
+/** One record per hash, in order; chunks past the MAX_BATCH_BYTES budget are `omitted`. */
+async function readBatch(store: ChunkStore, hashes: readonly Hash[]): Promise<BatchRecordInput[]> {
+  const records: BatchRecordInput[] = [];
+  // Every record header is reserved up front, so omitted records always fit too.
+  let budget = MAX_BATCH_BYTES - frameBytes(hashes.map(() => 0));
+  let full = false;
+  for (let i = 0; i < hashes.length && !full; i += GET_GROUP) {
+    const group = hashes.slice(i, i + GET_GROUP);
+    const reads = await readGroup(store, group);
+    for (let j = 0; j < group.length; j++) {
+      const hash = group[j]!;
+      const read = reads[j]!;
+      if (!(read instanceof Uint8Array)) {
+        records.push({ hash, status: read });
+      } else if (read.byteLength <= budget) {
+        budget -= read.byteLength;
+        records.push({ hash, bytes: read });
+      } else {
+        full = true;
+        break;
+      }
+    }
+  }
+  for (let i = records.length; i < hashes.length; i++)
+    records.push({ hash: hashes[i]!, status: RECORD_STATUS.OMITTED });
+  return records;
+}
+
+/** Reads a group with one getMany; if any copy is corrupt, falls back to per-chunk reads to tell which. */
+async function readGroup(store: ChunkStore, hashes: readonly Hash[]): Promise<Read[]> {
+  try {
+    return (await store.getMany(hashes)).map((b) => b ?? RECORD_STATUS.ABSENT);
+  } catch (e) {
+    if (!(e instanceof ChunkCorruptError)) throw e;
+  }
+  return Promise.all(
+    hashes.map((h) =>
+      store.get(h).then(
+        (b): Read => b,
+        (e): Read => {
+          if (e instanceof ChunkNotFoundError) return RECORD_STATUS.ABSENT;
+          if (e instanceof ChunkCorruptError) return RECORD_STATUS.CORRUPT;
+          throw e;
+        },
+      ),
+    ),
+  );
+}
