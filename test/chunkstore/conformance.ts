@@ -27,7 +27,7 @@ export interface ConformanceTarget {
 }
 
 /** A random chunk of `size` bytes and its address. */
-export function randomChunk(size = 4096): { hash: string; bytes: Uint8Array } {
+export function randomChunk(size = 4096): { hash: string; bytes: Uint8Array<ArrayBuffer> } {
   const bytes = new Uint8Array(size);
   for (let off = 0; off < size; off += 65536) crypto.getRandomValues(bytes.subarray(off, Math.min(size, off + 65536)));
   return { hash: hashChunk(bytes), bytes };

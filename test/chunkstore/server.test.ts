@@ -16,7 +16,7 @@ const H = "http://store";
 function setup(options: { token?: string; witness?: boolean } = {}) {
   const store = new MemoryStore();
   const app = createChunkStoreApp(store, options);
-  const request = (path: string, init?: RequestInit) => app.request(`${H}${path}`, init);
+  const request = async (path: string, init?: RequestInit): Promise<Response> => app.request(`${H}${path}`, init);
   return { store, app, request };
 }
 
@@ -144,6 +144,7 @@ describe("chunk store server: chunks", () => {
     };
     expect(page1).toEqual({ hashes: hashes.slice(0, 3), next: hashes[2]! });
     const page2 = (await (await request(`/v1/chunks?limit=3&after=${page1.next}`)).json()) as {
+      hashes: string[];
       next: string | null;
     };
     expect(page2).toEqual({ hashes: hashes.slice(3), next: null });
@@ -338,7 +339,7 @@ describe("chunk store server: auth", () => {
       { authorization: "Bearer" },
     ]) {
       for (const path of ["/v1/health", "/v1/stats", "/v1/refs", "/nope"]) {
-        const res = await request(path, { headers });
+        const res = await request(path, { headers: headers as Record<string, string> });
         expect(res.status).toBe(401);
         expect((await errorOf(res)).code).toBe("unauthorized");
       }
