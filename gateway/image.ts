@@ -206,7 +206,12 @@ export class Image implements BlockDevice {
       const inBlock = pos - index * cs;
       const n = Math.min(cs - inBlock, offset + data.byteLength - pos);
       const src = data.subarray(pos - offset, pos - offset + n);
-      jobs.push(this.#patchBlock(index, (b) => b.set(src, inBlock), n === this.#blockLength(index)));
+      if (n === cs) {
+        // A whole block: keep the caller's bytes (the NBD server hands them over) instead of copying.
+        jobs.push(this.#setBlock(index, src));
+      } else {
+        jobs.push(this.#patchBlock(index, (b) => b.set(src, inBlock), n === this.#blockLength(index)));
+      }
       pos += n;
     }
     await Promise.all(jobs);
