@@ -68,7 +68,8 @@ async function fio(uri: string, job: Job, fill = false): Promise<Result> {
     "fio", "--name=bench", "--ioengine=nbd", `--uri=${uri}`, `--rw=${job.rw}`, `--bs=${job.bs}`,
     `--iodepth=${job.iodepth}`, `--size=${SIZE_MIB}M`, "--output-format=json", "--percentile_list=99:99.9",
     ...(fill ? [] : ["--time_based", `--runtime=${SECONDS}`, "--ramp_time=1"]),
-    ...(job.rw.includes("write") ? ["--end_fsync=1"] : []),
+    // Fresh random data for every write (blockmend would otherwise deduplicate fio's reused buffer).
+    ...(job.rw.includes("write") ? ["--end_fsync=1", "--refill_buffers=1"] : []),
     "--randrepeat=0", "--norandommap",
   ]);
   const j = JSON.parse(out.slice(out.indexOf("{")));
