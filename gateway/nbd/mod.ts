@@ -1,0 +1,31 @@
+/**
+ * The NBD server for hypervisors: serves any {@link BlockDevice} that an
+ * {@link ExportProvider} hands out, over the NBD fixed-newstyle protocol.
+ * See README.md in this folder for the support matrix.
+ *
+ * @example
+ * const server = await startNbdServer(provider, { hostname: "0.0.0.0", port: 10809 });
+ *
+ * @module
+ */
+export {
+  assertValidDevice,
+  type BlockDevice,
+  type BlockDeviceCapabilities,
+  type BlockSizes,
+  type ExportEntry,
+  type ExportProvider,
+  type Extent,
+  exportFlags,
+} from "./block-device.ts";
+export { errnoFor, type NbdErrno } from "./errno.ts";
+export { ALL_CAPABILITIES, MemoryDevice, type MemoryDeviceOptions } from "./memory-device.ts";
+export {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_IN_FLIGHT_BYTES,
+  DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+  NBD_DEFAULT_PORT,
+  type NbdServer,
+  type NbdServerOptions,
+  startNbdServer,
+} from "./nbd-server.ts";

@@ -1,0 +1,674 @@
+/**
+ * The NBD server: the only file of `gateway/nbd/` that touches sockets. It
+ * runs the sans-IO {@link Handshake} and then, per connection, parses requests
+ * ({@link RequestParser}), validates them, runs them concurrently against the
+ * chosen {@link BlockDevice} and writes the replies as they complete (out of
+ * order, each reply written whole so replies never interleave).
+ *
+ * Backpressure: a connection stops reading its socket while more than
+ * `maxInFlightBytes` of request and reply data (or `maxInFlightRequests`
+ * requests) are in flight, or while the socket's send buffer is full because
+ * the client is not reading replies.
+ *
+ * Isolation: whatever a client sends and whatever a device throws, only that
+ * request or that connection fails; the server keeps serving the others.
+ * Set BLOCKMEND_DEBUG_NBD=1 to log connection events and errors to stderr.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import net from "node:net";
+import process from "node:process";
+import { assertValidDevice, type BlockDevice, type ExportProvider } from "./block-device.ts";
+import { NBD_CMD, NBD_CMD_FLAG, NBD_ERRNO, NBD_REPLY_FLAG } from "./constants.ts";
+import { errnoFor } from "./errno.ts";
+import {
+  type ExportDetails,
+  Handshake,
+  type HandshakeStep,
+  type LookupPurpose,
+  type NegotiatedSession,
+} from "./handshake.ts";
+import {
+  commandName,
+  encodeBlockStatus,
+  encodeErrorChunk,
+  encodeNoneChunk,
+  encodeOffsetDataHeader,
+  encodeSimpleReply,
+  NbdProtocolError,
+  type NbdRequest,
+  RequestParser,
+  type TransmissionContext,
+  toStatusDescriptors,
+  validateRequest,
+} from "./transmission.ts";
+
+/** IANA port for NBD. */
+export const NBD_DEFAULT_PORT = 10809;
+
+/** Default bound on request and reply bytes in flight per connection: two 32 MiB requests. */
+export const DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+
+/** Default bound on requests in flight per connection: far above any client's queue depth (qemu 16, nbdcopy 64). */
+export const DEFAULT_MAX_IN_FLIGHT_REQUESTS = 512;
+
+/** Default time a client has to finish the handshake before it is disconnected. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
+
+/**
+ * Replies are queued and written once per turn of the event loop. Buffers
+ * smaller than this are copied together into one write (copying 64 KiB costs
+ * less than a syscall); larger ones are written as they are, without a copy.
+ */
+const COALESCE_REPLY_BYTES = 64 * 1024;
+
+/** How long a closing connection may take to deliver its last bytes before it is destroyed. */
+const CLOSE_GRACE_MS = 2000;
+
+/** Largest buffer built by coalescing small replies. */
+const MAX_COALESCED_BYTES = 1024 * 1024;
+
+export interface NbdServerOptions {
+  /** Address to listen on; default 127.0.0.1. */
+  hostname?: string;
+  /** Port; 0 picks a free one. Default 10809. */
+  port?: number;
+  maxInFlightBytes?: number;
+  maxInFlightRequests?: number;
+  handshakeTimeoutMs?: number;
+}
+
+/** A running server. */
+export interface NbdServer {
+  readonly hostname: string;
+  /** The port actually listened on (useful with port 0). */
+  readonly port: number;
+  /** Number of open client connections. */
+  readonly connections: number;
+  /**
+   * Stops accepting, lets requests in flight finish, closes every connection
+   * and releases every device. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+type Log = (message: string, error?: unknown) => void;
+
+/**
+ * Starts an NBD server for the exports of `provider`.
+ *
+ * @example
+ * const server = await startNbdServer(provider, { hostname: "127.0.0.1", port: 0 });
+ * // qemu-img info nbd://127.0.0.1:${server.port}/disk
+ * await server.close();
+ */
+export async function startNbdServer(
+  provider: ExportProvider,
+  options: NbdServerOptions = {},
+): Promise<NbdServer> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const limits: Limits = {
+    maxInFlightBytes: options.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES,
+    maxInFlightRequests: options.maxInFlightRequests ?? DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  };
+  const log: Log = process.env.BLOCKMEND_DEBUG_NBD
+    ? (message, error) => console.error(`[nbd] ${message}`, ...(error === undefined ? [] : [error]))
+    : () => {};
+  const connections = new Set<Connection>();
+  let nextId = 1;
+
+  const server = net.createServer((socket) => {
+    try {
+      const connection = new Connection(nextId++, socket, provider, limits, log, () =>
+        connections.delete(connection),
+      );
+      connections.add(connection);
+    } catch (error) {
+      log("cannot set up connection", error);
+      socket.destroy();
+    }
+  });
+  server.on("error", (error) => log("server error", error));
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.once("error", onError);
+    server.listen(options.port ?? NBD_DEFAULT_PORT, hostname, () => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port =
+    typeof address === "object" && address !== null ? address.port : (options.port ?? NBD_DEFAULT_PORT);
+  log(`listening on ${hostname}:${port}`);
+
+  let closing: Promise<void> | null = null;
+  return {
+    hostname,
+    port,
+    get connections() {
+      return connections.size;
+    },
+    close() {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        await Promise.all([...connections].map((c) => c.shutdown()));
+        await stopped;
+        log(`stopped listening on ${hostname}:${port}`);
+      })();
+      return closing;
+    },
+  };
+}
+
+interface Limits {
+  readonly maxInFlightBytes: number;
+  readonly maxInFlightRequests: number;
+  readonly handshakeTimeoutMs: number;
+}
+
+/** One client connection, from greeting to close. */
+class Connection {
+  readonly #id: number;
+  readonly #socket: net.Socket;
+  readonly #provider: ExportProvider;
+  readonly #limits: Limits;
+  readonly #log: Log;
+  readonly #onGone: () => void;
+  readonly #handshake = new Handshake();
+  #handshakeTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Device opened for an NBD_OPT_GO / EXPORT_NAME whose answer is pending. */
+  #candidate: BlockDevice | null = null;
+  #device: BlockDevice | null = null;
+  #parser: RequestParser | null = null;
+  #ctx: TransmissionContext | null = null;
+  #structured = false;
+  #metaContextId = 0;
+  #inFlight = 0;
+  #inFlightBytes = 0;
+  #paused = false;
+  #waitingForDrain = false;
+  #disconnecting = false;
+  #closed = false;
+  #idleWaiters: (() => void)[] = [];
+  #released = false;
+  #out: Uint8Array[] = [];
+  #outBytes = 0;
+  #flushScheduled = false;
+  /** Requests read but not started (limits reached); `#backlogStart` is the next one. */
+  #backlog: NbdRequest[] = [];
+  #backlogStart = 0;
+
+  constructor(
+    id: number,
+    socket: net.Socket,
+    provider: ExportProvider,
+    limits: Limits,
+    log: Log,
+    onGone: () => void,
+  ) {
+    this.#id = id;
+    this.#socket = socket;
+    this.#provider = provider;
+    this.#limits = limits;
+    this.#log = log;
+    this.#onGone = onGone;
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Uint8Array) => this.#onData(chunk));
+    socket.on("error", (error) => this.#log(`#${this.#id} socket error`, error));
+    socket.on("close", () => this.#onClose());
+    socket.on("drain", () => {
+      this.#waitingForDrain = false;
+      this.#pump();
+      this.#updateReading();
+    });
+    this.#handshakeTimer = setTimeout(() => this.#abort("handshake timed out"), limits.handshakeTimeoutMs);
+    (this.#handshakeTimer as { unref?: () => void }).unref?.();
+    this.#log(`#${id} connected from ${socket.remoteAddress}:${socket.remotePort}`);
+    this.#write(this.#handshake.start());
+  }
+
+  /** Stops reading, waits for requests in flight, then closes and releases the device. */
+  async shutdown(): Promise<void> {
+    this.#disconnecting = true;
+    this.#updateReading();
+    // Requests in flight finish; held ones are refused at once (proto.md allows ESHUTDOWN for this).
+    const held = this.#backlog.slice(this.#backlogStart);
+    this.#backlog = [];
+    this.#backlogStart = 0;
+    for (const req of held) this.#replyError(req, NBD_ERRNO.ESHUTDOWN, "The server is shutting down");
+    await this.#idle();
+    this.#closeSoon();
+    await this.#release();
+  }
+
+  #onData(chunk: Uint8Array): void {
+    if (this.#closed || this.#disconnecting) return;
+    try {
+      if (this.#parser !== null) {
+        this.#parser.push(chunk, this.#dispatch);
+      } else {
+        this.#drive(this.#handshake.feed(chunk));
+      }
+    } catch (error) {
+      if (error instanceof NbdProtocolError) this.#abort(error.message);
+      else this.#abort("internal error", error);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Handshake
+
+  /** Acts on handshake steps until one needs more bytes. Only one drive runs at a time. */
+  #drive(first: HandshakeStep): void {
+    const run = async (initial: HandshakeStep) => {
+      let step = initial;
+      for (;;) {
+        for (const bytes of step.send) this.#write(bytes);
+        const next = step.next;
+        switch (next.kind) {
+          case "more":
+          case "wait":
+            return;
+          case "close":
+            this.#log(`#${this.#id} handshake ended: ${next.reason}`);
+            this.#endGracefully();
+            return;
+          case "list": {
+            const exports = await this.#provider.list().catch((e: unknown) => toError(e));
+            if (this.#closed || this.#disconnecting) return;
+            step = this.#handshake.answerList(exports);
+            break;
+          }
+          case "lookup": {
+            const details = await this.#lookup(next.name, next.purpose);
+            // Closed or shutting down meanwhile: #release() takes care of a device kept for "go".
+            if (this.#closed || this.#disconnecting) return;
+            step = this.#handshake.answerLookup(details);
+            break;
+          }
+          case "transmission":
+            this.#startTransmission(next.session);
+            return;
+        }
+      }
+    };
+    run(first).catch((error) => this.#abort("handshake failed", error));
+  }
+
+  /** Opens an export for the handshake; keeps it if it is about to be served. */
+  async #lookup(name: string, purpose: LookupPurpose): Promise<ExportDetails | null | Error> {
+    let device: BlockDevice | null;
+    try {
+      device = await this.#provider.open(name);
+    } catch (error) {
+      this.#log(`#${this.#id} cannot open export "${name}"`, error);
+      return toError(error);
+    }
+    if (device === null) return null;
+    if (this.#released) {
+      // The connection went away while the export was being opened.
+      await this.#releaseDevice(device);
+      return null;
+    }
+    let details: ExportDetails | Error;
+    try {
+      assertValidDevice(device);
+      details = {
+        size: device.size,
+        capabilities: { ...device.capabilities },
+        blockSizes: { ...device.blockSizes },
+        ...(device.description === undefined ? {} : { description: device.description }),
+      };
+    } catch (error) {
+      details = toError(error);
+    }
+    if (purpose === "go" && !(details instanceof Error)) {
+      this.#candidate = device;
+    } else {
+      this.#releaseDevice(device);
+    }
+    return details;
+  }
+
+  #startTransmission(session: NegotiatedSession): void {
+    const device = this.#candidate;
+    this.#candidate = null;
+    if (device === null) throw new Error("handshake finished without an opened device");
+    if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
+    this.#handshakeTimer = null;
+    this.#device = device;
+    const { details } = session;
+    this.#structured = session.structuredReplies;
+    this.#metaContextId = session.metaContextId ?? 0;
+    this.#ctx = {
+      size: details.size,
+      flags: session.flags,
+      blockSizes: details.blockSizes,
+      structuredReplies: session.structuredReplies,
+      metaContextId: session.metaContextId,
+    };
+    this.#parser = new RequestParser({ maxPayload: details.blockSizes.maximum });
+    this.#log(
+      `#${this.#id} serving "${session.name}" (${details.size} bytes, flags 0x${session.flags.toString(16)}, ` +
+        `structured ${session.structuredReplies}, base:allocation ${session.metaContextId !== null})`,
+    );
+    if (session.leftover.byteLength > 0) this.#onData(session.leftover);
+  }
+
+  // -------------------------------------------------------------------------
+  // Transmission
+
+  /** Every parsed request comes here, in order. */
+  readonly #dispatch = (req: NbdRequest): void => {
+    if (this.#disconnecting) return; // proto.md: nothing may follow NBD_CMD_DISC
+    if (req.type === NBD_CMD.DISC) {
+      this.#log(`#${this.#id} client sent DISC`);
+      this.#disconnecting = true;
+      this.#updateReading();
+      // Requests before DISC are still served (proto.md: "MUST handle all outstanding requests").
+      this.#idle().then(() => this.#endGracefully());
+      return;
+    }
+    // Requests already read are held in order while the limits are reached, so one
+    // socket read full of small requests cannot start an unbounded amount of work.
+    if (this.#backlogStart < this.#backlog.length || this.#mustWait(req)) {
+      this.#backlog.push(req);
+      this.#updateReading();
+      return;
+    }
+    this.#start(req);
+  };
+
+  /** Bytes a request holds while in flight: its WRITE payload or its READ reply. */
+  #cost(req: NbdRequest): number {
+    return req.type === NBD_CMD.READ || req.type === NBD_CMD.WRITE ? req.length : 0;
+  }
+
+  #mustWait(req: NbdRequest): boolean {
+    if (this.#waitingForDrain) return true;
+    if (this.#inFlight === 0 && this.#outBytes === 0) return false; // one request always fits, however large
+    return (
+      this.#inFlight >= this.#limits.maxInFlightRequests ||
+      // Replies queued for the next write count too: requests that complete at once (a cache
+      // hit) would otherwise run the whole backlog within one turn of the event loop.
+      this.#inFlightBytes + this.#outBytes + this.#cost(req) > this.#limits.maxInFlightBytes
+    );
+  }
+
+  /** Starts held requests while the limits allow. */
+  #pump(): void {
+    while (this.#backlogStart < this.#backlog.length && !this.#closed) {
+      const req = this.#backlog[this.#backlogStart]!;
+      if (this.#mustWait(req)) return;
+      this.#backlogStart++;
+      if (this.#backlogStart === this.#backlog.length) {
+        this.#backlog = [];
+        this.#backlogStart = 0;
+      } else if (this.#backlogStart >= 1024 && this.#backlogStart * 2 >= this.#backlog.length) {
+        this.#backlog = this.#backlog.slice(this.#backlogStart); // drop started entries now and then
+        this.#backlogStart = 0;
+      }
+      this.#start(req);
+    }
+  }
+
+  #start(req: NbdRequest): void {
+    const refused = validateRequest(req, this.#ctx!);
+    if (refused !== null) {
+      this.#log(`#${this.#id} refused ${commandName(req.type)}: ${refused.message}`);
+      this.#replyError(req, refused.errno, refused.message);
+      return;
+    }
+    const bytes = this.#cost(req);
+    this.#inFlight++;
+    this.#inFlightBytes += bytes;
+    this.#execute(req, bytes);
+  }
+
+  async #execute(req: NbdRequest, bytes: number): Promise<void> {
+    const device = this.#device!;
+    const fua = (req.flags & NBD_CMD_FLAG.FUA) !== 0;
+    try {
+      switch (req.type) {
+        case NBD_CMD.READ: {
+          if (req.length === 0) {
+            this.#replyOk(req);
+            break;
+          }
+          const data = await device.read(req.offset, req.length);
+          if (data.byteLength !== req.length) {
+            throw new Error(`device returned ${data.byteLength} bytes for a ${req.length}-byte read`);
+          }
+          this.#replyData(req, data);
+          break;
+        }
+        case NBD_CMD.WRITE:
+          if (req.length > 0) await device.write(req.offset, req.payload!, { fua });
+          this.#replyOk(req);
+          break;
+        case NBD_CMD.FLUSH:
+          await device.flush();
+          this.#replyOk(req);
+          break;
+        case NBD_CMD.TRIM:
+          if (req.length > 0) await device.trim(req.offset, req.length, { fua });
+          this.#replyOk(req);
+          break;
+        case NBD_CMD.WRITE_ZEROES:
+          if (req.length > 0) {
+            await device.writeZeroes(req.offset, req.length, {
+              fua,
+              noHole: (req.flags & NBD_CMD_FLAG.NO_HOLE) !== 0,
+              fastZero: (req.flags & NBD_CMD_FLAG.FAST_ZERO) !== 0,
+            });
+          }
+          this.#replyOk(req);
+          break;
+        case NBD_CMD.BLOCK_STATUS: {
+          const extents = await device.blockStatus(req.offset, req.length);
+          const descriptors = toStatusDescriptors(
+            extents,
+            req.length,
+            (req.flags & NBD_CMD_FLAG.REQ_ONE) !== 0,
+          );
+          this.#write(encodeBlockStatus(req.handle, NBD_REPLY_FLAG.DONE, this.#metaContextId, descriptors));
+          break;
+        }
+      }
+    } catch (error) {
+      const errno = errnoFor(error);
+      this.#log(
+        `#${this.#id} ${commandName(req.type)} at ${req.offset}+${req.length} failed (errno ${errno})`,
+        error,
+      );
+      this.#replyError(req, errno, error instanceof Error ? error.message : String(error));
+    } finally {
+      this.#inFlight--;
+      this.#inFlightBytes -= bytes;
+      this.#pump();
+      this.#updateReading();
+      if (this.#inFlight === 0 && this.#backlogStart === this.#backlog.length) this.#wakeIdle();
+    }
+  }
+
+  #replyOk(req: NbdRequest): void {
+    // A simple reply is allowed for any success without data, structured or not (proto.md),
+    // except a READ, which must get a structured reply once negotiated.
+    if (this.#structured && req.type === NBD_CMD.READ) this.#write(encodeNoneChunk(req.handle));
+    else this.#write(encodeSimpleReply(req.handle, 0));
+  }
+
+  #replyData(req: NbdRequest, data: Uint8Array): void {
+    // One content chunk covering the whole request, marked final: valid with or without DF.
+    const header = this.#structured
+      ? encodeOffsetDataHeader(req.handle, NBD_REPLY_FLAG.DONE, req.offset, data.byteLength)
+      : encodeSimpleReply(req.handle, 0);
+    this.#writePair(header, data);
+  }
+
+  #replyError(req: NbdRequest, errno: number, message: string): void {
+    if (errno === 0) errno = NBD_ERRNO.EIO;
+    // Simple READ error replies carry no data (proto.md allows that instead of disconnecting).
+    if (this.#structured) this.#write(encodeErrorChunk(req.handle, NBD_REPLY_FLAG.DONE, errno, message));
+    else this.#write(encodeSimpleReply(req.handle, errno));
+  }
+
+  // -------------------------------------------------------------------------
+  // Socket plumbing
+
+  /** Queues bytes for the client; everything queued in one turn of the event loop goes out together. */
+  #write(bytes: Uint8Array): void {
+    if (this.#closed) return;
+    this.#out.push(bytes);
+    this.#outBytes += bytes.byteLength;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      // setImmediate rather than a microtask: replies completing anywhere in this turn of the
+      // event loop (several socket reads, multi-step device calls) share one write.
+      setImmediate(this.#flush);
+    }
+  }
+
+  /** Writes a header and its data back to back, so no other reply can come between them. */
+  #writePair(header: Uint8Array, data: Uint8Array): void {
+    this.#write(header);
+    this.#write(data);
+  }
+
+  /**
+   * Sends the queued buffers: runs of small ones are copied into one buffer
+   * (one syscall instead of one per reply), large ones are written as they are
+   * (no copy).
+   */
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    const list = this.#out;
+    this.#out = [];
+    this.#outBytes = 0;
+    if (this.#closed || this.#socket.destroyed || this.#socket.writableEnded) return;
+    let ok = true;
+    let i = 0;
+    while (i < list.length) {
+      const first = list[i]!;
+      let total = first.byteLength;
+      let j = i + 1;
+      if (total < COALESCE_REPLY_BYTES) {
+        while (j < list.length) {
+          const n = list[j]!.byteLength;
+          if (n >= COALESCE_REPLY_BYTES || total + n > MAX_COALESCED_BYTES) break;
+          total += n;
+          j++;
+        }
+      }
+      if (j === i + 1) {
+        ok = this.#socket.write(first);
+      } else {
+        const joined = Buffer.allocUnsafe(total); // every byte is overwritten below
+        let at = 0;
+        for (let k = i; k < j; k++) {
+          joined.set(list[k]!, at);
+          at += list[k]!.byteLength;
+        }
+        ok = this.#socket.write(joined);
+      }
+      i = j;
+    }
+    if (!ok) this.#waitingForDrain = true;
+    else this.#pump(); // the queued bytes no longer count against the limit
+    this.#updateReading();
+  };
+
+  /** Pauses reading while too much is in flight or the client does not read replies. */
+  #updateReading(): void {
+    if (this.#closed) return;
+    const stop =
+      this.#disconnecting ||
+      this.#waitingForDrain ||
+      this.#backlogStart < this.#backlog.length ||
+      this.#inFlightBytes + this.#outBytes > this.#limits.maxInFlightBytes ||
+      this.#inFlight >= this.#limits.maxInFlightRequests;
+    if (stop && !this.#paused) {
+      this.#paused = true;
+      this.#socket.pause();
+    } else if (!stop && this.#paused) {
+      this.#paused = false;
+      this.#socket.resume();
+    }
+  }
+
+  /** Resolves when no request is in flight or held (held ones are dropped once the socket closes). */
+  #idle(): Promise<void> {
+    if (this.#inFlight === 0 && this.#backlogStart === this.#backlog.length) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #wakeIdle(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Sends what is queued, then closes (soft disconnect, NBD_OPT_ABORT, refused handshake). */
+  #endGracefully(): void {
+    this.#disconnecting = true;
+    this.#closeSoon();
+  }
+
+  /** Sends what is queued and closes; destroys the socket if the client does not take the bytes in time. */
+  #closeSoon(): void {
+    if (this.#closed) return;
+    this.#flush();
+    this.#socket.end(() => this.#socket.destroy());
+    const timer = setTimeout(() => this.#socket.destroy(), CLOSE_GRACE_MS);
+    (timer as { unref?: () => void }).unref?.();
+  }
+
+  /** Closes at once (protocol violation, timeout, internal error). */
+  #abort(reason: string, error?: unknown): void {
+    this.#log(`#${this.#id} disconnecting: ${reason}`, error);
+    this.#disconnecting = true;
+    this.#socket.destroy();
+  }
+
+  #onClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#disconnecting = true;
+    if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
+    this.#log(`#${this.#id} closed`);
+    this.#onGone();
+    // Held requests can no longer be answered.
+    this.#backlog = [];
+    this.#backlogStart = 0;
+    if (this.#inFlight === 0) this.#wakeIdle();
+    // Requests in flight still complete (their replies are dropped) before the device goes.
+    this.#idle().then(() => this.#release());
+  }
+
+  /** Releases the devices once no request is in flight. Idempotent. */
+  async #release(): Promise<void> {
+    await this.#idle();
+    if (this.#released) return;
+    this.#released = true;
+    const devices = [this.#device, this.#candidate].filter((d): d is BlockDevice => d !== null);
+    this.#device = null;
+    this.#candidate = null;
+    await Promise.all(devices.map((d) => this.#releaseDevice(d)));
+  }
+
+  async #releaseDevice(device: BlockDevice): Promise<void> {
+    try {
+      await this.#provider.release(device);
+    } catch (error) {
+      this.#log(`#${this.#id} release failed`, error);
+    }
+  }
+}
+
+function toError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
