@@ -9,12 +9,16 @@ import { openStore } from "../chunkstore/open-store.ts";
 import { serveHttp } from "../runtime/serve-http.ts";
 import { PiscinaPool } from "../workers/piscina-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
+import { HealScheduler } from "./heal-scheduler.ts";
 import { HeadStore } from "./head-store.ts";
 import { createGatewayApp } from "./http-api.ts";
 import { DEFAULT_CACHE_OPTIONS } from "./image.ts";
 import { ImageService } from "./image-service.ts";
+import { LatencyMonitor } from "./latency-monitor.ts";
 import { startNbdServer } from "./nbd/nbd-server.ts";
 import { ImageExports } from "./nbd-exports.ts";
+import { mountStatusRoutes, STATUS_OPENAPI_PATHS } from "./status-api.ts";
+import { StoreHealth } from "./store-health.ts";
 import { type StoreMember, StoreSet } from "./store-set.ts";
 
 /** One `--store ID=URL`. */
@@ -42,6 +46,8 @@ export interface GatewayConfig {
 export interface Gateway {
   readonly images: ImageService;
   readonly stores: StoreSet;
+  readonly health: StoreHealth;
+  readonly heal: HealScheduler;
   readonly nbdPort: number;
   readonly httpUrl: string;
   close(): Promise<void>;
@@ -81,6 +87,8 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     const pool: TaskPool = new PiscinaPool({ threads: config.threads });
     cleanups.push(() => pool.close());
     const stores = new StoreSet(members, { replicas: config.replicas, minReplicas: config.minReplicas });
+    const health = new StoreHealth(members);
+    stores.health = health;
     const images = new ImageService({
       stores,
       heads: new HeadStore(members),
@@ -92,11 +100,24 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
       cache: DEFAULT_CACHE_OPTIONS,
     });
     cleanups.push(() => images.close());
-    const nbd = await startNbdServer(new ImageExports(images), config.nbd);
+    const latency = new LatencyMonitor();
+    const heal = new HealScheduler(images, stores, health, latency);
+    stores.onBadCopy = (id, hash) => heal.repair(id, hash);
+    health.start();
+    heal.start();
+    cleanups.push(async () => {
+      heal.stop();
+      health.stop();
+    });
+    const nbd = await startNbdServer(new ImageExports(images, latency), config.nbd);
     cleanups.push(() => nbd.close());
-    const http = await serveHttp(createGatewayApp(images).fetch, config.http);
+    const app = createGatewayApp(images, {
+      routes: (a) => mountStatusRoutes(a, { stores, health, heal, latency }),
+      openapiPaths: STATUS_OPENAPI_PATHS,
+    });
+    const http = await serveHttp(app.fetch, config.http);
     cleanups.push(() => http.close());
-    return { images, stores, nbdPort: nbd.port, httpUrl: http.url, close };
+    return { images, stores, health, heal, nbdPort: nbd.port, httpUrl: http.url, close };
   } catch (err) {
     await close();
     throw err;

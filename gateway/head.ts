@@ -10,6 +10,8 @@ import { ZERO_HASH } from "./block-map.ts";
 export interface SyncedVersion {
   readonly generation: number;
   readonly root: Hash;
+  /** Image size of that version (its block map's height follows from it). */
+  readonly size?: number;
 }
 
 /** A frozen version of an image. */
@@ -132,8 +134,7 @@ export function blockCount(head: Pick<Head, "size" | "chunkSize">): number {
  */
 export function advanceSynced(
   prev: Head,
-  generation: number,
-  root: Hash,
+  next: Pick<Head, "generation" | "root" | "size">,
   dataStoreIds: readonly string[],
   failedStores: ReadonlySet<string>,
 ): Record<string, SyncedVersion> {
@@ -141,7 +142,7 @@ export function advanceSynced(
   for (const id of dataStoreIds) {
     const was = prev.synced[id];
     const inSync = !failedStores.has(id) && was?.generation === prev.generation;
-    synced[id] = inSync ? { generation, root } : (was ?? { generation: 0, root: ZERO_HASH });
+    synced[id] = inSync ? { generation: next.generation, root: next.root, size: next.size } : (was ?? { generation: 0, root: ZERO_HASH, size: 0 });
   }
   return synced;
 }

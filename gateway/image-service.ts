@@ -147,7 +147,7 @@ export class ImageService {
       ...prev,
       epoch: prev.epoch + 1,
       generation,
-      synced: advanceSynced(prev, generation, prev.root, dataIds, new Set()),
+      synced: advanceSynced(prev, { generation, root: prev.root, size: prev.size }, dataIds, new Set()),
     };
     return new Image(this.ctx, await this.ctx.heads.commit(state, next), false);
   }
@@ -172,6 +172,30 @@ export class ImageService {
       return await fn(image);
     } finally {
       await this.release(image);
+    }
+  }
+
+  /**
+   * Records store `store` as holding image `name` in full, if `check` confirms it for the
+   * version about to be committed. An image open here does it between two of its commits;
+   * otherwise the head is compare-and-set directly (a concurrent writer makes it fail:
+   * resolves false, and the heal goes round again).
+   */
+  async markSynced(name: string, store: string, check: (head: Head) => Promise<boolean>): Promise<boolean> {
+    const open = this.#open.get(name);
+    if (open) return (await open.image).markSynced(store, check);
+    const state = await this.#read(name);
+    if (!(await check(state.head))) return false;
+    const prev = state.head;
+    const generation = prev.generation + 1;
+    const version = { generation, root: prev.root, size: prev.size };
+    const dataIds = this.ctx.stores.dataMembers.map((m) => m.id);
+    const synced = { ...advanceSynced(prev, version, dataIds, new Set()), [store]: version };
+    try {
+      await this.ctx.heads.commit(state, { ...prev, generation, synced });
+      return true;
+    } catch {
+      return false;
     }
   }
 

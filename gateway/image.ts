@@ -14,7 +14,7 @@ import { toHex } from "../chunkstore/hash.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
 import { BlockMap, growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
 import { ImageNotFoundError, ReadOnlyError } from "./errors.ts";
-import { advanceSynced, blockCount, type Head } from "./head.ts";
+import { advanceSynced, blockCount, type Head, type SyncedVersion } from "./head.ts";
 import type { HeadState, HeadStore } from "./head-store.ts";
 import type { BlockDevice, BlockDeviceCapabilities, BlockSizes, Extent } from "./nbd/block-device.ts";
 import type { StoreSet } from "./store-set.ts";
@@ -402,23 +402,35 @@ export class Image implements BlockDevice {
 
   /** Compare-and-sets the head to a new generation; advances `synced` for stores that got everything. */
   async #commitHead(
-    change: { root?: Hash; size?: number; snapshots?: Head["snapshots"] },
+    change: { root?: Hash; size?: number; snapshots?: Head["snapshots"]; syncedOverride?: Record<string, SyncedVersion> },
     failedStores: ReadonlySet<string>,
   ): Promise<void> {
     const prev = this.#state;
     const generation = prev.head.generation + 1;
     const root = change.root ?? prev.head.root;
+    const size = change.size ?? prev.head.size;
     const dataIds = this.ctx.stores.dataMembers.map((m) => m.id);
-    const synced = advanceSynced(prev.head, generation, root, dataIds, failedStores);
-    const next: Head = {
-      ...prev.head,
-      root,
-      size: change.size ?? prev.head.size,
-      snapshots: change.snapshots ?? prev.head.snapshots,
-      generation,
-      synced,
-    };
+    const synced = { ...advanceSynced(prev.head, { generation, root, size }, dataIds, failedStores), ...change.syncedOverride };
+    const next: Head = { ...prev.head, root, size, snapshots: change.snapshots ?? prev.head.snapshots, generation, synced };
     this.#state = await this.ctx.heads.commit(prev, next);
+  }
+
+  /**
+   * Heal's last step, run between commits so no commit is in flight: if `store` holds
+   * every chunk of the current version (`check` answers that, for the version about to
+   * be committed), record it as in sync from this commit on. Resolves whether it did.
+   * No VM request waits on this: writes go on into the cache; only the next commit
+   * starts after it.
+   */
+  markSynced(store: string, check: (head: Head) => Promise<boolean>): Promise<boolean> {
+    let marked = false;
+    return this.#serializedCommit(async () => {
+      const head = this.#state.head;
+      if (!(await check(head))) return;
+      const generation = head.generation + 1;
+      await this.#commitHead({ syncedOverride: { [store]: { generation, root: head.root, size: head.size } } }, new Set());
+      marked = true;
+    }).then(() => marked);
   }
 
   // ---- image-level operations (HTTP API)

@@ -1,0 +1,43 @@
+/**
+ * Which chunks a newer version of an image references that an older one does not:
+ * walks two block-map trees side by side and descends only into pages whose hashes
+ * differ, so the work follows what changed, not the image size.
+ */
+import type { Hash } from "../chunkstore/chunk-store.ts";
+import { HASH_BYTES, toHex } from "../chunkstore/hash.ts";
+import { decodePage, FANOUT, ZERO_HASH } from "./block-map.ts";
+
+/** Reads a page chunk. */
+export type PageReader = (hash: Hash) => Promise<Uint8Array>;
+
+/**
+ * Yields every chunk hash (map pages and data chunks) reachable from `newRoot` but not at
+ * the same place under `oldRoot`, for trees of `levels` levels. Holes are skipped.
+ * `oldRoot` = ZERO_HASH walks the whole new tree (a store replaced by an empty one).
+ */
+export async function* changedChunks(pages: PageReader, oldRoot: Hash, newRoot: Hash, levels: number): AsyncGenerator<ChangedChunk> {
+  yield* walk(pages, oldRoot, newRoot, levels);
+}
+
+/** One chunk found by {@link changedChunks}: a map page or a data chunk. */
+export interface ChangedChunk {
+  readonly hash: Hash;
+  readonly page: boolean;
+}
+
+async function* walk(pages: PageReader, oldHash: Hash, newHash: Hash, level: number): AsyncGenerator<ChangedChunk> {
+  if (newHash === oldHash || newHash === ZERO_HASH) return;
+  yield { hash: newHash, page: true };
+  const [oldPage, newPage] = await Promise.all([
+    oldHash === ZERO_HASH ? null : pages(oldHash).then(decodePage),
+    pages(newHash).then(decodePage),
+  ]);
+  for (let slot = 0; slot < FANOUT; slot++) {
+    const off = slot * HASH_BYTES;
+    const n = toHex(newPage.subarray(off, off + HASH_BYTES));
+    const o = oldPage ? toHex(oldPage.subarray(off, off + HASH_BYTES)) : ZERO_HASH;
+    if (n === o || n === ZERO_HASH) continue;
+    if (level > 1) yield* walk(pages, o, n, level - 1);
+    else yield { hash: n, page: false };
+  }
+}
