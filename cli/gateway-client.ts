@@ -76,6 +76,21 @@ export class GatewayClient {
     await this.#call("DELETE", `/v1/images/${enc(name)}/snapshots/${enc(snapshot)}`);
   }
 
+  /** `GET /v1/heal`: heal progress per store. */
+  healStatus(): Promise<HealStatusBody> {
+    return this.#json<HealStatusBody>("GET", "/v1/heal");
+  }
+
+  /** `GET /v1/stores/{id}/safe-to-remove`. */
+  safeToRemove(id: string): Promise<SafeToRemoveBody> {
+    return this.#json<SafeToRemoveBody>("GET", `/v1/stores/${enc(id)}/safe-to-remove`);
+  }
+
+  /** `GET /v1/stores`. */
+  stores(): Promise<{ stores: { id: string; state: string; since: string; reason: string | null; lag: unknown[] }[] }> {
+    return this.#json("GET", "/v1/stores");
+  }
+
   /** Writes `bytes` at `offset`; durable when it resolves. */
   async write(name: string, offset: number, bytes: Uint8Array): Promise<void> {
     await this.#call("PUT", `/v1/images/${enc(name)}/data?offset=${offset}`, {
@@ -154,4 +169,30 @@ export class GatewayClient {
 /** A path segment; `@` stays readable (`web01@s1`). */
 function enc(segment: string): string {
   return encodeURIComponent(segment).replace(/%40/g, "@");
+}
+
+/** The body of `GET /v1/heal` (see gateway/heal-scheduler.ts). */
+export interface HealStatusBody {
+  healing: boolean;
+  stores: {
+    id: string;
+    state: string;
+    missingBytes: number;
+    copiedBytes: number;
+    rateBytesPerSecond: number;
+    etaSeconds: number | null;
+    converges: boolean;
+    lastError: string | null;
+    images: { image: string; missingChunks: number; copiedChunks: number; done: boolean }[];
+  }[];
+}
+
+/** The body of `GET /v1/stores/{id}/safe-to-remove` (see gateway/safe-to-remove.ts). */
+export interface SafeToRemoveBody {
+  store: string;
+  safe: boolean;
+  reasons: string[];
+  wouldLoseLastCurrentCopy: string[];
+  wouldFallBelowMinReplicas: string[];
+  healSources: { store: string; images: string[] }[];
 }

@@ -7,6 +7,8 @@ const main = defineCommand({
     up: () => import("./up-command.ts").then((m) => m.default),
     gateway: () => import("./gateway-command.ts").then((m) => m.default),
     image: () => import("./image-command.ts").then((m) => m.default),
+    heal: () => import("./heal-command.ts").then((m) => m.default),
+    store: () => import("./store-command.ts").then((m) => m.default),
     chunkstore: () => import("./chunkstore-command.ts").then((m) => m.default),
   },
 });

@@ -89,9 +89,11 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     const stores = new StoreSet(members, { replicas: config.replicas, minReplicas: config.minReplicas });
     const health = new StoreHealth(members);
     stores.health = health;
+    const heads = new HeadStore(members);
+    heads.health = health;
     const images = new ImageService({
       stores,
-      heads: new HeadStore(members),
+      heads,
       pool,
       chunkCache: new LRUCache<Hash, Uint8Array>({
         maxSize: config.chunkCacheBytes ?? 256 * 1024 * 1024,

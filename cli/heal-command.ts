@@ -1,0 +1,78 @@
+/** `blockmend heal status|wait`: what is healing, how far, and waiting for it to finish. */
+import { defineCommand } from "citty";
+import cliProgress from "cli-progress";
+import { apiUrl, GatewayClient, type HealStatusBody } from "./gateway-client.ts";
+import { formatBytes } from "./size.ts";
+
+const apiArg = { api: { type: "string", description: "Gateway HTTP API URL (default: $BLOCKMEND_API or http://127.0.0.1:8080)" } } as const;
+
+/** One line per store. */
+function describe(h: HealStatusBody): string {
+  const lines = [`healing: ${h.healing ? "yes" : "no"}`];
+  for (const s of h.stores) {
+    let line = `  ${s.id}: ${s.state}`;
+    if (s.missingBytes > 0 || s.state === "healing") {
+      line += `, ${formatBytes(s.copiedBytes)} of ${formatBytes(s.missingBytes)} copied`;
+      if (s.state === "healing") line += `, ${formatBytes(s.rateBytesPerSecond)}/s, ETA ${s.etaSeconds ?? "?"} s`;
+    }
+    if (s.lastError) line += ` (last error: ${s.lastError})`;
+    lines.push(line);
+  }
+  return lines.join("\n");
+}
+
+const status = defineCommand({
+  meta: { name: "status", description: "Show heal progress per store" },
+  args: { ...apiArg, json: { type: "boolean", description: "Print the raw JSON", default: false } },
+  async run({ args }) {
+    const h = await new GatewayClient(apiUrl(args.api)).healStatus();
+    console.log(args.json ? JSON.stringify(h, null, 2) : describe(h));
+  },
+});
+
+const wait = defineCommand({
+  meta: { name: "wait", description: "Wait until no store is healing or down; exit 0 when in sync, 1 on timeout, 2 if a store is down" },
+  args: { ...apiArg, timeout: { type: "string", description: "Give up after this many seconds", default: "3600" } },
+  async run({ args }) {
+    const client = new GatewayClient(apiUrl(args.api));
+    const deadline = Date.now() + Number(args.timeout) * 1000;
+    const bar = process.stderr.isTTY
+      ? new cliProgress.SingleBar({ stream: process.stderr, format: "heal [{bar}] {percentage}% | {copied} of {missing} | ETA {eta}s", hideCursor: true })
+      : null;
+    let started = false;
+    try {
+      for (;;) {
+        const h = await client.healStatus();
+        const down = h.stores.filter((s) => s.state === "down");
+        const healing = h.stores.filter((s) => s.state === "healing");
+        if (healing.length === 0 && down.length === 0 && !h.healing) {
+          bar?.stop();
+          console.log("in sync: no store is healing or down");
+          process.exit(0);
+        }
+        const missing = healing.reduce((a, s) => a + s.missingBytes, 0);
+        const copied = healing.reduce((a, s) => a + s.copiedBytes, 0);
+        const eta = Math.max(0, ...healing.map((s) => s.etaSeconds ?? 0));
+        if (bar) {
+          if (!started) bar.start(Math.max(1, missing), 0, {});
+          started = true;
+          bar.setTotal(Math.max(1, missing));
+          bar.update(copied, { copied: formatBytes(copied), missing: formatBytes(missing), eta });
+        }
+        if (Date.now() > deadline) {
+          bar?.stop();
+          console.log(`timed out after ${args.timeout} s:\n${describe(h)}`);
+          process.exit(down.length > 0 ? 2 : 1);
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    } finally {
+      bar?.stop();
+    }
+  },
+});
+
+export default defineCommand({
+  meta: { name: "heal", description: "Heal status, and waiting for heals to finish" },
+  subCommands: { status, wait },
+});
