@@ -104,7 +104,7 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     cleanups.push(() => images.close());
     const latency = new LatencyMonitor();
     const heal = new HealScheduler(images, stores, health, latency);
-    stores.onBadCopy = (id, hash) => heal.repair(id, hash);
+    stores.onBadCopy = (id, hash, reason) => heal.repair(id, hash, reason);
     health.start();
     heal.start();
     cleanups.push(async () => {

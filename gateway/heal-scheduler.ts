@@ -12,6 +12,7 @@
  */
 import pLimit from "p-limit";
 import type { Hash } from "../chunkstore/chunk-store.ts";
+import { ChunkCorruptError } from "../chunkstore/errors.ts";
 import { growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
 import { blockCount, type Head } from "./head.ts";
 import type { ImageService } from "./image-service.ts";
@@ -28,6 +29,8 @@ export interface HealLimits {
   ceilingBytesPerSecond: number;
   /** Chunks copied at once. */
   concurrency: number;
+  /** Scrub re-reads and verifies at most this many bytes per second. */
+  scrubBytesPerSecond: number;
 }
 
 export const DEFAULT_HEAL_LIMITS: HealLimits = {
@@ -35,7 +38,11 @@ export const DEFAULT_HEAL_LIMITS: HealLimits = {
   floorBytesPerSecond: 4 * 1024 * 1024,
   ceilingBytesPerSecond: 1024 * 1024 * 1024,
   concurrency: 8,
+  scrubBytesPerSecond: 8 * 1024 * 1024,
 };
+
+/** Chunks scrubbed on one store before moving to the next. */
+const SCRUB_SLICE = 256;
 
 /** Read-repairs queued at most; more are dropped (heal or the next read finds them). */
 const MAX_PENDING_REPAIRS = 10_000;
@@ -127,8 +134,9 @@ export class HealScheduler {
     return this.limits();
   }
 
-  /** Starts the loop: refresh heads, start heals where stores lag, adapt the rate. */
-  start(): void {
+  /** Starts the loop: refresh heads, start heals where stores lag, adapt the rate; and the scrub. */
+  start(options: { scrub?: boolean } = {}): void {
+    if (options.scrub !== false) void this.#scrubLoop();
     const loop = async () => {
       await this.tick().catch(() => {});
       if (!this.#stopped) {
@@ -295,7 +303,13 @@ export class HealScheduler {
   }
 
   /** `GET /v1/heal`: per store progress, answered from counters. */
-  status(): { healing: boolean; limits: HealLimits; stores: StoreHealStatus[] } {
+  status(): {
+    healing: boolean;
+    limits: HealLimits;
+    stores: StoreHealStatus[];
+    scrub: ReturnType<HealScheduler["scrubStatus"]>;
+    repairedChunks: number;
+  } {
     const stores = this.#stores.dataMembers.map((m) => {
       const p = this.#progress.get(m.id);
       const health = this.#health.status(m.id)!;
@@ -319,7 +333,13 @@ export class HealScheduler {
         images: p ? [...p.images].map(([image, s]) => ({ image, ...s })) : [],
       };
     });
-    return { healing: this.#running.size > 0 || stores.some((s) => s.state === "healing"), limits: this.limits(), stores };
+    return {
+      healing: this.#running.size > 0 || stores.some((s) => s.state === "healing"),
+      limits: this.limits(),
+      stores,
+      scrub: this.scrubStatus(),
+      repairedChunks: this.repairedChunks,
+    };
   }
 
   /**
@@ -327,14 +347,18 @@ export class HealScheduler {
    * read (which another replica served). Copy it back in the background, once at a time
    * per chunk, in a bounded queue.
    */
-  repair(id: string, hash: Hash): void {
+  repair(id: string, hash: Hash, reason: "missing" | "corrupt" = "missing"): void {
     const key = `${id}/${hash}`;
     if (this.#repairs.has(key) || this.#repairs.size >= MAX_PENDING_REPAIRS || this.#health.isDown(id)) return;
     this.#repairs.add(key);
     void this.#repairLimit(async () => {
       try {
         const bytes = await this.#stores.getChunk(hash, id);
-        await this.#stores.member(id)!.store.put(hash, bytes);
+        const store = this.#stores.member(id)!.store;
+        // A corrupt copy is dropped from the index first (the file store keeps its bytes in
+        // the segment, out of reach, until compaction), so the good copy can take its place.
+        if (reason === "corrupt") await store.delete(hash);
+        await store.put(hash, bytes);
         this.repairedChunks++;
       } catch {
         // The next read or heal finds it again.
@@ -347,6 +371,56 @@ export class HealScheduler {
   readonly #repairLimit = pLimit(4);
   /** Chunks put back by read-repair since start. */
   repairedChunks = 0;
+
+  /**
+   * Scrub: re-reads every chunk of every reachable data store at a bounded rate (each
+   * read is verified by the store), and repairs corrupt copies from a replica. Runs
+   * forever in the background, one store at a time, resuming where it left off.
+   */
+  async #scrubLoop(): Promise<void> {
+    const limiter = new RateLimiter(this.#limits.scrubBytesPerSecond);
+    while (!this.#stopped) {
+      let did = false;
+      for (const m of this.#stores.dataMembers) {
+        if (this.#stopped || this.#health.isDown(m.id)) continue;
+        const st = this.#scrub.get(m.id) ?? { checkedChunks: 0, corruptChunks: 0, passes: 0, cursor: undefined as Hash | undefined };
+        this.#scrub.set(m.id, st);
+        limiter.rate = this.#limits.scrubBytesPerSecond;
+        let n = 0;
+        try {
+          for await (const hash of m.store.list(st.cursor ? { after: st.cursor } : {})) {
+            if (this.#stopped || this.#health.isDown(m.id)) break;
+            try {
+              const bytes = await m.store.get(hash);
+              await limiter.take(bytes.byteLength);
+            } catch (err) {
+              if (err instanceof ChunkCorruptError) {
+                st.corruptChunks++;
+                this.repair(m.id, hash, "corrupt");
+              }
+            }
+            st.checkedChunks++;
+            st.cursor = hash;
+            did = true;
+            if (++n >= SCRUB_SLICE) break; // give the other stores a turn
+          }
+          if (n < SCRUB_SLICE) {
+            st.cursor = undefined;
+            st.passes++;
+          }
+        } catch {
+          // The store failed mid-listing: health marks it down; resume later.
+        }
+      }
+      if (!did) await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  readonly #scrub = new Map<string, { checkedChunks: number; corruptChunks: number; passes: number; cursor: Hash | undefined }>();
+
+  /** Scrub counters per store. */
+  scrubStatus(): { store: string; checkedChunks: number; corruptChunks: number; passes: number }[] {
+    return [...this.#scrub].map(([store, s]) => ({ store, checkedChunks: s.checkedChunks, corruptChunks: s.corruptChunks, passes: s.passes }));
+  }
 
   /** Waits for running heals (tests, shutdown). */
   async idle(): Promise<void> {

@@ -128,6 +128,11 @@ export class ImageService {
       return new Image(this.ctx, state, true, { root: snap.root, size: snap.size });
     }
     let entry = this.#open.get(image);
+    if (entry && (await entry.image.catch(() => null))?.fenced) {
+      // Fenced by another gateway: opening it again takes ownership back (a new epoch).
+      this.#open.delete(image);
+      entry = undefined;
+    }
     if (!entry) {
       entry = { image: this.#openWritable(image), refs: 0 };
       this.#open.set(image, entry);

@@ -13,7 +13,7 @@ import type { Hash } from "../chunkstore/chunk-store.ts";
 import { toHex } from "../chunkstore/hash.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
 import { BlockMap, growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
-import { ImageNotFoundError, ReadOnlyError } from "./errors.ts";
+import { ImageNotFoundError, ReadOnlyError, StaleEpochError } from "./errors.ts";
 import { advanceSynced, blockCount, type Head, type SyncedVersion } from "./head.ts";
 import type { HeadState, HeadStore } from "./head-store.ts";
 import type { BlockDevice, BlockDeviceCapabilities, BlockSizes, Extent } from "./nbd/block-device.ts";
@@ -316,6 +316,7 @@ export class Image implements BlockDevice {
    * its blocks back, so this retries them and reports the error if it fails again.
    */
   async flush(): Promise<void> {
+    if (this.#fenced) throw this.#fenced;
     if (!this.readOnly) await this.#queueCommit();
   }
 
@@ -358,6 +359,15 @@ export class Image implements BlockDevice {
         if (content) this.ctx.chunkCache.set(hashes.get(index)!, content);
       }
     } catch (err) {
+      if (err instanceof StaleEpochError) {
+        // Another gateway owns the image now: what we hold can never be committed.
+        this.#fenced = err;
+        this.#dirty.clear();
+        this.#flushing.clear();
+        this.#dirtyBytes = 0;
+        this.#wakeWriters();
+        throw err;
+      }
       // Nothing is lost: put the batch back unless a newer write replaced a block meanwhile.
       for (const [index, content] of batch) {
         if (!this.#dirty.has(index)) {
@@ -498,11 +508,19 @@ export class Image implements BlockDevice {
 
   #checkWritable(): void {
     if (this.readOnly) throw new ReadOnlyError(this.name);
+    if (this.#fenced) throw this.#fenced;
+  }
+
+  #fenced: StaleEpochError | null = null;
+
+  /** Set once another gateway took the image over; every later write and flush fails with it. */
+  get fenced(): StaleEpochError | null {
+    return this.#fenced;
   }
 
   /** Commits what is dirty and stops the background flusher. */
   async close(): Promise<void> {
     clearInterval(this.#timer);
-    if (!this.readOnly) await this.flush();
+    if (!this.readOnly && !this.#fenced) await this.flush();
   }
 }
