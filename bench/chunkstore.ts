@@ -9,7 +9,7 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FileStore } from "../chunkstore/file-store.ts";
-import { hashChunk } from "../chunkstore/hash.ts";
+import { HASH_ENGINE, hashChunk } from "../chunkstore/hash.ts";
 import { InlinePool } from "../workers/inline-pool.ts";
 import { PiscinaPool } from "../workers/piscina-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
@@ -35,58 +35,78 @@ const chunks = Array.from({ length: COUNT }, (_, i) => {
 });
 
 const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-"));
+/** Rounds of (store put, raw append) interleaved: this VM's disk varies run to run, so medians. */
+const ROUNDS = 3;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 try {
-  // --- file backend put
-  const store = await FileStore.open(join(dir, "store"), { reserveBytes: 0 });
-  let next = 0;
-  const putSeconds = await timed(async () => {
-    const lane = async () => {
-      while (next < COUNT) {
-        const start = next;
-        next += PUT_BATCH;
-        await store.putMany(chunks.slice(start, start + PUT_BATCH));
-      }
-    };
-    await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
-  });
-  const fsyncs = store.fsyncCount;
-  const bytesPerFsync = (COUNT * CHUNK) / fsyncs;
+  const putTimes: number[] = [];
+  const rawTimes: number[] = [];
+  const getTimes: number[] = [];
+  let bytesPerFsync = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    // --- file backend put
+    const storeDir = join(dir, `store-${round}`);
+    const store = await FileStore.open(storeDir, { reserveBytes: 0 });
+    let next = 0;
+    putTimes.push(
+      await timed(async () => {
+        const lane = async () => {
+          while (next < COUNT) {
+            const start = next;
+            next += PUT_BATCH;
+            await store.putMany(chunks.slice(start, start + PUT_BATCH));
+          }
+        };
+        await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
+      }),
+    );
+    bytesPerFsync = (COUNT * CHUNK) / store.fsyncCount;
 
-  // --- file backend get (page cache warm: this measures the store's own overhead and verification)
-  const order = chunks.map((c) => c.hash).sort(() => Math.random() - 0.5);
-  let g = 0;
-  const getSeconds = await timed(async () => {
-    const lane = async () => {
-      while (g < order.length) await store.get(order[g++]!);
-    };
-    await Promise.all(Array.from({ length: 16 }, lane));
-  });
-  await store.close();
+    // --- file backend get (page cache warm: the store's own overhead and verification)
+    const order = chunks.map((c) => c.hash).sort(() => Math.random() - 0.5);
+    let g = 0;
+    getTimes.push(
+      await timed(async () => {
+        const lane = async () => {
+          while (g < order.length) await store.get(order[g++]!);
+        };
+        await Promise.all(Array.from({ length: 16 }, lane));
+      }),
+    );
+    await store.close();
+    await rm(storeDir, { recursive: true, force: true });
 
-  // --- raw append, same bytes, same batch size as the store's observed group commits
-  const rawBatch = Math.max(CHUNK, Math.round(bytesPerFsync / CHUNK) * CHUNK);
-  const buf = new Uint8Array(rawBatch);
-  for (let o = 0; o < rawBatch; o += CHUNK) buf.set(base, o);
-  const fh = await open(join(dir, "raw.bin"), "w");
-  const rawSeconds = await timed(async () => {
-    for (let written = 0; written < COUNT * CHUNK; written += rawBatch) {
-      await fh.write(buf, 0, rawBatch);
-      await fh.datasync();
-    }
-  });
-  await fh.close();
+    // --- raw append: same bytes, batches the size of the store's observed group commits
+    const rawBatch = Math.max(CHUNK, Math.round(bytesPerFsync / CHUNK) * CHUNK);
+    const buf = new Uint8Array(rawBatch);
+    for (let o = 0; o < rawBatch; o += CHUNK) buf.set(base, o);
+    const rawPath = join(dir, "raw.bin");
+    const fh = await open(rawPath, "w");
+    rawTimes.push(
+      await timed(async () => {
+        for (let written = 0; written < COUNT * CHUNK; written += rawBatch) {
+          await fh.write(buf, 0, rawBatch);
+          await fh.datasync();
+        }
+      }),
+    );
+    await fh.close();
+    await rm(rawPath, { force: true });
+  }
 
   const bytes = COUNT * CHUNK;
-  console.log("## File backend vs raw disk append\n");
+  const [putSeconds, rawSeconds, getSeconds] = [median(putTimes), median(rawTimes), median(getTimes)];
+  console.log(`## File backend vs raw disk append (median of ${ROUNDS} interleaved rounds; hash engine: ${HASH_ENGINE})\n`);
   table(
     ["operation", "MB/s", "chunks/s", "ratio to raw append"],
     [
-      [`raw append, ${(rawBatch / 1024).toFixed(0)} KiB + fdatasync per batch`, mbps(bytes, rawSeconds), COUNT / rawSeconds, 1],
+      [`raw append, ${(bytesPerFsync / 1024).toFixed(0)} KiB + fdatasync per batch`, mbps(bytes, rawSeconds), COUNT / rawSeconds, 1],
       [`file put (putMany x${PUT_BATCH}, ${IN_FLIGHT} in flight)`, mbps(bytes, putSeconds), COUNT / putSeconds, rawSeconds / putSeconds],
       ["file get (random order, 16 in flight, page cache warm)", mbps(bytes, getSeconds), COUNT / getSeconds, "-"],
     ],
   );
-  console.log(`\nfsyncs: ${fsyncs} for ${COUNT} chunks (${(bytesPerFsync / 1024).toFixed(0)} KiB per fsync)\n`);
+  console.log(`\nper round MB/s: put ${putTimes.map((t) => mbps(bytes, t).toFixed(0)).join(", ")}; raw ${rawTimes.map((t) => mbps(bytes, t).toFixed(0)).join(", ")}`);
+  console.log(`group commit: ${(bytesPerFsync / 1024).toFixed(0)} KiB per synced write\n`);
 
   // --- BLAKE3 inline vs pool
   console.log("## BLAKE3 hashing, inline vs worker pool\n");

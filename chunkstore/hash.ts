@@ -15,7 +15,7 @@ async function loadNative(): Promise<HashFn | null> {
   if (typeof process !== "undefined" && process.env?.BLOCKMEND_HASH_ENGINE === "wasm") return null;
   try {
     const { blake3 } = await import("@napi-rs/blake-hash");
-    return blake3 as HashFn;
+    return blake3 as unknown as HashFn;
   } catch {
     return null;
   }

@@ -122,12 +122,17 @@ export class StoreSet {
       writing.set(id, (writing.get(id) ?? 0) + 1);
       const p = (async () => {
         try {
-          for (let i = 0; i < list.length; i += PUT_BATCH) {
-            const batch = list.slice(i, i + PUT_BATCH);
-            await store.putMany(batch);
-            if (failed.has(id)) return; // given up on as a straggler: its copies do not count
-            for (const c of batch) copies.set(c.hash, (copies.get(c.hash) ?? 0) + 1);
-          }
+          // All batches at once: the store group-commits what is queued (bigger synced writes).
+          const batches: ChunkPut[][] = [];
+          for (let i = 0; i < list.length; i += PUT_BATCH) batches.push(list.slice(i, i + PUT_BATCH));
+          await Promise.all(
+            batches.map(async (batch) => {
+              await store.putMany(batch);
+              if (failed.has(id)) return; // given up on as a straggler: its copies do not count
+              for (const c of batch) copies.set(c.hash, (copies.get(c.hash) ?? 0) + 1);
+              wake();
+            }),
+          );
         } catch (err) {
           this.#fail(id, (err as Error).message, failed);
         } finally {
