@@ -16,13 +16,15 @@ export function mbps(bytes: number, seconds: number): number {
 /** A one-line description of the machine the numbers came from. */
 export function machine(): string {
   const c = cpus();
-  const runtime = "Bun" in globalThis ? `Bun ${Bun.version}` : "Deno" in globalThis ? "Deno" : `Node ${process.version}`;
+  const runtime =
+    "Bun" in globalThis ? `Bun ${Bun.version}` : "Deno" in globalThis ? "Deno" : `Node ${process.version}`;
   return `${c.length} x ${c[0]?.model ?? "unknown CPU"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${runtime}, ${new Date().toISOString().slice(0, 10)}`;
 }
 
 /** Prints a markdown table. */
 export function table(headers: string[], rows: (string | number)[][]): void {
-  const fmt = (v: string | number) => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : v);
+  const fmt = (v: string | number) =>
+    typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : v;
   console.log(`| ${headers.join(" | ")} |`);
   console.log(`|${headers.map(() => "---").join("|")}|`);
   for (const r of rows) console.log(`| ${r.map(fmt).join(" | ")} |`);

@@ -96,16 +96,35 @@ try {
 
   const bytes = COUNT * CHUNK;
   const [putSeconds, rawSeconds, getSeconds] = [median(putTimes), median(rawTimes), median(getTimes)];
-  console.log(`## File backend vs raw disk append (median of ${ROUNDS} interleaved rounds; hash engine: ${HASH_ENGINE})\n`);
+  console.log(
+    `## File backend vs raw disk append (median of ${ROUNDS} interleaved rounds; hash engine: ${HASH_ENGINE})\n`,
+  );
   table(
     ["operation", "MB/s", "chunks/s", "ratio to raw append"],
     [
-      [`raw append, ${(bytesPerFsync / 1024).toFixed(0)} KiB + fdatasync per batch`, mbps(bytes, rawSeconds), COUNT / rawSeconds, 1],
-      [`file put (putMany x${PUT_BATCH}, ${IN_FLIGHT} in flight)`, mbps(bytes, putSeconds), COUNT / putSeconds, rawSeconds / putSeconds],
-      ["file get (random order, 16 in flight, page cache warm)", mbps(bytes, getSeconds), COUNT / getSeconds, "-"],
+      [
+        `raw append, ${(bytesPerFsync / 1024).toFixed(0)} KiB + fdatasync per batch`,
+        mbps(bytes, rawSeconds),
+        COUNT / rawSeconds,
+        1,
+      ],
+      [
+        `file put (putMany x${PUT_BATCH}, ${IN_FLIGHT} in flight)`,
+        mbps(bytes, putSeconds),
+        COUNT / putSeconds,
+        rawSeconds / putSeconds,
+      ],
+      [
+        "file get (random order, 16 in flight, page cache warm)",
+        mbps(bytes, getSeconds),
+        COUNT / getSeconds,
+        "-",
+      ],
     ],
   );
-  console.log(`\nper round MB/s: put ${putTimes.map((t) => mbps(bytes, t).toFixed(0)).join(", ")}; raw ${rawTimes.map((t) => mbps(bytes, t).toFixed(0)).join(", ")}`);
+  console.log(
+    `\nper round MB/s: put ${putTimes.map((t) => mbps(bytes, t).toFixed(0)).join(", ")}; raw ${rawTimes.map((t) => mbps(bytes, t).toFixed(0)).join(", ")}`,
+  );
   console.log(`group commit: ${(bytesPerFsync / 1024).toFixed(0)} KiB per synced write\n`);
 
   // --- BLAKE3 inline vs pool
@@ -127,7 +146,11 @@ try {
         const lane = async (i: number) => {
           while (done < tasks) {
             done++;
-            const out = await p.run("hashBlocks", { data: bufs[i]!, blockSize: CHUNK }, { transfer: [bufs[i]!.buffer as ArrayBuffer] });
+            const out = await p.run(
+              "hashBlocks",
+              { data: bufs[i]!, blockSize: CHUNK },
+              { transfer: [bufs[i]!.buffer as ArrayBuffer] },
+            );
             bufs[i] = out.data as Uint8Array<ArrayBuffer>;
           }
         };
@@ -137,7 +160,13 @@ try {
     await measure(pool, pool.threads * 2); // warm up the workers
     const tInline = await measure(inline, 1);
     const tPool = await measure(pool, pool.threads * 2);
-    rows.push([`${batch / 1024} KiB`, mbps(HASH_BYTES, tInline), mbps(HASH_BYTES, tPool), `${pool.threads}`, tInline / tPool]);
+    rows.push([
+      `${batch / 1024} KiB`,
+      mbps(HASH_BYTES, tInline),
+      mbps(HASH_BYTES, tPool),
+      `${pool.threads}`,
+      tInline / tPool,
+    ]);
   }
   await pool.close();
   table(["batch", "inline MB/s", "pool MB/s", "threads", "pool / inline"], rows);

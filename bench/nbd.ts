@@ -65,12 +65,21 @@ async function waitForPort(port: number): Promise<void> {
 /** Runs one fio job against an NBD URI and extracts the numbers. */
 async function fio(uri: string, job: Job, fill = false): Promise<Result> {
   const out = await sh([
-    "fio", "--name=bench", "--ioengine=nbd", `--uri=${uri}`, `--rw=${job.rw}`, `--bs=${job.bs}`,
-    `--iodepth=${job.iodepth}`, `--size=${SIZE_MIB}M`, "--output-format=json", "--percentile_list=99:99.9",
+    "fio",
+    "--name=bench",
+    "--ioengine=nbd",
+    `--uri=${uri}`,
+    `--rw=${job.rw}`,
+    `--bs=${job.bs}`,
+    `--iodepth=${job.iodepth}`,
+    `--size=${SIZE_MIB}M`,
+    "--output-format=json",
+    "--percentile_list=99:99.9",
     ...(fill ? [] : ["--time_based", `--runtime=${SECONDS}`, "--ramp_time=1"]),
     // Fresh random data for every write (blockmend would otherwise deduplicate fio's reused buffer).
     ...(job.rw.includes("write") ? ["--end_fsync=1", "--refill_buffers=1"] : []),
-    "--randrepeat=0", "--norandommap",
+    "--randrepeat=0",
+    "--norandommap",
   ]);
   const j = JSON.parse(out.slice(out.indexOf("{")));
   const side = job.rw.includes("write") ? j.jobs[0].write : j.jobs[0].read;
@@ -90,23 +99,62 @@ const httpPort = bmNbd + 2;
 const procs: Bun.Subprocess[] = [];
 try {
   console.log(`# NBD benchmark: ${machine()}`);
-  console.log(`fio ${(await sh(["fio", "--version"])).trim()}, ${SECONDS} s per job, ${SIZE_MIB} MiB images, data under ${dir}\n`);
+  console.log(
+    `fio ${(await sh(["fio", "--version"])).trim()}, ${SECONDS} s per job, ${SIZE_MIB} MiB images, data under ${dir}\n`,
+  );
 
-  const bm = Bun.spawn([process.execPath, join(ROOT, "cli/main.ts"), "up", "--data", join(dir, "bm"), "--nbd", `127.0.0.1:${bmNbd}`, "--http", `127.0.0.1:${httpPort}`], { stdout: "ignore", stderr: "inherit" });
+  const bm = Bun.spawn(
+    [
+      process.execPath,
+      join(ROOT, "cli/main.ts"),
+      "up",
+      "--data",
+      join(dir, "bm"),
+      "--nbd",
+      `127.0.0.1:${bmNbd}`,
+      "--http",
+      `127.0.0.1:${httpPort}`,
+    ],
+    { stdout: "ignore", stderr: "inherit" },
+  );
   procs.push(bm);
   await waitForPort(httpPort);
-  const created = await fetch(`http://127.0.0.1:${httpPort}/v1/images`, { method: "POST", body: JSON.stringify({ name: "bench", size: SIZE_MIB * 1024 * 1024 }) });
+  const created = await fetch(`http://127.0.0.1:${httpPort}/v1/images`, {
+    method: "POST",
+    body: JSON.stringify({ name: "bench", size: SIZE_MIB * 1024 * 1024 }),
+  });
   if (created.status !== 201) throw new Error(`create failed: ${await created.text()}`);
 
   const raw = join(dir, "qemu.raw");
   await sh(["truncate", "-s", `${SIZE_MIB}M`, raw]);
-  const q = Bun.spawn(["qemu-nbd", "-f", "raw", "-x", "bench", "-p", String(qPort), "-b", "127.0.0.1", "--shared=16", "--cache=writeback", "--persistent", raw], { stdout: "ignore", stderr: "inherit" });
+  const q = Bun.spawn(
+    [
+      "qemu-nbd",
+      "-f",
+      "raw",
+      "-x",
+      "bench",
+      "-p",
+      String(qPort),
+      "-b",
+      "127.0.0.1",
+      "--shared=16",
+      "--cache=writeback",
+      "--persistent",
+      raw,
+    ],
+    { stdout: "ignore", stderr: "inherit" },
+  );
   procs.push(q);
   await waitForPort(qPort);
 
-  const targets = { blockmend: `nbd://127.0.0.1:${bmNbd}/bench`, "qemu-nbd": `nbd://127.0.0.1:${qPort}/bench` };
+  const targets = {
+    blockmend: `nbd://127.0.0.1:${bmNbd}/bench`,
+    "qemu-nbd": `nbd://127.0.0.1:${qPort}/bench`,
+  };
   // Fill both images with random data first so reads hit real data, not holes.
-  for (const uri of Object.values(targets)) await fio(uri, { name: "fill", rw: "write", bs: "1M", iodepth: 8 }, true);
+  for (const uri of Object.values(targets))
+    await fio(uri, { name: "fill", rw: "write", bs: "1M", iodepth: 8 }, true);
 
   const rows: (string | number)[][] = [];
   for (const job of JOBS) {
@@ -114,11 +162,33 @@ try {
     for (const [name, uri] of Object.entries(targets)) r[name] = await fio(uri, job);
     const b = r.blockmend!;
     const q2 = r["qemu-nbd"]!;
-    rows.push([job.name, b.mbps, q2.mbps, b.iops, q2.iops, b.p99ms, q2.p99ms, b.p999ms, q2.p999ms, b.iops / q2.iops]);
+    rows.push([
+      job.name,
+      b.mbps,
+      q2.mbps,
+      b.iops,
+      q2.iops,
+      b.p99ms,
+      q2.p99ms,
+      b.p999ms,
+      q2.p999ms,
+      b.iops / q2.iops,
+    ]);
     console.error(`done: ${job.name}`);
   }
   table(
-    ["job", "blockmend MB/s", "qemu-nbd MB/s", "blockmend IOPS", "qemu-nbd IOPS", "bm p99 ms", "qn p99 ms", "bm p99.9 ms", "qn p99.9 ms", "ratio (bm/qn)"],
+    [
+      "job",
+      "blockmend MB/s",
+      "qemu-nbd MB/s",
+      "blockmend IOPS",
+      "qemu-nbd IOPS",
+      "bm p99 ms",
+      "qn p99 ms",
+      "bm p99.9 ms",
+      "qn p99.9 ms",
+      "ratio (bm/qn)",
+    ],
     rows,
   );
 } finally {

@@ -1047,7 +1047,8 @@ class ScratchBuffers {
   /** A buffer of exactly `size` bytes (a view of a pooled one when one is large enough). */
   take(size: number): Buffer {
     const i = this.#free.findIndex((b) => b.byteLength >= size);
-    const base = i >= 0 ? this.#free.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.max(size, 4 * 1024 * 1024));
+    const base =
+      i >= 0 ? this.#free.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.max(size, 4 * 1024 * 1024));
     return base.byteLength === size ? base : (base.subarray(0, size) as Buffer);
   }
 

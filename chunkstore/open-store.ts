@@ -35,5 +35,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     const { S3Store } = await import("./s3-store.ts");
     return S3Store.fromUrl(url, { timeoutMs: options.timeoutMs });
   }
-  throw new TypeError(`Unknown store URL "${url}": use memory:, file:DIR, http(s)://HOST:PORT or s3://BUCKET/PREFIX`);
+  throw new TypeError(
+    `Unknown store URL "${url}": use memory:, file:DIR, http(s)://HOST:PORT or s3://BUCKET/PREFIX`,
+  );
 }

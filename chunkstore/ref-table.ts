@@ -11,7 +11,8 @@ export function assertRefWrite(name: string, value: string): void {
   assertRefName(name);
   if (typeof value !== "string") throw new TypeError(`Ref "${name}" value must be a string`);
   const size = new TextEncoder().encode(value).byteLength;
-  if (size > MAX_REF_BYTES) throw new RangeError(`Ref "${name}" is ${size} bytes; the limit is ${MAX_REF_BYTES}`);
+  if (size > MAX_REF_BYTES)
+    throw new RangeError(`Ref "${name}" is ${size} bytes; the limit is ${MAX_REF_BYTES}`);
 }
 
 /** In-memory ref map with compare-and-set; versions are increasing integers as strings. */

@@ -52,7 +52,9 @@ export default defineCommand({
       witness: args.witness,
       reserveBytes: args["reserve-bytes"] ? Number(args["reserve-bytes"]) : undefined,
     });
-    console.log(`blockmend chunkstore: serving file:${args.dir}${args.witness ? " (witness)" : ""} on ${server.url}`);
+    console.log(
+      `blockmend chunkstore: serving file:${args.dir}${args.witness ? " (witness)" : ""} on ${server.url}`,
+    );
     onShutdown(() => server.close());
   },
 });

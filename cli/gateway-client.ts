@@ -87,7 +87,9 @@ export class GatewayClient {
   }
 
   /** `GET /v1/stores`. */
-  stores(): Promise<{ stores: { id: string; state: string; since: string; reason: string | null; lag: unknown[] }[] }> {
+  stores(): Promise<{
+    stores: { id: string; state: string; since: string; reason: string | null; lag: unknown[] }[];
+  }> {
     return this.#json("GET", "/v1/stores");
   }
 

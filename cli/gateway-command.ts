@@ -20,7 +20,11 @@ export default defineCommand({
   args: {
     store: { type: "string", description: "ID=URL of a store (repeat for each store)", required: true },
     replicas: { type: "string", description: "Copies of each chunk", default: "2" },
-    "min-replicas": { type: "string", description: "Copies that must be durable before a write is acknowledged (default: a majority of replicas)" },
+    "min-replicas": {
+      type: "string",
+      description:
+        "Copies that must be durable before a write is acknowledged (default: a majority of replicas)",
+    },
     nbd: { type: "string", description: "HOST:PORT for NBD", default: "127.0.0.1:10809" },
     http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
     "store-token-file": { type: "string", description: "Bearer token for http(s) stores" },
@@ -31,12 +35,19 @@ export default defineCommand({
     const minReplicas = args["min-replicas"] ? Number(args["min-replicas"]) : defaultMinReplicas(replicas);
     const nbd = parseListenAddress(args.nbd, "--nbd");
     const http = parseListenAddress(args.http, "--http");
-    for (const [flag, a] of [["--nbd", nbd], ["--http", http]] as const) {
+    for (const [flag, a] of [
+      ["--nbd", nbd],
+      ["--http", http],
+    ] as const) {
       if (!isLoopback(a.hostname)) {
-        console.error(`blockmend gateway: warning: ${flag} ${a.hostname} is reachable from other machines and has no authentication`);
+        console.error(
+          `blockmend gateway: warning: ${flag} ${a.hostname} is reachable from other machines and has no authentication`,
+        );
       }
     }
-    const storeToken = args["store-token-file"] ? (await readFile(args["store-token-file"], "utf8")).trim() : undefined;
+    const storeToken = args["store-token-file"]
+      ? (await readFile(args["store-token-file"], "utf8")).trim()
+      : undefined;
     const gw = await startGateway({ stores, replicas, minReplicas, nbd, http, storeToken });
     console.log(
       `blockmend gateway: ${stores.length} stores, ${replicas} replicas (min ${minReplicas}); NBD on nbd://${nbd.hostname}:${gw.nbdPort}, HTTP API on ${gw.httpUrl}`,

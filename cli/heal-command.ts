@@ -4,7 +4,12 @@ import cliProgress from "cli-progress";
 import { apiUrl, GatewayClient, type HealStatusBody } from "./gateway-client.ts";
 import { formatBytes } from "./size.ts";
 
-const apiArg = { api: { type: "string", description: "Gateway HTTP API URL (default: $BLOCKMEND_API or http://127.0.0.1:8080)" } } as const;
+const apiArg = {
+  api: {
+    type: "string",
+    description: "Gateway HTTP API URL (default: $BLOCKMEND_API or http://127.0.0.1:8080)",
+  },
+} as const;
 
 /** One line per store. */
 function describe(h: HealStatusBody): string {
@@ -13,7 +18,8 @@ function describe(h: HealStatusBody): string {
     let line = `  ${s.id}: ${s.state}`;
     if (s.missingBytes > 0 || s.state === "healing") {
       line += `, ${formatBytes(s.copiedBytes)} of ${formatBytes(s.missingBytes)} copied`;
-      if (s.state === "healing") line += `, ${formatBytes(s.rateBytesPerSecond)}/s, ETA ${s.etaSeconds ?? "?"} s`;
+      if (s.state === "healing")
+        line += `, ${formatBytes(s.rateBytesPerSecond)}/s, ETA ${s.etaSeconds ?? "?"} s`;
     }
     if (s.lastError) line += ` (last error: ${s.lastError})`;
     lines.push(line);
@@ -31,13 +37,24 @@ const status = defineCommand({
 });
 
 const wait = defineCommand({
-  meta: { name: "wait", description: "Wait until no store is healing or down; exit 0 when in sync, 1 on timeout, 2 if a store is down" },
-  args: { ...apiArg, timeout: { type: "string", description: "Give up after this many seconds", default: "3600" } },
+  meta: {
+    name: "wait",
+    description:
+      "Wait until no store is healing or down; exit 0 when in sync, 1 on timeout, 2 if a store is down",
+  },
+  args: {
+    ...apiArg,
+    timeout: { type: "string", description: "Give up after this many seconds", default: "3600" },
+  },
   async run({ args }) {
     const client = new GatewayClient(apiUrl(args.api));
     const deadline = Date.now() + Number(args.timeout) * 1000;
     const bar = process.stderr.isTTY
-      ? new cliProgress.SingleBar({ stream: process.stderr, format: "heal [{bar}] {percentage}% | {copied} of {missing} | ETA {eta}s", hideCursor: true })
+      ? new cliProgress.SingleBar({
+          stream: process.stderr,
+          format: "heal [{bar}] {percentage}% | {copied} of {missing} | ETA {eta}s",
+          hideCursor: true,
+        })
       : null;
     let started = false;
     try {

@@ -10,7 +10,8 @@ export interface ListenAddress {
 export function parseListenAddress(value: string, flag: string): ListenAddress {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
   const port = Number(m?.[3]);
-  if (!m || port > 65535) throw new TypeError(`${flag} "${value}" is not HOST:PORT (for example 127.0.0.1:8080)`);
+  if (!m || port > 65535)
+    throw new TypeError(`${flag} "${value}" is not HOST:PORT (for example 127.0.0.1:8080)`);
   return { hostname: (m[1] ?? m[2])!, port };
 }
 

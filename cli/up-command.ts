@@ -23,7 +23,13 @@ export default defineCommand({
     const stores = ["a", "b", "c"].map((id) => ({ id, url: `file:${data}/store-${id}` }));
     const nbd = parseListenAddress(args.nbd, "--nbd");
     const http = parseListenAddress(args.http, "--http");
-    const gw = await startGateway({ stores, replicas: REPLICAS, minReplicas: defaultMinReplicas(REPLICAS), nbd, http });
+    const gw = await startGateway({
+      stores,
+      replicas: REPLICAS,
+      minReplicas: defaultMinReplicas(REPLICAS),
+      nbd,
+      http,
+    });
     const api = gw.httpUrl;
     const apiFlag = api === "http://127.0.0.1:8080" ? "" : ` --api ${api}`;
     const nbdUrl = `nbd://${nbd.hostname}:${gw.nbdPort}`;
@@ -34,7 +40,9 @@ export default defineCommand({
     console.log(`  npx blockmend image create web01 1G${apiFlag}`);
     console.log(`  qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' ${nbdUrl}/web01`);
     console.log(`  qemu-img convert -n -O raw disk.raw ${nbdUrl}/web01   # write a disk image into it`);
-    console.log(`  qemu-system-x86_64 -m 1G -drive file=${nbdUrl}/web01,format=raw,cache=writeback   # boot it`);
+    console.log(
+      `  qemu-system-x86_64 -m 1G -drive file=${nbdUrl}/web01,format=raw,cache=writeback   # boot it`,
+    );
     onShutdown(() => gw.close());
   },
 });

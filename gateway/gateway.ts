@@ -9,8 +9,8 @@ import { openStore } from "../chunkstore/open-store.ts";
 import { serveHttp } from "../runtime/serve-http.ts";
 import { PiscinaPool } from "../workers/piscina-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
-import { HealScheduler } from "./heal-scheduler.ts";
 import { HeadStore } from "./head-store.ts";
+import { HealScheduler } from "./heal-scheduler.ts";
 import { createGatewayApp } from "./http-api.ts";
 import { DEFAULT_CACHE_OPTIONS } from "./image.ts";
 import { ImageService } from "./image-service.ts";
@@ -74,7 +74,8 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
   if (ids.size !== config.stores.length) throw new TypeError("Store ids must be unique");
   const cleanups: (() => Promise<void>)[] = [];
   const close = async () => {
-    for (const c of cleanups.reverse()) await c().catch((err) => console.error("blockmend gateway: while stopping:", err));
+    for (const c of cleanups.reverse())
+      await c().catch((err) => console.error("blockmend gateway: while stopping:", err));
     cleanups.length = 0;
   };
   try {

@@ -30,17 +30,20 @@ function firstQuorum<T>(
   return new Promise((resolve) => {
     let settled = 0;
     const check = () => {
-      if (enough(done) || settled === holders.length) resolve({ done: new Map(done), errors: new Map(errors) });
+      if (enough(done) || settled === holders.length)
+        resolve({ done: new Map(done), errors: new Map(errors) });
     };
     if (holders.length === 0) check();
     for (const m of holders) {
-      task(m).then(
-        (v) => done.set(m.id, v),
-        (e) => errors.set(m.id, e),
-      ).finally(() => {
-        settled++;
-        check();
-      });
+      task(m)
+        .then(
+          (v) => done.set(m.id, v),
+          (e) => errors.set(m.id, e),
+        )
+        .finally(() => {
+          settled++;
+          check();
+        });
     }
   });
 }
@@ -53,7 +56,8 @@ export class HeadStore {
 
   constructor(members: readonly StoreMember[]) {
     this.holders = members.filter((m) => m.store.capabilities.refs);
-    if (this.holders.length === 0) throw new RangeError("No store holds refs: add a file, http or witness store for heads");
+    if (this.holders.length === 0)
+      throw new RangeError("No store holds refs: add a file, http or witness store for heads");
     this.majority = Math.floor(this.holders.length / 2) + 1;
   }
 
@@ -65,9 +69,15 @@ export class HeadStore {
 
   /** The newest head among a majority of holders, or null if that majority has none. */
   async read(image: string): Promise<HeadState | null> {
-    const { done } = await firstQuorum(this.#reachable(), (m) => m.store.getRef(headRef(image)), (d) => d.size >= this.majority);
+    const { done } = await firstQuorum(
+      this.#reachable(),
+      (m) => m.store.getRef(headRef(image)),
+      (d) => d.size >= this.majority,
+    );
     if (done.size < this.majority) {
-      throw new NotEnoughReplicasError(`only ${done.size} of ${this.holders.length} head holders answered reading "${image}"`);
+      throw new NotEnoughReplicasError(
+        `only ${done.size} of ${this.holders.length} head holders answered reading "${image}"`,
+      );
     }
     const versions = new Map<string, string | null>();
     let best: Head | null = null;
@@ -83,7 +93,11 @@ export class HeadStore {
 
   /** Names of all images (heads found on any holder that answered). */
   async list(): Promise<string[]> {
-    const { done } = await firstQuorum(this.#reachable(), (m) => m.store.listRefs("head."), (d) => d.size >= this.majority);
+    const { done } = await firstQuorum(
+      this.#reachable(),
+      (m) => m.store.listRefs("head."),
+      (d) => d.size >= this.majority,
+    );
     const names = new Set<string>();
     for (const list of done.values()) for (const n of list) names.add(n.slice(5));
     return [...names].sort();
@@ -118,10 +132,15 @@ export class HeadStore {
       return null;
     };
     const accepted = (d: Map<string, string | null>) => [...d.values()].filter((v) => v !== null).length;
-    const { done } = await firstQuorum(this.#reachable(), write, (d) => accepted(d) >= this.majority || fencedBy > 0);
+    const { done } = await firstQuorum(
+      this.#reachable(),
+      write,
+      (d) => accepted(d) >= this.majority || fencedBy > 0,
+    );
     const versions = new Map<string, string | null>();
     for (const [id, v] of done) if (v !== null) versions.set(id, v);
-    if (fencedBy > 0 && versions.size < this.majority) throw new StaleEpochError(next.name, next.epoch, fencedBy);
+    if (fencedBy > 0 && versions.size < this.majority)
+      throw new StaleEpochError(next.name, next.epoch, fencedBy);
     if (versions.size < this.majority) {
       throw new NotEnoughReplicasError(
         `head of "${next.name}" generation ${next.generation} accepted by ${versions.size} of ${this.holders.length} head holders (need ${this.majority})`,
@@ -140,12 +159,14 @@ export class HeadStore {
       this.holders.map(async (m) => {
         const entry = await m.store.getRef(ref);
         if (!entry) return;
-        if (newer(decodeHead(entry.value), state.head)) throw new Error(`head of "${state.head.name}" changed on ${m.id}`);
+        if (newer(decodeHead(entry.value), state.head))
+          throw new Error(`head of "${state.head.name}" changed on ${m.id}`);
         const r = await m.store.deleteRef(ref, entry.version);
         if (!r.ok) throw new Error(`head of "${state.head.name}" changed on ${m.id}`);
       }),
     );
     const ok = results.filter((r) => r.status === "fulfilled").length;
-    if (ok < this.majority) throw new NotEnoughReplicasError(`deleting "${state.head.name}" reached ${ok} head holders`);
+    if (ok < this.majority)
+      throw new NotEnoughReplicasError(`deleting "${state.head.name}" reached ${ok} head holders`);
   }
 }

@@ -142,7 +142,9 @@ export function advanceSynced(
   for (const id of dataStoreIds) {
     const was = prev.synced[id];
     const inSync = !failedStores.has(id) && was?.generation === prev.generation;
-    synced[id] = inSync ? { generation: next.generation, root: next.root, size: next.size } : (was ?? { generation: 0, root: ZERO_HASH, size: 0 });
+    synced[id] = inSync
+      ? { generation: next.generation, root: next.root, size: next.size }
+      : (was ?? { generation: 0, root: ZERO_HASH, size: 0 });
   }
   return synced;
 }

@@ -34,10 +34,10 @@ export interface HealLimits {
 }
 
 export const DEFAULT_HEAL_LIMITS: HealLimits = {
-  rateBytesPerSecond: 64 * 1024 * 1024,
+  rateBytesPerSecond: 32 * 1024 * 1024,
   floorBytesPerSecond: 4 * 1024 * 1024,
   ceilingBytesPerSecond: 1024 * 1024 * 1024,
-  concurrency: 8,
+  concurrency: 4,
   scrubBytesPerSecond: 8 * 1024 * 1024,
 };
 
@@ -83,7 +83,16 @@ interface Progress {
   startedAt: string | null;
   finishedAt: string | null;
   startedMs: number;
-  images: Map<string, { fromGeneration: number; toGeneration: number; missingChunks: number; copiedChunks: number; done: boolean }>;
+  images: Map<
+    string,
+    {
+      fromGeneration: number;
+      toGeneration: number;
+      missingChunks: number;
+      copiedChunks: number;
+      done: boolean;
+    }
+  >;
 }
 
 /** Runs heals and answers the heal status. */
@@ -103,7 +112,13 @@ export class HealScheduler {
   /** Total bytes copied by heals since start (for /metrics). */
   healedBytesTotal = 0;
 
-  constructor(images: ImageService, stores: StoreSet, health: StoreHealth, latency: LatencyMonitor, limits: HealLimits = { ...DEFAULT_HEAL_LIMITS }) {
+  constructor(
+    images: ImageService,
+    stores: StoreSet,
+    health: StoreHealth,
+    latency: LatencyMonitor,
+    limits: HealLimits = { ...DEFAULT_HEAL_LIMITS },
+  ) {
     this.#images = images;
     this.#stores = stores;
     this.#health = health;
@@ -126,17 +141,24 @@ export class HealScheduler {
   setLimits(change: Partial<HealLimits>): HealLimits {
     const next = { ...this.limits(), ...change };
     for (const [k, v] of Object.entries(next)) {
-      if (!Number.isFinite(v) || (v as number) <= 0) throw new RangeError(`Heal limit ${k} must be a positive number`);
+      if (!Number.isFinite(v) || (v as number) <= 0)
+        throw new RangeError(`Heal limit ${k} must be a positive number`);
     }
-    if (next.floorBytesPerSecond > next.ceilingBytesPerSecond) throw new RangeError("Heal rate floor is above the ceiling");
+    if (next.floorBytesPerSecond > next.ceilingBytesPerSecond)
+      throw new RangeError("Heal rate floor is above the ceiling");
     Object.assign(this.#limits, next);
-    this.#rate.rate = Math.min(next.ceilingBytesPerSecond, Math.max(next.floorBytesPerSecond, next.rateBytesPerSecond));
+    this.#rate.rate = Math.min(
+      next.ceilingBytesPerSecond,
+      Math.max(next.floorBytesPerSecond, next.rateBytesPerSecond),
+    );
     return this.limits();
   }
 
   /** Starts the loop: refresh heads, start heals where stores lag, adapt the rate; and the scrub. */
   start(options: { scrub?: boolean } = {}): void {
     if (options.scrub !== false) void this.#scrubLoop();
+    this.#adaptTimer = setInterval(() => this.#adaptRate(), 250);
+    (this.#adaptTimer as { unref?: () => void }).unref?.();
     const loop = async () => {
       await this.tick().catch(() => {});
       if (!this.#stopped) {
@@ -150,12 +172,14 @@ export class HealScheduler {
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearInterval(this.#adaptTimer);
   }
+
+  #adaptTimer: ReturnType<typeof setInterval> | undefined;
 
   /** One round: refresh heads, adapt the rate, start or finish heals. */
   async tick(): Promise<void> {
     await this.#refreshHeads();
-    this.#adaptRate();
     for (const m of this.#stores.dataMembers) {
       const id = m.id;
       if (this.#health.isDown(id)) continue;
@@ -174,7 +198,9 @@ export class HealScheduler {
 
   /** Images whose head says store `id` lags. */
   #lagging(id: string): string[] {
-    return [...this.#heads.values()].filter((h) => (h.synced[id]?.generation ?? 0) < h.generation).map((h) => h.name);
+    return [...this.#heads.values()]
+      .filter((h) => (h.synced[id]?.generation ?? 0) < h.generation)
+      .map((h) => h.name);
   }
 
   async #refreshHeads(): Promise<void> {
@@ -189,17 +215,22 @@ export class HealScheduler {
     );
   }
 
-  /** Backs off (halves) when foreground p99 rises above the idle baseline; creeps back up otherwise. */
+  /**
+   * Adapts the heal rate four times a second: halves it when the foreground p99 rises
+   * above 1.25x the baseline measured while no heal runs, grows it by a quarter
+   * otherwise, and doubles it when there is no foreground load at all (idle: heal fast).
+   */
   #adaptRate(): void {
-    const p99 = this.#latency.recentP99();
-    if (p99 === null) return;
+    const p99 = this.#latency.recentP99(500);
+    const { floorBytesPerSecond: floor, ceilingBytesPerSecond: ceiling } = this.#limits;
     if (this.#running.size === 0) {
-      this.#baselineP99 = this.#baselineP99 === null ? p99 : this.#baselineP99 * 0.8 + p99 * 0.2;
+      if (p99 !== null)
+        this.#baselineP99 = this.#baselineP99 === null ? p99 : this.#baselineP99 * 0.8 + p99 * 0.2;
       return;
     }
-    if (this.#baselineP99 === null) return;
-    const { floorBytesPerSecond: floor, ceilingBytesPerSecond: ceiling } = this.#limits;
-    if (p99 > this.#baselineP99 * BACKOFF_FACTOR) this.#rate.rate = Math.max(floor, this.#rate.rate / 2);
+    if (p99 === null) this.#rate.rate = Math.min(ceiling, this.#rate.rate * 2);
+    else if (this.#baselineP99 !== null && p99 > this.#baselineP99 * BACKOFF_FACTOR)
+      this.#rate.rate = Math.max(floor, this.#rate.rate / 2);
     else this.#rate.rate = Math.min(ceiling, this.#rate.rate * 1.25);
   }
 
@@ -233,7 +264,13 @@ export class HealScheduler {
     const store = this.#stores.member(id)!.store;
     let head = await this.#images.info(name);
     const from = head.synced[id] ?? { generation: 0, root: ZERO_HASH, size: 0 };
-    const status = { fromGeneration: from.generation, toGeneration: head.generation, missingChunks: 0, copiedChunks: 0, done: false };
+    const status = {
+      fromGeneration: from.generation,
+      toGeneration: head.generation,
+      missingChunks: 0,
+      copiedChunks: 0,
+      done: false,
+    };
     p.images.set(name, status);
     let base = this.#grownRoot(from.root, from.size ?? head.size, head);
     for (let round = 0; round < 50 && !this.#stopped; round++) {
@@ -268,13 +305,15 @@ export class HealScheduler {
         status.done = true;
         return;
       }
-      base = this.#grownRoot(target, head.size, (head = await this.#images.info(name)));
+      head = await this.#images.info(name);
+      base = this.#grownRoot(target, head.size, head);
     }
   }
 
   /** `root` of a version of `size` bytes, grown to the height of `head`'s block map. */
   #grownRoot(root: Hash, size: number, head: Head): Hash {
-    const levels = (bytes: number) => levelsFor(Math.max(1, blockCount({ size: bytes, chunkSize: head.chunkSize })));
+    const levels = (bytes: number) =>
+      levelsFor(Math.max(1, blockCount({ size: bytes, chunkSize: head.chunkSize })));
     const from = levels(Math.min(size || head.size, head.size));
     return growRoot(root, from, levels(head.size)).root;
   }
@@ -314,7 +353,9 @@ export class HealScheduler {
       const p = this.#progress.get(m.id);
       const health = this.#health.status(m.id)!;
       const running = this.#running.has(m.id);
-      const elapsed = p ? ((p.finishedAt ? Date.parse(p.finishedAt) : Date.now()) - Date.parse(p.startedAt!)) / 1000 : 0;
+      const elapsed = p
+        ? ((p.finishedAt ? Date.parse(p.finishedAt) : Date.now()) - Date.parse(p.startedAt!)) / 1000
+        : 0;
       const rate = p && elapsed > 0 ? p.copiedBytes / elapsed : 0;
       const remaining = p ? Math.max(0, p.missingBytes - p.copiedBytes) : 0;
       const limit = this.#rate.rate;
@@ -324,7 +365,11 @@ export class HealScheduler {
         missingBytes: p?.missingBytes ?? 0,
         copiedBytes: p?.copiedBytes ?? 0,
         rateBytesPerSecond: Math.round(running ? rate : 0),
-        etaSeconds: running ? (remaining === 0 ? 0 : Math.ceil(remaining / Math.max(1, Math.min(limit, rate || limit)))) : null,
+        etaSeconds: running
+          ? remaining === 0
+            ? 0
+            : Math.ceil(remaining / Math.max(1, Math.min(limit, rate || limit)))
+          : null,
         // The backlog only shrinks while the store is up (new writes reach it directly).
         converges: health.state !== "down" && limit > 0,
         lastError: p?.lastError ?? null,
@@ -349,7 +394,8 @@ export class HealScheduler {
    */
   repair(id: string, hash: Hash, reason: "missing" | "corrupt" = "missing"): void {
     const key = `${id}/${hash}`;
-    if (this.#repairs.has(key) || this.#repairs.size >= MAX_PENDING_REPAIRS || this.#health.isDown(id)) return;
+    if (this.#repairs.has(key) || this.#repairs.size >= MAX_PENDING_REPAIRS || this.#health.isDown(id))
+      return;
     this.#repairs.add(key);
     void this.#repairLimit(async () => {
       try {
@@ -383,7 +429,12 @@ export class HealScheduler {
       let did = false;
       for (const m of this.#stores.dataMembers) {
         if (this.#stopped || this.#health.isDown(m.id)) continue;
-        const st = this.#scrub.get(m.id) ?? { checkedChunks: 0, corruptChunks: 0, passes: 0, cursor: undefined as Hash | undefined };
+        const st = this.#scrub.get(m.id) ?? {
+          checkedChunks: 0,
+          corruptChunks: 0,
+          passes: 0,
+          cursor: undefined as Hash | undefined,
+        };
         this.#scrub.set(m.id, st);
         limiter.rate = this.#limits.scrubBytesPerSecond;
         let n = 0;
@@ -415,11 +466,19 @@ export class HealScheduler {
       if (!did) await new Promise((r) => setTimeout(r, 1000));
     }
   }
-  readonly #scrub = new Map<string, { checkedChunks: number; corruptChunks: number; passes: number; cursor: Hash | undefined }>();
+  readonly #scrub = new Map<
+    string,
+    { checkedChunks: number; corruptChunks: number; passes: number; cursor: Hash | undefined }
+  >();
 
   /** Scrub counters per store. */
   scrubStatus(): { store: string; checkedChunks: number; corruptChunks: number; passes: number }[] {
-    return [...this.#scrub].map(([store, s]) => ({ store, checkedChunks: s.checkedChunks, corruptChunks: s.corruptChunks, passes: s.passes }));
+    return [...this.#scrub].map(([store, s]) => ({
+      store,
+      checkedChunks: s.checkedChunks,
+      corruptChunks: s.corruptChunks,
+      passes: s.passes,
+    }));
   }
 
   /** Waits for running heals (tests, shutdown). */

@@ -391,18 +391,30 @@ export class Image implements BlockDevice {
     const out = new Map<number, Hash>();
     const cs = this.chunkSize;
     const perTask = Math.max(1, Math.floor(HASH_TASK_BYTES / cs));
-    const entries = [...batch].filter(([i, c]) => (c ? true : (out.set(i, ZERO_HASH), false)));
+    const entries: [number, Pending][] = [];
+    for (const [i, c] of batch) {
+      if (c) entries.push([i, c]);
+      else out.set(i, ZERO_HASH);
+    }
     const tasks: Promise<void>[] = [];
     for (let t = 0; t < entries.length; t += perTask) {
       const group = entries.slice(t, t + perTask);
       // Blocks are packed into one buffer (a copy: the originals stay readable) and moved to the worker.
       const packed = takePackBuffer(group.length * cs);
-      group.forEach(([, c], k) => packed.set(c!, k * cs));
+      group.forEach(([, c], k) => {
+        packed.set(c!, k * cs);
+      });
       tasks.push(
         this.ctx.pool
-          .run("hashBlocks", { data: packed, blockSize: cs, zeroIsHole: true }, { transfer: [packed.buffer as ArrayBuffer] })
+          .run(
+            "hashBlocks",
+            { data: packed, blockSize: cs, zeroIsHole: true },
+            { transfer: [packed.buffer as ArrayBuffer] },
+          )
           .then((r) => {
-            group.forEach(([index], k) => out.set(index, toHex(r.hashes.subarray(k * 32, k * 32 + 32))));
+            group.forEach(([index], k) => {
+              out.set(index, toHex(r.hashes.subarray(k * 32, k * 32 + 32)));
+            });
             givePackBuffer(r.data);
           }),
       );
@@ -413,7 +425,12 @@ export class Image implements BlockDevice {
 
   /** Compare-and-sets the head to a new generation; advances `synced` for stores that got everything. */
   async #commitHead(
-    change: { root?: Hash; size?: number; snapshots?: Head["snapshots"]; syncedOverride?: Record<string, SyncedVersion> },
+    change: {
+      root?: Hash;
+      size?: number;
+      snapshots?: Head["snapshots"];
+      syncedOverride?: Record<string, SyncedVersion>;
+    },
     failedStores: ReadonlySet<string>,
   ): Promise<void> {
     const prev = this.#state;
@@ -421,8 +438,18 @@ export class Image implements BlockDevice {
     const root = change.root ?? prev.head.root;
     const size = change.size ?? prev.head.size;
     const dataIds = this.ctx.stores.dataMembers.map((m) => m.id);
-    const synced = { ...advanceSynced(prev.head, { generation, root, size }, dataIds, failedStores), ...change.syncedOverride };
-    const next: Head = { ...prev.head, root, size, snapshots: change.snapshots ?? prev.head.snapshots, generation, synced };
+    const synced = {
+      ...advanceSynced(prev.head, { generation, root, size }, dataIds, failedStores),
+      ...change.syncedOverride,
+    };
+    const next: Head = {
+      ...prev.head,
+      root,
+      size,
+      snapshots: change.snapshots ?? prev.head.snapshots,
+      generation,
+      synced,
+    };
     this.#state = await this.ctx.heads.commit(prev, next);
   }
 
@@ -439,7 +466,10 @@ export class Image implements BlockDevice {
       const head = this.#state.head;
       if (!(await check(head))) return;
       const generation = head.generation + 1;
-      await this.#commitHead({ syncedOverride: { [store]: { generation, root: head.root, size: head.size } } }, new Set());
+      await this.#commitHead(
+        { syncedOverride: { [store]: { generation, root: head.root, size: head.size } } },
+        new Set(),
+      );
       marked = true;
     }).then(() => marked);
   }
@@ -541,7 +571,11 @@ function takePackBuffer(size: number): Uint8Array {
 }
 
 function givePackBuffer(buffer: Uint8Array): void {
-  if (packBuffers.length < MAX_PACK_BUFFERS && buffer.byteOffset === 0 && buffer.byteLength === buffer.buffer.byteLength) {
+  if (
+    packBuffers.length < MAX_PACK_BUFFERS &&
+    buffer.byteOffset === 0 &&
+    buffer.byteLength === buffer.buffer.byteLength
+  ) {
     packBuffers.push(buffer);
   }
 }

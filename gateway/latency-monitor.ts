@@ -4,7 +4,9 @@
  */
 
 /** Histogram bucket bounds in seconds (Prometheus `le`). */
-export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+export const LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+] as const;
 
 /** Samples kept for the recent p99: enough for a busy second, bounded memory. */
 const RECENT_SAMPLES = 4096;
@@ -20,7 +22,10 @@ export class LatencyMonitor {
   /** Records one request of `op` that took `seconds`. */
   record(op: string, seconds: number): void {
     let c = this.counts.get(op);
-    if (!c) this.counts.set(op, (c = new Array(LATENCY_BUCKETS.length + 1).fill(0)));
+    if (!c) {
+      c = new Array(LATENCY_BUCKETS.length + 1).fill(0);
+      this.counts.set(op, c);
+    }
     let i = 0;
     while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
     c[i]!++;
@@ -34,7 +39,8 @@ export class LatencyMonitor {
   recentP99(windowMs = 1000): number | null {
     const since = performance.now() - windowMs;
     const xs: number[] = [];
-    for (let i = 0; i < RECENT_SAMPLES; i++) if (this.#recentAt[i]! >= since && this.#recentAt[i]! > 0) xs.push(this.#recent[i]!);
+    for (let i = 0; i < RECENT_SAMPLES; i++)
+      if (this.#recentAt[i]! >= since && this.#recentAt[i]! > 0) xs.push(this.#recent[i]!);
     if (xs.length < 20) return null; // too few to say anything about a tail
     xs.sort((a, b) => a - b);
     return xs[Math.min(xs.length - 1, Math.floor(xs.length * 0.99))]!;

@@ -32,8 +32,10 @@ function timed(image: Image, latency: LatencyMonitor): BlockDevice {
     write: time("write", (o: number, d: Uint8Array, f: { fua: boolean }) => image.write(o, d, f)),
     flush: time("flush", () => image.flush()),
     trim: time("trim", (o: number, l: number, f: { fua: boolean }) => image.trim(o, l, f)),
-    writeZeroes: time("writeZeroes", (o: number, l: number, f: { fua: boolean; noHole: boolean; fastZero: boolean }) =>
-      image.writeZeroes(o, l, f),
+    writeZeroes: time(
+      "writeZeroes",
+      (o: number, l: number, f: { fua: boolean; noHole: boolean; fastZero: boolean }) =>
+        image.writeZeroes(o, l, f),
     ),
     blockStatus: time("blockStatus", (o: number, l: number) => image.blockStatus(o, l)),
   };
@@ -56,7 +58,8 @@ export class ImageExports implements ExportProvider {
       const head = await this.#images.info(name).catch(() => null);
       if (!head) continue;
       out.push({ name, description: `${head.size} bytes` });
-      for (const snap of Object.keys(head.snapshots)) out.push({ name: `${name}@${snap}`, description: "snapshot, read-only" });
+      for (const snap of Object.keys(head.snapshots))
+        out.push({ name: `${name}@${snap}`, description: "snapshot, read-only" });
     }
     return out;
   }

@@ -32,7 +32,9 @@ export interface SafetyInputs {
 
 /** Data stores holding the current version of `head` in full and reachable now. */
 export function currentStores(head: Head, dataStores: SafetyInputs["dataStores"]): string[] {
-  return dataStores.filter((s) => s.state !== "down" && head.synced[s.id]?.generation === head.generation).map((s) => s.id);
+  return dataStores
+    .filter((s) => s.state !== "down" && head.synced[s.id]?.generation === head.generation)
+    .map((s) => s.id);
 }
 
 /** Decides whether `store` can be removed without losing a current copy or dropping below minReplicas. */
@@ -55,9 +57,20 @@ export function safeToRemove(store: string, input: SafetyInputs): SafeToRemove {
     }
   }
   const reasons: string[] = [];
-  if (lose.length) reasons.push(`${lose.length} image(s) would lose their last current copy: ${lose.join(", ")}`);
-  if (below.length) reasons.push(`${below.length} image(s) would fall below ${input.minReplicas} current copies: ${below.join(", ")}`);
+  if (lose.length)
+    reasons.push(`${lose.length} image(s) would lose their last current copy: ${lose.join(", ")}`);
+  if (below.length)
+    reasons.push(
+      `${below.length} image(s) would fall below ${input.minReplicas} current copies: ${below.join(", ")}`,
+    );
   const healSources = [...sources].map(([s, images]) => ({ store: s, images }));
   for (const h of healSources) reasons.push(`store "${h.store}" is healing from it (${h.images.join(", ")})`);
-  return { store, safe: reasons.length === 0, reasons, wouldLoseLastCurrentCopy: lose, wouldFallBelowMinReplicas: below, healSources };
+  return {
+    store,
+    safe: reasons.length === 0,
+    reasons,
+    wouldLoseLastCurrentCopy: lose,
+    wouldFallBelowMinReplicas: below,
+    healSources,
+  };
 }

@@ -69,7 +69,16 @@ export class StoreHealth {
     this.#options = options;
     const now = new Date().toISOString();
     for (const member of members) {
-      this.#entries.set(member.id, { member, state: "in-sync", since: now, reason: null, chunks: null, bytes: null, failures: 0, lastStats: 0 });
+      this.#entries.set(member.id, {
+        member,
+        state: "in-sync",
+        since: now,
+        reason: null,
+        chunks: null,
+        bytes: null,
+        failures: 0,
+        lastStats: 0,
+      });
     }
   }
 

@@ -72,7 +72,9 @@ export class StoreSet {
       throw new RangeError(`minReplicas must be between 1 and replicas (${options.replicas})`);
     }
     if (this.dataMembers.length < options.replicas) {
-      throw new RangeError(`${options.replicas} replicas need at least as many data stores; have ${this.dataMembers.length}`);
+      throw new RangeError(
+        `${options.replicas} replicas need at least as many data stores; have ${this.dataMembers.length}`,
+      );
     }
     this.#byId = new Map(members.map((m) => [m.id, m]));
     this.#rendezvous = new Rendezvous(this.dataMembers.map((m) => m.id));
@@ -151,11 +153,14 @@ export class StoreSet {
       const perStore = new Map<string, ChunkPut[]>();
       for (const c of pending) {
         const order = orders.get(c.hash)!;
-        const targets = round === 0 ? order.slice(0, this.options.replicas) : order.slice(this.options.replicas + round - 1, this.options.replicas + round);
+        const targets =
+          round === 0
+            ? order.slice(0, this.options.replicas)
+            : order.slice(this.options.replicas + round - 1, this.options.replicas + round);
         for (const id of targets) {
           if (failed.has(id)) continue;
-          let list = perStore.get(id);
-          if (!list) perStore.set(id, (list = []));
+          const list = perStore.get(id) ?? [];
+          perStore.set(id, list);
           list.push(c);
         }
       }
@@ -177,12 +182,15 @@ export class StoreSet {
     }
     // Give slower placement stores a short grace, then count them as failed for this commit.
     let graceTimer: ReturnType<typeof setTimeout> | undefined;
-    const grace = new Promise<"timeout">((r) => (graceTimer = setTimeout(() => r("timeout"), STRAGGLER_GRACE_MS)));
+    const grace = new Promise<"timeout">(
+      (r) => (graceTimer = setTimeout(() => r("timeout"), STRAGGLER_GRACE_MS)),
+    );
     const outcome = await Promise.race([Promise.allSettled(settledAll).then(() => "done" as const), grace]);
     clearTimeout(graceTimer);
     if (outcome === "timeout") {
       for (const [id, n] of writing) {
-        if (n > 0 && !failed.has(id)) this.#fail(id, `no answer to a put within ${STRAGGLER_GRACE_MS} ms of the other replicas`, failed);
+        if (n > 0 && !failed.has(id))
+          this.#fail(id, `no answer to a put within ${STRAGGLER_GRACE_MS} ms of the other replicas`, failed);
       }
     }
     return { failedStores: new Set(failed) };
@@ -195,8 +203,14 @@ export class StoreSet {
    */
   async getChunk(hash: Hash, exclude?: string): Promise<Uint8Array> {
     const placement = this.placement(hash);
-    const all = [...placement, ...this.dataMembers.map((m) => m.id).filter((id) => !placement.includes(id))].filter((id) => id !== exclude);
-    const order = [...all.filter((id) => !this.health.isDown(id)), ...all.filter((id) => this.health.isDown(id))];
+    const all = [
+      ...placement,
+      ...this.dataMembers.map((m) => m.id).filter((id) => !placement.includes(id)),
+    ].filter((id) => id !== exclude);
+    const order = [
+      ...all.filter((id) => !this.health.isDown(id)),
+      ...all.filter((id) => this.health.isDown(id)),
+    ];
     const errors: string[] = [];
     return new Promise<Uint8Array>((resolve, reject) => {
       let next = 0;
@@ -209,33 +223,36 @@ export class StoreSet {
         const id = order[next++]!;
         running++;
         hedge = setTimeout(launch, HEDGE_AFTER_MS);
-        this.#byId.get(id)!.store.get(hash).then(
-          (bytes) => {
-            running--;
-            if (done) return;
-            done = true;
-            clearTimeout(hedge);
-            resolve(bytes);
-          },
-          (err) => {
-            running--;
-            if (err instanceof ChunkNotFoundError) {
-              if (placement.includes(id)) this.onBadCopy(id, hash, "missing");
-            } else if (err instanceof ChunkCorruptError) {
-              this.onBadCopy(id, hash, "corrupt");
-            } else {
-              this.health.reportFailure(id, (err as Error).message);
-            }
-            errors.push(`${id}: ${(err as Error).message}`);
-            if (done) return;
-            if (next < order.length) launch();
-            else if (running === 0) {
+        this.#byId
+          .get(id)!
+          .store.get(hash)
+          .then(
+            (bytes) => {
+              running--;
+              if (done) return;
               done = true;
               clearTimeout(hedge);
-              reject(new ChunkNotFoundError(`every replica (${errors.join("; ")})`, hash));
-            }
-          },
-        );
+              resolve(bytes);
+            },
+            (err) => {
+              running--;
+              if (err instanceof ChunkNotFoundError) {
+                if (placement.includes(id)) this.onBadCopy(id, hash, "missing");
+              } else if (err instanceof ChunkCorruptError) {
+                this.onBadCopy(id, hash, "corrupt");
+              } else {
+                this.health.reportFailure(id, (err as Error).message);
+              }
+              errors.push(`${id}: ${(err as Error).message}`);
+              if (done) return;
+              if (next < order.length) launch();
+              else if (running === 0) {
+                done = true;
+                clearTimeout(hedge);
+                reject(new ChunkNotFoundError(`every replica (${errors.join("; ")})`, hash));
+              }
+            },
+          );
       };
       if (order.length === 0) reject(new ChunkNotFoundError("no data store", hash));
       else launch();

@@ -15,7 +15,12 @@ export type PageReader = (hash: Hash) => Promise<Uint8Array>;
  * the same place under `oldRoot`, for trees of `levels` levels. Holes are skipped.
  * `oldRoot` = ZERO_HASH walks the whole new tree (a store replaced by an empty one).
  */
-export async function* changedChunks(pages: PageReader, oldRoot: Hash, newRoot: Hash, levels: number): AsyncGenerator<ChangedChunk> {
+export async function* changedChunks(
+  pages: PageReader,
+  oldRoot: Hash,
+  newRoot: Hash,
+  levels: number,
+): AsyncGenerator<ChangedChunk> {
   yield* walk(pages, oldRoot, newRoot, levels);
 }
 
@@ -25,7 +30,12 @@ export interface ChangedChunk {
   readonly page: boolean;
 }
 
-async function* walk(pages: PageReader, oldHash: Hash, newHash: Hash, level: number): AsyncGenerator<ChangedChunk> {
+async function* walk(
+  pages: PageReader,
+  oldHash: Hash,
+  newHash: Hash,
+  level: number,
+): AsyncGenerator<ChangedChunk> {
   if (newHash === oldHash || newHash === ZERO_HASH) return;
   yield { hash: newHash, page: true };
   const [oldPage, newPage] = await Promise.all([

@@ -6,7 +6,11 @@ import { type TaskInput, type TaskName, type TaskOutput, tasks } from "./tasks.t
 export class InlinePool implements TaskPool {
   readonly threads = 0;
 
-  async run<K extends TaskName>(name: K, input: TaskInput<K>, options: RunOptions = {}): Promise<TaskOutput<K>> {
+  async run<K extends TaskName>(
+    name: K,
+    input: TaskInput<K>,
+    options: RunOptions = {},
+  ): Promise<TaskOutput<K>> {
     options.signal?.throwIfAborted();
     const task = tasks[name] as (input: TaskInput<K>) => TaskOutput<K> | Promise<TaskOutput<K>>;
     return await task(input);

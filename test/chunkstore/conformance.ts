@@ -29,7 +29,8 @@ export interface ConformanceTarget {
 /** A random chunk of `size` bytes and its address. */
 export function randomChunk(size = 4096): { hash: string; bytes: Uint8Array<ArrayBuffer> } {
   const bytes = new Uint8Array(size);
-  for (let off = 0; off < size; off += 65536) crypto.getRandomValues(bytes.subarray(off, Math.min(size, off + 65536)));
+  for (let off = 0; off < size; off += 65536)
+    crypto.getRandomValues(bytes.subarray(off, Math.min(size, off + 65536)));
   return { hash: hashChunk(bytes), bytes };
 }
 
@@ -97,7 +98,9 @@ export function describeConformance(backend: string, target: ConformanceTarget):
       const results = await s.putMany(chunks);
       expect(results.map((r) => r.existed)).toEqual(chunks.map((_, i) => i === 3));
       const back = await s.getMany(chunks.map((c) => c.hash));
-      back.forEach((b, i) => expect(Buffer.from(b!).equals(Buffer.from(chunks[i]!.bytes))).toBe(true));
+      back.forEach((b, i) => {
+        expect(Buffer.from(b!).equals(Buffer.from(chunks[i]!.bytes))).toBe(true);
+      });
     });
 
     test("a putMany with one bad chunk stores none of the batch", async () => {
@@ -250,7 +253,8 @@ export function describeConformance(backend: string, target: ConformanceTarget):
         const s2 = await reopen(s);
         opened.push(s2);
         expect(await s2.has(chunks.map((c) => c.hash))).toEqual(chunks.map((_, i) => i !== 0));
-        for (const c of chunks.slice(1)) expect(Buffer.from(await s2.get(c.hash)).equals(Buffer.from(c.bytes))).toBe(true);
+        for (const c of chunks.slice(1))
+          expect(Buffer.from(await s2.get(c.hash)).equals(Buffer.from(c.bytes))).toBe(true);
         if (ref?.ok) expect(await s2.getRef("head.p")).toEqual({ value: "persist", version: ref.version });
         expect((await s2.stats()).chunks).toBe(9);
       });

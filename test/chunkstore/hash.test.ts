@@ -2,7 +2,9 @@ import { expect, test } from "bun:test";
 import { HASH_ENGINE, hashBytes, hashBytesWasm, hashChunk, isHash, toHex } from "../../chunkstore/hash.ts";
 
 test("the BLAKE3 of the empty input is the published test vector", () => {
-  expect(hashChunk(new Uint8Array(0))).toBe("af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262");
+  expect(hashChunk(new Uint8Array(0))).toBe(
+    "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+  );
 });
 
 test("the native engine is in use here and agrees with blake3-wasm on many sizes", () => {

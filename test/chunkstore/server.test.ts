@@ -16,7 +16,8 @@ const H = "http://store";
 function setup(options: { token?: string; witness?: boolean } = {}) {
   const store = new MemoryStore();
   const app = createChunkStoreApp(store, options);
-  const request = async (path: string, init?: RequestInit): Promise<Response> => app.request(`${H}${path}`, init);
+  const request = async (path: string, init?: RequestInit): Promise<Response> =>
+    app.request(`${H}${path}`, init);
   return { store, app, request };
 }
 

@@ -13,13 +13,23 @@ export function imageService(
   stores: ChunkStore[] = [new MemoryStore("a"), new MemoryStore("b"), new MemoryStore("c")],
   options: { replicas?: number; minReplicas?: number; cache?: Partial<ImageCacheOptions> } = {},
 ): { service: ImageService; stores: ChunkStore[]; set: StoreSet } {
-  const members: StoreMember[] = stores.map((store, i) => ({ id: String.fromCharCode(97 + i), url: store.name, store }));
-  const set = new StoreSet(members, { replicas: options.replicas ?? 2, minReplicas: options.minReplicas ?? 1 });
+  const members: StoreMember[] = stores.map((store, i) => ({
+    id: String.fromCharCode(97 + i),
+    url: store.name,
+    store,
+  }));
+  const set = new StoreSet(members, {
+    replicas: options.replicas ?? 2,
+    minReplicas: options.minReplicas ?? 1,
+  });
   const service = new ImageService({
     stores: set,
     heads: new HeadStore(members),
     pool: new InlinePool(),
-    chunkCache: new LRUCache({ maxSize: 64 * 1024 * 1024, sizeCalculation: (b: Uint8Array) => b.byteLength || 1 }),
+    chunkCache: new LRUCache({
+      maxSize: 64 * 1024 * 1024,
+      sizeCalculation: (b: Uint8Array) => b.byteLength || 1,
+    }),
     cache: { ...DEFAULT_CACHE_OPTIONS, ...options.cache },
   });
   return { service, stores, set };

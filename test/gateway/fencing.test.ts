@@ -18,15 +18,41 @@ test("a gateway with an older owner epoch cannot commit", async () => {
   try {
     const stores = await Promise.all(
       ["a", "b", "w"].map((id) =>
-        startBlockmend(["chunkstore", "--dir", join(dir, id), "--listen", "127.0.0.1:0", ...(id === "w" ? ["--witness"] : [])]),
+        startBlockmend([
+          "chunkstore",
+          "--dir",
+          join(dir, id),
+          "--listen",
+          "127.0.0.1:0",
+          ...(id === "w" ? ["--witness"] : []),
+        ]),
       ),
     );
     const flags = stores.flatMap((s, i) => ["--store", `${"abw"[i]}=${s.url}`]);
     const gateways = await Promise.all(
-      [1, 2].map(() => startBlockmend(["gateway", ...flags, "--replicas", "2", "--min-replicas", "1", "--nbd", "127.0.0.1:0", "--http", "127.0.0.1:0"])),
+      [1, 2].map(() =>
+        startBlockmend([
+          "gateway",
+          ...flags,
+          "--replicas",
+          "2",
+          "--min-replicas",
+          "1",
+          "--nbd",
+          "127.0.0.1:0",
+          "--http",
+          "127.0.0.1:0",
+        ]),
+      ),
     );
-    const [g1, g2] = gateways.map((g) => ({ api: g.url, nbd: /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(g.output())![1]! }));
-    const res = await fetch(`${g1!.api}/v1/images`, { method: "POST", body: JSON.stringify({ name: "f", size: 16 * 1024 * 1024 }) });
+    const [g1, g2] = gateways.map((g) => ({
+      api: g.url,
+      nbd: /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(g.output())![1]!,
+    }));
+    const res = await fetch(`${g1!.api}/v1/images`, {
+      method: "POST",
+      body: JSON.stringify({ name: "f", size: 16 * 1024 * 1024 }),
+    });
     expect(res.status).toBe(201);
 
     await runOk(["qemu-io", "-f", "raw", "-c", "write -P 0x11 0 64k", "-c", "flush", `${g1!.nbd}/f`]);
@@ -36,10 +62,21 @@ test("a gateway with an older owner epoch cannot commit", async () => {
     const epoch2 = ((await (await fetch(`${g2!.api}/v1/images/f`)).json()) as { epoch: number }).epoch;
     expect(epoch2).toBeGreaterThan(epoch1);
     // Gateway 1 still has the image open with the old epoch: its commit must fail.
-    const late = await run(["qemu-io", "-f", "raw", "-c", "write -P 0x33 0 64k", "-c", "flush", `${g1!.nbd}/f`]);
+    const late = await run([
+      "qemu-io",
+      "-f",
+      "raw",
+      "-c",
+      "write -P 0x33 0 64k",
+      "-c",
+      "flush",
+      `${g1!.nbd}/f`,
+    ]);
     expect(late.out).toMatch(/flush failed|Input\/output error|error/i);
     // What gateway 2 wrote is what everybody reads.
-    expect(await runOk(["qemu-io", "-f", "raw", "-c", "read -P 0x22 0 64k", `${g2!.nbd}/f`])).not.toContain("failed");
+    expect(await runOk(["qemu-io", "-f", "raw", "-c", "read -P 0x22 0 64k", `${g2!.nbd}/f`])).not.toContain(
+      "failed",
+    );
   } finally {
     await killAll();
     await rm(dir, { recursive: true, force: true });

@@ -16,7 +16,15 @@ let gw: StartedProcess;
 let nbd: string;
 
 async function startGateway(): Promise<void> {
-  gw = await startBlockmend(["up", "--data", join(dir, "data"), "--nbd", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+  gw = await startBlockmend([
+    "up",
+    "--data",
+    join(dir, "data"),
+    "--nbd",
+    "127.0.0.1:0",
+    "--http",
+    "127.0.0.1:0",
+  ]);
   nbd = /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(gw.output())![1]!;
 }
 
@@ -25,7 +33,11 @@ async function api(path: string, init?: RequestInit): Promise<Response> {
 }
 
 async function createImage(name: string, size: number): Promise<void> {
-  const res = await api("/v1/images", { method: "POST", body: JSON.stringify({ name, size }), headers: { "content-type": "application/json" } });
+  const res = await api("/v1/images", {
+    method: "POST",
+    body: JSON.stringify({ name, size }),
+    headers: { "content-type": "application/json" },
+  });
   expect(res.status).toBe(201);
 }
 
@@ -62,7 +74,9 @@ describe("gateway with real NBD clients", () => {
     await createImage("disk1g", GiB);
     await runOk(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, `${nbd}/disk1g`]);
     await runOk(["qemu-img", "convert", "-f", "raw", "-O", "raw", `${nbd}/disk1g`, out]);
-    expect(await runOk(["qemu-img", "compare", "-f", "raw", "-F", "raw", src, out])).toContain("Images are identical");
+    expect(await runOk(["qemu-img", "compare", "-f", "raw", "-F", "raw", src, out])).toContain(
+      "Images are identical",
+    );
     // Sparse: qemu-img skipped the holes blockmend reported, so the copy allocates ~the data only.
     const st = await stat(out);
     expect(st.size).toBe(GiB);
@@ -71,7 +85,9 @@ describe("gateway with real NBD clients", () => {
     expect(map).toContain("hole,zero");
     const info = JSON.parse(await runOk(["qemu-img", "info", "--output=json", `${nbd}/disk1g`]));
     expect(info["virtual-size"]).toBe(GiB);
-    const qmap = JSON.parse(await runOk(["qemu-img", "map", "--output=json", "-f", "raw", `${nbd}/disk1g`])) as { data: boolean; length: number }[];
+    const qmap = JSON.parse(
+      await runOk(["qemu-img", "map", "--output=json", "-f", "raw", `${nbd}/disk1g`]),
+    ) as { data: boolean; length: number }[];
     const dataBytes = qmap.filter((e) => e.data).reduce((a, e) => a + e.length, 0);
     expect(dataBytes).toBeLessThan(32 * MiB);
     expect(dataBytes).toBeGreaterThanOrEqual(18 * MiB);
@@ -97,13 +113,57 @@ describe("gateway with real NBD clients", () => {
     const r = await runOk(["qemu-io", "-f", "raw", ...checks, `${nbd}/io`]);
     expect(r).not.toContain("Pattern verification failed");
     // discard and write -z read back as zeros, around data that stays.
-    await runOk(["qemu-io", "-f", "raw", "-c", "write -P 0x77 0 1M", "-c", "discard 65536 131072", "-c", "write -z 300000 5000", `${nbd}/io`]);
-    const z = await runOk(["qemu-io", "-f", "raw", "-c", "read -P 0 65536 131072", "-c", "read -P 0 300000 5000", "-c", "read -P 0x77 0 65536", "-c", "read -P 0x77 305000 100000", `${nbd}/io`]);
+    await runOk([
+      "qemu-io",
+      "-f",
+      "raw",
+      "-c",
+      "write -P 0x77 0 1M",
+      "-c",
+      "discard 65536 131072",
+      "-c",
+      "write -z 300000 5000",
+      `${nbd}/io`,
+    ]);
+    const z = await runOk([
+      "qemu-io",
+      "-f",
+      "raw",
+      "-c",
+      "read -P 0 65536 131072",
+      "-c",
+      "read -P 0 300000 5000",
+      "-c",
+      "read -P 0x77 0 65536",
+      "-c",
+      "read -P 0x77 305000 100000",
+      `${nbd}/io`,
+    ]);
     expect(z).not.toContain("Pattern verification failed");
     // Several requests in flight on one connection.
-    const aio = ["-c", "aio_write -P 0x31 0 65536", "-c", "aio_write -P 0x32 1048576 4096", "-c", "aio_write -P 0x33 2097152 1000", "-c", "aio_flush"];
+    const aio = [
+      "-c",
+      "aio_write -P 0x31 0 65536",
+      "-c",
+      "aio_write -P 0x32 1048576 4096",
+      "-c",
+      "aio_write -P 0x33 2097152 1000",
+      "-c",
+      "aio_flush",
+    ];
     await runOk(["qemu-io", "-f", "raw", ...aio, `${nbd}/io`]);
-    const back = await runOk(["qemu-io", "-f", "raw", "-c", "read -P 0x31 0 65536", "-c", "read -P 0x32 1048576 4096", "-c", "read -P 0x33 2097152 1000", `${nbd}/io`]);
+    const back = await runOk([
+      "qemu-io",
+      "-f",
+      "raw",
+      "-c",
+      "read -P 0x31 0 65536",
+      "-c",
+      "read -P 0x32 1048576 4096",
+      "-c",
+      "read -P 0x33 2097152 1000",
+      `${nbd}/io`,
+    ]);
     expect(back).not.toContain("Pattern verification failed");
   }, 120_000);
 
@@ -112,8 +172,8 @@ describe("gateway with real NBD clients", () => {
     const info = JSON.parse(await runOk(["nbdinfo", "--json", `${nbd}/cp`]));
     const exp = info.exports[0];
     expect(exp["export-size"]).toBe(32 * MiB);
-    expect(exp["block_size_preferred"]).toBe(65536);
-    expect(exp["can_multi_conn"]).toBe(true);
+    expect(exp.block_size_preferred).toBe(65536);
+    expect(exp.can_multi_conn).toBe(true);
     const src = join(dir, "cp-src.raw");
     const fh = await open(src, "w");
     await fh.truncate(32 * MiB);
@@ -132,7 +192,11 @@ describe("gateway with real NBD clients", () => {
     await createImage("mc", 16 * MiB);
     // qemu-io's commands run in order on one connection; a second process opens another.
     // Connection 1 writes without flushing and stays open while connection 2 flushes.
-    const first = Bun.spawn(["qemu-io", "-f", "raw", `${nbd}/mc`], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    const first = Bun.spawn(["qemu-io", "-f", "raw", `${nbd}/mc`], {
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const say = async (line: string) => {
       first.stdin.write(`${line}\n`);
       await first.stdin.flush();
@@ -156,12 +220,18 @@ describe("gateway with real NBD clients", () => {
   test("a snapshot exports read-only over NBD", async () => {
     await createImage("snapme", 8 * MiB);
     await runOk(["qemu-io", "-f", "raw", "-c", "write -P 0x42 0 1M", `${nbd}/snapme`]);
-    const res = await api("/v1/images/snapme/snapshots", { method: "POST", body: JSON.stringify({ name: "s1" }), headers: { "content-type": "application/json" } });
+    const res = await api("/v1/images/snapme/snapshots", {
+      method: "POST",
+      body: JSON.stringify({ name: "s1" }),
+      headers: { "content-type": "application/json" },
+    });
     expect(res.status).toBe(201);
     await runOk(["qemu-io", "-f", "raw", "-c", "write -P 0x43 0 1M", `${nbd}/snapme`]);
     const info = JSON.parse(await runOk(["nbdinfo", "--json", `${nbd}/snapme@s1`]));
-    expect(info.exports[0]["is_read_only"]).toBe(true);
-    expect(await runOk(["qemu-io", "-r", "-f", "raw", "-c", "read -P 0x42 0 1M", `${nbd}/snapme@s1`])).not.toContain("failed");
+    expect(info.exports[0].is_read_only).toBe(true);
+    expect(
+      await runOk(["qemu-io", "-r", "-f", "raw", "-c", "read -P 0x42 0 1M", `${nbd}/snapme@s1`]),
+    ).not.toContain("failed");
     const w = await run(["qemu-io", "-f", "raw", "-c", "write -P 1 0 4096", `${nbd}/snapme@s1`]);
     expect(w.out.toLowerCase()).toMatch(/read-only|permission|not permitted/);
   }, 60_000);
@@ -170,16 +240,23 @@ describe("gateway with real NBD clients", () => {
     await createImage("crash", 16 * MiB);
     await runOk(["qemu-io", "-f", "raw", "-c", "write -P 0x61 0 2M", "-c", "flush", `${nbd}/crash`]);
     // Unflushed writes may be lost; they must not break anything.
-    const unflushed = Bun.spawn(["qemu-io", "-f", "raw", "-c", "write -P 0x62 4M 4M", `${nbd}/crash`], { stdout: "ignore", stderr: "ignore" });
+    const unflushed = Bun.spawn(["qemu-io", "-f", "raw", "-c", "write -P 0x62 4M 4M", `${nbd}/crash`], {
+      stdout: "ignore",
+      stderr: "ignore",
+    });
     await Bun.sleep(50);
     await gw.kill("SIGKILL");
     unflushed.kill("SIGKILL");
     await unflushed.exited;
     await startGateway();
-    expect(await runOk(["qemu-io", "-f", "raw", "-c", "read -P 0x61 0 2M", `${nbd}/crash`])).not.toContain("failed");
+    expect(await runOk(["qemu-io", "-f", "raw", "-c", "read -P 0x61 0 2M", `${nbd}/crash`])).not.toContain(
+      "failed",
+    );
     const tail = await runOk(["qemu-io", "-f", "raw", "-c", "read -v 4M 512", `${nbd}/crash`]);
     expect(tail).toMatch(/62 62 62|00 00 00/);
     // Earlier images are intact too.
-    expect(await runOk(["qemu-io", "-r", "-f", "raw", "-c", "read -P 0x42 0 1M", `${nbd}/snapme@s1`])).not.toContain("failed");
+    expect(
+      await runOk(["qemu-io", "-r", "-f", "raw", "-c", "read -P 0x42 0 1M", `${nbd}/snapme@s1`]),
+    ).not.toContain("failed");
   }, 60_000);
 });

@@ -114,12 +114,30 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
     const gw = await startBlockmend([
       "gateway",
       ...["a", "b", "w"].flatMap((id) => ["--store", `${id}=${stores[id]!.url}`]),
-      "--replicas", "2", "--min-replicas", "1", "--nbd", "127.0.0.1:0", "--http", "127.0.0.1:0",
+      "--replicas",
+      "2",
+      "--min-replicas",
+      "1",
+      "--nbd",
+      "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
     ]);
-    const api = async <T>(path: string, init?: RequestInit): Promise<T> => (await fetch(`${gw.url}${path}`, init)).json() as Promise<T>;
-    type Heal = { healing: boolean; stores: { id: string; state: string; copiedBytes: number; missingBytes: number }[] };
-    type Safe = { safe: boolean; reasons: string[]; wouldFallBelowMinReplicas: string[]; wouldLoseLastCurrentCopy: string[] };
-    const storeState = async (id: string) => (await api<{ stores: { id: string; state: string }[] }>("/v1/stores")).stores.find((s) => s.id === id)!.state;
+    const api = async <T>(path: string, init?: RequestInit): Promise<T> =>
+      (await fetch(`${gw.url}${path}`, init)).json() as Promise<T>;
+    type Heal = {
+      healing: boolean;
+      stores: { id: string; state: string; copiedBytes: number; missingBytes: number }[];
+    };
+    type Safe = {
+      safe: boolean;
+      reasons: string[];
+      wouldFallBelowMinReplicas: string[];
+      wouldLoseLastCurrentCopy: string[];
+    };
+    const storeState = async (id: string) =>
+      (await api<{ stores: { id: string; state: string }[] }>("/v1/stores")).stores.find((s) => s.id === id)!
+        .state;
     const waitFor = async (what: string, cond: () => Promise<boolean>, timeoutMs = 120_000) => {
       const end = Date.now() + timeoutMs;
       while (!(await cond())) {
@@ -128,7 +146,10 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
       }
     };
 
-    const res = await fetch(`${gw.url}/v1/images`, { method: "POST", body: JSON.stringify({ name: "vm", size: IMAGE }) });
+    const res = await fetch(`${gw.url}/v1/images`, {
+      method: "POST",
+      body: JSON.stringify({ name: "vm", size: IMAGE }),
+    });
     expect(res.status).toBe(201);
     const nbdPort = Number(/nbd:\/\/127\.0\.0\.1:(\d+)/.exec(gw.output())![1]);
     const nbd = await NbdClient.connect(nbdPort, "vm");
@@ -136,14 +157,21 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
     // 1. The image, full of data.
     const model = randomBytes(IMAGE);
     for (let off = 0; off < IMAGE; off += 32 * MiB) {
-      await Promise.all(Array.from({ length: 8 }, (_, k) => nbd.write(off + k * 4 * MiB, model.subarray(off + k * 4 * MiB, off + (k + 1) * 4 * MiB))));
+      await Promise.all(
+        Array.from({ length: 8 }, (_, k) =>
+          nbd.write(off + k * 4 * MiB, model.subarray(off + k * 4 * MiB, off + (k + 1) * 4 * MiB)),
+        ),
+      );
     }
     await nbd.flush();
     await waitFor("all stores in sync", async () => !(await api<Heal>("/v1/heal")).healing);
     expect((await api<Safe>("/v1/stores/a/safe-to-remove")).safe).toBe(true);
 
     // Heal slowly enough to watch it (the limit is live-changeable).
-    const limits = await fetch(`${gw.url}/v1/heal/limits`, { method: "PUT", body: JSON.stringify({ rateBytesPerSecond: 24 * MiB }) });
+    const limits = await fetch(`${gw.url}/v1/heal/limits`, {
+      method: "PUT",
+      body: JSON.stringify({ rateBytesPerSecond: 24 * MiB }),
+    });
     expect(limits.status).toBe(200);
 
     // 2. VM I/O for the whole test.
@@ -159,10 +187,12 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
       const fresh = randomBytes(AWAY);
       for (let c = region / CHUNK; c < (region + AWAY) / CHUNK; c++) load.inflight.add(c);
       for (let off = 0; off < AWAY; off += 4 * MiB) {
-        await Promise.all(Array.from({ length: 4 }, (_, k) => {
-          const o = off + k * MiB;
-          return load.timed(nbd.write(region + o, fresh.subarray(o, o + MiB)));
-        }));
+        await Promise.all(
+          Array.from({ length: 4 }, (_, k) => {
+            const o = off + k * MiB;
+            return load.timed(nbd.write(region + o, fresh.subarray(o, o + MiB)));
+          }),
+        );
       }
       const bulkStart = performance.now();
       await nbd.flush();
@@ -201,7 +231,9 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
     };
 
     const killed = await away("SIGKILL", 128 * MiB);
-    console.log(`SIGKILL round: copied ${killed.copied} for ${killed.changed} changed; max VM latency while away ${killed.maxWhileAway.toFixed(0)} ms`);
+    console.log(
+      `SIGKILL round: copied ${killed.copied} for ${killed.changed} changed; max VM latency while away ${killed.maxWhileAway.toFixed(0)} ms`,
+    );
 
     // 6. With A killed, every byte reads back from B alone.
     await load.stop();
@@ -210,7 +242,8 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
     await stores.a!.kill("SIGKILL");
     for (let off = 0; off < IMAGE; off += 8 * MiB) {
       const got = await nbd.read(off, 8 * MiB);
-      if (!Buffer.from(got).equals(Buffer.from(model.subarray(off, off + 8 * MiB)))) throw new Error(`B alone returned wrong data at ${off}`);
+      if (!Buffer.from(got).equals(Buffer.from(model.subarray(off, off + 8 * MiB))))
+        throw new Error(`B alone returned wrong data at ${off}`);
     }
     await startStore("a");
     await waitFor("A back in sync", async () => (await storeState("a")) === "in-sync", 30_000);
@@ -218,14 +251,17 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
     // 7. The same with a hung store (SIGSTOP): no VM request may take longer than 2 s.
     load.start();
     const hung = await away("SIGSTOP", 256 * MiB);
-    console.log(`SIGSTOP round: copied ${hung.copied} for ${hung.changed} changed; max VM latency while hung ${hung.maxWhileAway.toFixed(0)} ms, flush ${hung.flushMs.toFixed(0)} ms`);
+    console.log(
+      `SIGSTOP round: copied ${hung.copied} for ${hung.changed} changed; max VM latency while hung ${hung.maxWhileAway.toFixed(0)} ms, flush ${hung.flushMs.toFixed(0)} ms`,
+    );
     expect(hung.maxWhileAway).toBeLessThan(2000);
     expect(hung.flushMs).toBeLessThan(2000);
     await load.stop();
     expect(load.errors).toEqual([]);
     for (let off = 0; off < IMAGE; off += 8 * MiB) {
       const got = await nbd.read(off, 8 * MiB);
-      if (!Buffer.from(got).equals(Buffer.from(model.subarray(off, off + 8 * MiB)))) throw new Error(`wrong data at ${off}`);
+      if (!Buffer.from(got).equals(Buffer.from(model.subarray(off, off + 8 * MiB))))
+        throw new Error(`wrong data at ${off}`);
     }
     nbd.close();
   } finally {

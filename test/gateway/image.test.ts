@@ -2,7 +2,12 @@ import { describe, expect, test } from "bun:test";
 import type { ChunkStore } from "../../chunkstore/chunk-store.ts";
 import { StoreUnavailableError } from "../../chunkstore/errors.ts";
 import { MemoryStore } from "../../chunkstore/memory-store.ts";
-import { ImageExistsError, ImageNotFoundError, ReadOnlyError, StaleEpochError } from "../../gateway/errors.ts";
+import {
+  ImageExistsError,
+  ImageNotFoundError,
+  ReadOnlyError,
+  StaleEpochError,
+} from "../../gateway/errors.ts";
 import { imageService, pattern } from "./_image-fixture.ts";
 
 const MiB = 1024 * 1024;
@@ -114,7 +119,9 @@ describe("image layer", () => {
     await img.write(0, pattern(MiB, 10), { fua: true });
     const head = img.head;
     expect(head.synced.b!.generation).toBeLessThan(head.generation);
-    expect(head.synced.a!.generation === head.generation || head.synced.c!.generation === head.generation).toBe(true);
+    expect(
+      head.synced.a!.generation === head.generation || head.synced.c!.generation === head.generation,
+    ).toBe(true);
     const fresh = imageService(stores, { replicas: 2, minReplicas: 1 }).service;
     const img2 = await fresh.open("d@" + "nosuch").catch((e) => e);
     expect(img2).toBeInstanceOf(ImageNotFoundError);
@@ -176,7 +183,9 @@ describe("image layer", () => {
   });
 
   test("a writer waits when dirty memory is full instead of growing without bound", async () => {
-    const { service } = imageService(undefined, { cache: { maxDirtyBytes: 4 * 65536, flushThresholdBytes: 1 << 30 } });
+    const { service } = imageService(undefined, {
+      cache: { maxDirtyBytes: 4 * 65536, flushThresholdBytes: 1 << 30 },
+    });
     await service.create("w", 8 * MiB);
     const img = await service.open("w");
     let maxDirty = 0;

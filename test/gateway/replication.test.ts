@@ -19,15 +19,27 @@ test("each chunk is on exactly 2 of 3 store processes; killing one leaves every 
   const dir = await mkdtemp(join(tmpdir(), "blockmend-repl-"));
   try {
     const stores = await Promise.all(
-      ["a", "b", "c"].map((id) => startBlockmend(["chunkstore", "--dir", join(dir, id), "--listen", "127.0.0.1:0"])),
+      ["a", "b", "c"].map((id) =>
+        startBlockmend(["chunkstore", "--dir", join(dir, id), "--listen", "127.0.0.1:0"]),
+      ),
     );
     const gw = await startBlockmend([
       "gateway",
       ...stores.flatMap((s, i) => ["--store", `${"abc"[i]}=${s.url}`]),
-      "--replicas", "2", "--min-replicas", "1", "--nbd", "127.0.0.1:0", "--http", "127.0.0.1:0",
+      "--replicas",
+      "2",
+      "--min-replicas",
+      "1",
+      "--nbd",
+      "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
     ]);
     const nbd = /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(gw.output())![1]!;
-    const res = await fetch(`${gw.url}/v1/images`, { method: "POST", body: JSON.stringify({ name: "r", size: 32 * MiB }) });
+    const res = await fetch(`${gw.url}/v1/images`, {
+      method: "POST",
+      body: JSON.stringify({ name: "r", size: 32 * MiB }),
+    });
     expect(res.status).toBe(201);
 
     const src = join(dir, "src.raw");
@@ -53,9 +65,23 @@ test("each chunk is on exactly 2 of 3 store processes; killing one leaves every 
     await runOk(["qemu-img", "convert", "-f", "raw", "-O", "raw", `${nbd}/r`, out]);
     expect(await runOk(["qemu-img", "compare", "-f", "raw", "-F", "raw", src, out])).toContain("identical");
     // Writes go on with one data store down (min-replicas 1) and a majority of head holders.
-    const w = await runOk(["qemu-io", "-f", "raw", "-c", "write -P 0x44 20M 2M", "-c", "flush", "-c", "read -P 0x44 20M 2M", `${nbd}/r`]);
+    const w = await runOk([
+      "qemu-io",
+      "-f",
+      "raw",
+      "-c",
+      "write -P 0x44 20M 2M",
+      "-c",
+      "flush",
+      "-c",
+      "read -P 0x44 20M 2M",
+      `${nbd}/r`,
+    ]);
     expect(w).not.toContain("failed");
-    const head = (await (await fetch(`${gw.url}/v1/images/r`)).json()) as { generation: number; synced: Record<string, { generation: number }> };
+    const head = (await (await fetch(`${gw.url}/v1/images/r`)).json()) as {
+      generation: number;
+      synced: Record<string, { generation: number }>;
+    };
     expect(head.synced.b!.generation).toBeLessThan(head.generation);
   } finally {
     await killAll();

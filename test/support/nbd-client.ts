@@ -18,7 +18,10 @@ export class NbdClient {
   #waiters: (() => void)[] = [];
   #closed: Error | null = null;
   #cookie = 1n;
-  readonly #pending = new Map<bigint, { length: number; resolve: (d: Uint8Array) => void; reject: (e: Error) => void }>();
+  readonly #pending = new Map<
+    bigint,
+    { length: number; resolve: (d: Uint8Array) => void; reject: (e: Error) => void }
+  >();
 
   private constructor(socket: net.Socket, size: number) {
     this.#socket = socket;
@@ -36,7 +39,8 @@ export class NbdClient {
       socket.once("error", reject);
     });
     const hello = await bootstrap.#take(18);
-    if (new TextDecoder().decode(hello.subarray(0, 16)) !== "NBDMAGICIHAVEOPT") throw new Error("not an NBD server");
+    if (new TextDecoder().decode(hello.subarray(0, 16)) !== "NBDMAGICIHAVEOPT")
+      throw new Error("not an NBD server");
     const name = new TextEncoder().encode(exportName);
     const opt = new DataView(new ArrayBuffer(4 + 16 + 4 + name.length + 2));
     opt.setUint32(0, 1 | 2); // FIXED_NEWSTYLE | NO_ZEROES

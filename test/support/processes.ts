@@ -2,8 +2,9 @@
  * Child processes for tests: start the real `blockmend` CLI, wait for the line that
  * says where it listens, and make sure every process a test started is stopped.
  */
-import type { Subprocess } from "bun";
+
 import { fileURLToPath } from "node:url";
+import type { Subprocess } from "bun";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const CLI = fileURLToPath(new URL("../../cli/main.ts", import.meta.url));
@@ -30,7 +31,8 @@ export async function startBlockmend(args: string[], timeoutMs = 20_000): Promis
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     const decoder = new TextDecoder();
     const reader = stream.getReader();
-    for (let r = await reader.read(); !r.done; r = await reader.read()) out += decoder.decode(r.value, { stream: true });
+    for (let r = await reader.read(); !r.done; r = await reader.read())
+      out += decoder.decode(r.value, { stream: true });
   };
   void pump(proc.stdout);
   void pump(proc.stderr);

@@ -21,7 +21,10 @@ export function requireTools(...tools: string[]): void {
 }
 
 /** Runs a command to completion; resolves with its exit code and output (stdout + stderr). */
-export async function run(cmd: string[], options: { timeoutMs?: number } = {}): Promise<{ code: number; out: string }> {
+export async function run(
+  cmd: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<{ code: number; out: string }> {
   const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
   const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeoutMs ?? 120_000);
   const [out, err, code] = await Promise.all([

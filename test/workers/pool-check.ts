@@ -26,12 +26,18 @@ async function check(pool: TaskPool): Promise<void> {
   await assert.rejects(pool.run("hashBlocks", { data: new Uint8Array(8), blockSize: 0 }), RangeError);
 
   const aborted = AbortSignal.abort();
-  await assert.rejects(pool.run("hashBlocks", { data: new Uint8Array(8), blockSize: 8 }, { signal: aborted }));
+  await assert.rejects(
+    pool.run("hashBlocks", { data: new Uint8Array(8), blockSize: 8 }, { signal: aborted }),
+  );
 
   // Many tasks at once all complete with the right results.
   const inputs = Array.from({ length: 16 }, (_, i) => new Uint8Array(65536).fill(i));
-  const results = await Promise.all(inputs.map((d) => pool.run("hashBlocks", { data: d.slice(), blockSize: 65536 })));
-  results.forEach((r, i) => assert.equal(toHex(r.hashes), hashChunk(inputs[i]!)));
+  const results = await Promise.all(
+    inputs.map((d) => pool.run("hashBlocks", { data: d.slice(), blockSize: 65536 })),
+  );
+  results.forEach((r, i) => {
+    assert.equal(toHex(r.hashes), hashChunk(inputs[i]!));
+  });
 }
 
 const runtime = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
