@@ -18,7 +18,7 @@ import { blockCount, type Head } from "./head.ts";
 import type { ImageService } from "./image-service.ts";
 import type { LatencyMonitor } from "./latency-monitor.ts";
 import { RateLimiter } from "./rate-limiter.ts";
-import type { StoreHealth } from "./store-health.ts";
+import type { StoreHealth, StoreState } from "./store-health.ts";
 import type { StoreSet } from "./store-set.ts";
 import { changedChunks } from "./tree-diff.ts";
 
@@ -128,9 +128,14 @@ export class HealScheduler {
     health.onReturn = () => void this.tick();
   }
 
-  /** Heads as last seen (refreshed every tick); the status API answers from these. */
+  /**
+   * Heads the status API answers from: those of images open here, current at every
+   * commit, and the others as last read (refreshed every second).
+   */
   get heads(): ReadonlyMap<string, Head> {
-    return this.#heads;
+    const all = new Map(this.#heads);
+    for (const h of this.#images.openHeads()) all.set(h.name, h);
+    return all;
   }
 
   limits(): HealLimits {
@@ -198,7 +203,7 @@ export class HealScheduler {
 
   /** Images whose head says store `id` lags. */
   #lagging(id: string): string[] {
-    return [...this.#heads.values()]
+    return [...this.heads.values()]
       .filter((h) => (h.synced[id]?.generation ?? 0) < h.generation)
       .map((h) => h.name);
   }
@@ -341,6 +346,19 @@ export class HealScheduler {
     return out;
   }
 
+  /**
+   * A store's state as operators see it: `down` from the health tracker; otherwise
+   * `healing` as soon as any head says it lags (before the next tick starts the heal),
+   * else `in-sync`.
+   */
+  storeState(id: string): StoreState {
+    const health = this.#health.status(id)?.state ?? "down";
+    if (health === "down") return "down";
+    const member = this.#stores.member(id);
+    if (!member?.store.capabilities.chunks) return health;
+    return this.#running.has(id) || this.#lagging(id).length > 0 ? "healing" : "in-sync";
+  }
+
   /** `GET /v1/heal`: per store progress, answered from counters. */
   status(): {
     healing: boolean;
@@ -361,7 +379,7 @@ export class HealScheduler {
       const limit = this.#rate.rate;
       return {
         id: m.id,
-        state: health.state,
+        state: this.storeState(m.id),
         missingBytes: p?.missingBytes ?? 0,
         copiedBytes: p?.copiedBytes ?? 0,
         rateBytesPerSecond: Math.round(running ? rate : 0),

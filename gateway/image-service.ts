@@ -36,6 +36,13 @@ export function parseExportName(name: string): { image: string; snapshot?: strin
 /** The image catalogue and the registry of open images. */
 export class ImageService {
   readonly #open = new Map<string, { image: Promise<Image>; refs: number }>();
+  /** The open writable images whose opening finished: their heads are current at every commit. */
+  readonly #ready = new Map<string, Image>();
+
+  /** Current heads of the images this gateway has open for writing (no I/O). */
+  openHeads(): Head[] {
+    return [...this.#ready.values()].filter((i) => !i.fenced).map((i) => i.head);
+  }
 
   readonly ctx: ImageContext;
 
@@ -110,6 +117,7 @@ export class ImageService {
     const open = this.#open.get(name);
     if (open) {
       this.#open.delete(name);
+      this.#ready.delete(name);
       await (await open.image).close().catch(() => {});
     }
     await this.ctx.heads.remove(await this.#read(name));
@@ -131,12 +139,19 @@ export class ImageService {
     if (entry && (await entry.image.catch(() => null))?.fenced) {
       // Fenced by another gateway: opening it again takes ownership back (a new epoch).
       this.#open.delete(image);
+      this.#ready.delete(image);
       entry = undefined;
     }
     if (!entry) {
       entry = { image: this.#openWritable(image), refs: 0 };
       this.#open.set(image, entry);
-      entry.image.catch(() => this.#open.delete(image));
+      const opened = entry;
+      entry.image.then(
+        (img) => {
+          if (this.#open.get(image) === opened) this.#ready.set(image, img);
+        },
+        () => this.#open.delete(image),
+      );
     }
     entry.refs++;
     return entry.image;
@@ -208,6 +223,7 @@ export class ImageService {
   async close(): Promise<void> {
     const entries = [...this.#open.values()];
     this.#open.clear();
+    this.#ready.clear();
     await Promise.allSettled(entries.map(async (e) => (await e.image).close()));
   }
 }

@@ -49,7 +49,7 @@ export function mountStatusRoutes(app: Hono, s: StatusSources): void {
           id: st.id,
           url: st.url,
           role: m.store.capabilities.chunks ? "data" : "witness",
-          state: st.state,
+          state: s.heal.storeState(st.id),
           since: st.since,
           reason: st.reason,
           chunks: st.chunks,
@@ -90,7 +90,7 @@ export function mountStatusRoutes(app: Hono, s: StatusSources): void {
         healSources: [],
       });
     }
-    const dataStores = s.stores.dataMembers.map((m) => ({ id: m.id, state: s.health.status(m.id)!.state }));
+    const dataStores = s.stores.dataMembers.map((m) => ({ id: m.id, state: s.heal.storeState(m.id) }));
     return c.json(
       safeToRemove(id, {
         replicas: s.stores.options.replicas,

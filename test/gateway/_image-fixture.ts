@@ -38,10 +38,13 @@ export function imageService(
 /** Deterministic pseudo-random bytes. */
 export function pattern(length: number, seed: number): Uint8Array {
   const out = new Uint8Array(length);
-  let x = seed * 2654435761 + 1;
+  // xorshift32: exact in 32-bit integer arithmetic (a float LCG loses precision and repeats).
+  let x = Math.imul(seed + 1, 2654435761) >>> 0 || 1;
   for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
   }
   return out;
 }

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HttpStore } from "../../chunkstore/http-store.ts";
 import { killAll, startBlockmend } from "../support/processes.ts";
-import { requireTools, runOk } from "../support/tools.ts";
+import { requireTools, run, runOk } from "../support/tools.ts";
 
 const MiB = 1024 ** 2;
 
@@ -60,6 +60,13 @@ test("each chunk is on exactly 2 of 3 store processes; killing one leaves every 
     expect(counts.size).toBeGreaterThanOrEqual(128); // 8 MiB of distinct 64 KiB chunks, plus map pages
     for (const c of counts.values()) expect(c).toBe(2);
 
+    // The operator's commands: all in sync, so any store may go; then b is killed.
+    const cli = (...args: string[]) =>
+      run([process.execPath, join(import.meta.dir, "../../cli/main.ts"), ...args, "--api", gw.url]);
+    const safeBefore = await cli("store", "safe-to-remove", "a");
+    expect(safeBefore.code).toBe(0);
+    expect((await cli("heal", "wait", "--timeout", "20")).code).toBe(0);
+
     await stores[1]!.kill("SIGKILL");
     const out = join(dir, "out.raw");
     await runOk(["qemu-img", "convert", "-f", "raw", "-O", "raw", `${nbd}/r`, out]);
@@ -83,6 +90,12 @@ test("each chunk is on exactly 2 of 3 store processes; killing one leaves every 
       synced: Record<string, { generation: number }>;
     };
     expect(head.synced.b!.generation).toBeLessThan(head.generation);
+    const unsafe = await cli("store", "safe-to-remove", "a");
+    expect(unsafe.code).toBe(1);
+    expect(unsafe.out).toContain("would lose their last current copy: r");
+    const status = await cli("heal", "status");
+    expect(status.out).toMatch(/b: down/);
+    expect((await cli("heal", "wait", "--timeout", "1")).code).toBe(2);
   } finally {
     await killAll();
     await rm(dir, { recursive: true, force: true });
