@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashChunk } from "../chunkstore/hash.ts";
 import { HttpStore } from "../chunkstore/http-store.ts";
+import { GATEWAY_ALLOCATOR_ENV } from "../runtime/allocator-env.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -33,7 +34,11 @@ const CLI = join(ROOT, "cli/main.ts");
 const procs = new Map<string, Bun.Subprocess>();
 
 async function startProc(name: string, args: string[]): Promise<string> {
-  const p = Bun.spawn([process.execPath, CLI, ...args], { stdout: "pipe", stderr: "inherit" });
+  const p = Bun.spawn([process.execPath, CLI, ...args], {
+    stdout: "pipe",
+    stderr: "inherit",
+    env: { ...process.env, ...GATEWAY_ALLOCATOR_ENV }, // as `npx blockmend` runs it
+  });
   procs.set(name, p);
   const reader = p.stdout.getReader();
   let out = "";

@@ -9,6 +9,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { GATEWAY_ALLOCATOR_ENV } from "../runtime/allocator-env.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -115,7 +116,8 @@ try {
       "--http",
       `127.0.0.1:${httpPort}`,
     ],
-    { stdout: "ignore", stderr: "inherit" },
+    // Run the gateway as `npx blockmend` would, with its allocator settings.
+    { stdout: "ignore", stderr: "inherit", env: { ...process.env, ...GATEWAY_ALLOCATOR_ENV } },
   );
   procs.push(bm);
   await waitForPort(httpPort);
