@@ -164,7 +164,11 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
       );
     }
     await nbd.flush();
-    await waitFor("all stores in sync", async () => !(await api<Heal>("/v1/heal")).healing);
+    // A replica that was slow during the fill is briefly down or healing: wait until all are in sync.
+    await waitFor("all stores in sync", async () => {
+      const h = await api<Heal>("/v1/heal");
+      return !h.healing && h.stores.every((s) => s.state === "in-sync");
+    });
     expect((await api<Safe>("/v1/stores/a/safe-to-remove")).safe).toBe(true);
 
     // Heal slowly enough to watch it (the limit is live-changeable).
@@ -225,7 +229,9 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
       expect(sawUnsafeWhileHealing).toBe(true);
       expect((await api<Safe>("/v1/stores/a/safe-to-remove")).safe).toBe(true);
       const changed = AWAY + bgAway;
-      expect(b.copiedBytes).toBeGreaterThan(AWAY * 0.9);
+      // A killed store missed all of it. A stopped one may still take in the requests that
+      // were queued on its sockets when it resumes; the heal then rightly copies less.
+      if (how === "SIGKILL") expect(b.copiedBytes).toBeGreaterThan(AWAY * 0.9);
       expect(b.copiedBytes).toBeLessThanOrEqual(changed * 1.1);
       return { maxWhileAway, flushMs, copied: b.copiedBytes, changed };
     };
