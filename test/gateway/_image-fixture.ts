@@ -1,6 +1,7 @@
 /** Builds an image service over in-memory stores for unit tests of the image layer. */
 import { LRUCache } from "lru-cache";
 import type { ChunkStore } from "../../chunkstore/chunk-store.ts";
+import { StoreUnavailableError } from "../../chunkstore/errors.ts";
 import { MemoryStore } from "../../chunkstore/memory-store.ts";
 import { HeadStore } from "../../gateway/head-store.ts";
 import { DEFAULT_CACHE_OPTIONS, type ImageCacheOptions } from "../../gateway/image.ts";
@@ -47,4 +48,40 @@ export function pattern(length: number, seed: number): Uint8Array {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+/** A memory store that fails every call while `down`, as a dead store server would. */
+export class SwitchableStore extends MemoryStore {
+  down = false;
+  #check(): void {
+    if (this.down) throw new StoreUnavailableError(this.name, "switched off by the test");
+  }
+  override async has(h: readonly string[]) {
+    this.#check();
+    return super.has(h);
+  }
+  override async get(h: string) {
+    this.#check();
+    return super.get(h);
+  }
+  override async put(h: string, b: Uint8Array) {
+    this.#check();
+    return super.put(h, b);
+  }
+  override async putMany(c: Parameters<MemoryStore["putMany"]>[0]) {
+    this.#check();
+    return super.putMany(c);
+  }
+  override async getRef(n: string) {
+    this.#check();
+    return super.getRef(n);
+  }
+  override async casRef(n: string, e: string | null, v: string) {
+    this.#check();
+    return super.casRef(n, e, v);
+  }
+  override async listRefs(p?: string) {
+    this.#check();
+    return super.listRefs(p);
+  }
 }

@@ -7,7 +7,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killAll, startBlockmend } from "../support/processes.ts";
+import { killAll, startGatewayProcess, startStoreProcess } from "../support/processes.ts";
 import { requireTools, run, runOk } from "../support/tools.ts";
 
 afterAll(killAll);
@@ -17,37 +17,12 @@ test("a gateway with an older owner epoch cannot commit", async () => {
   const dir = await mkdtemp(join(tmpdir(), "blockmend-fence-"));
   try {
     const stores = await Promise.all(
-      ["a", "b", "w"].map((id) =>
-        startBlockmend([
-          "chunkstore",
-          "--dir",
-          join(dir, id),
-          "--listen",
-          "127.0.0.1:0",
-          ...(id === "w" ? ["--witness"] : []),
-        ]),
-      ),
+      ["a", "b", "w"].map((id) => startStoreProcess(join(dir, id), { witness: id === "w" })),
     );
-    const flags = stores.flatMap((s, i) => ["--store", `${"abw"[i]}=${s.url}`]);
-    const gateways = await Promise.all(
-      [1, 2].map(() =>
-        startBlockmend([
-          "gateway",
-          ...flags,
-          "--replicas",
-          "2",
-          "--min-replicas",
-          "1",
-          "--nbd",
-          "127.0.0.1:0",
-          "--http",
-          "127.0.0.1:0",
-        ]),
-      ),
-    );
-    const [g1, g2] = gateways.map((g) => ({
+    const urls = { a: stores[0]!.url, b: stores[1]!.url, w: stores[2]!.url };
+    const [g1, g2] = (await Promise.all([1, 2].map(() => startGatewayProcess(urls)))).map((g) => ({
       api: g.url,
-      nbd: /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(g.output())![1]!,
+      nbd: g.nbd,
     }));
     const res = await fetch(`${g1!.api}/v1/images`, {
       method: "POST",

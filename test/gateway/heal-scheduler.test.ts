@@ -11,47 +11,11 @@ import { WitnessStore } from "../../chunkstore/witness-store.ts";
 import { HealScheduler } from "../../gateway/heal-scheduler.ts";
 import { LatencyMonitor } from "../../gateway/latency-monitor.ts";
 import { StoreHealth } from "../../gateway/store-health.ts";
-import { imageService, pattern } from "./_image-fixture.ts";
+import { imageService, pattern, SwitchableStore } from "./_image-fixture.ts";
 
 const MiB = 1024 * 1024;
 /** Heads need a majority: two data stores and a witness keep one with either data store down. */
 let sharedWitness: ChunkStore = new WitnessStore(new MemoryStore("w"));
-
-/** A memory store that fails every call while `down`, as a dead store server would. */
-class SwitchableStore extends MemoryStore {
-  down = false;
-  #check() {
-    if (this.down) throw new StoreUnavailableError(this.name, "switched off by the test");
-  }
-  override async has(h: string[]) {
-    this.#check();
-    return super.has(h);
-  }
-  override async get(h: string) {
-    this.#check();
-    return super.get(h);
-  }
-  override async put(h: string, b: Uint8Array) {
-    this.#check();
-    return super.put(h, b);
-  }
-  override async putMany(c: Parameters<MemoryStore["putMany"]>[0]) {
-    this.#check();
-    return super.putMany(c);
-  }
-  override async getRef(n: string) {
-    this.#check();
-    return super.getRef(n);
-  }
-  override async casRef(n: string, e: string | null, v: string) {
-    this.#check();
-    return super.casRef(n, e, v);
-  }
-  override async listRefs(p?: string) {
-    this.#check();
-    return super.listRefs(p);
-  }
-}
 
 /** A gateway's image service plus health and heal over the given stores and one witness. */
 function gateway(stores: MemoryStore[], witness: ChunkStore = sharedWitness) {

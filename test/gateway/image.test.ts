@@ -8,33 +8,9 @@ import {
   ReadOnlyError,
   StaleEpochError,
 } from "../../gateway/errors.ts";
-import { imageService, pattern } from "./_image-fixture.ts";
+import { imageService, pattern, SwitchableStore } from "./_image-fixture.ts";
 
 const MiB = 1024 * 1024;
-
-/** A memory store that can be switched off, as a dead store server would be. */
-class SwitchableStore extends MemoryStore {
-  down = false;
-  #check() {
-    if (this.down) throw new StoreUnavailableError(this.name, "switched off by the test");
-  }
-  override async get(hash: string) {
-    this.#check();
-    return super.get(hash);
-  }
-  override async putMany(chunks: Parameters<MemoryStore["putMany"]>[0]) {
-    this.#check();
-    return super.putMany(chunks);
-  }
-  override async getRef(name: string) {
-    this.#check();
-    return super.getRef(name);
-  }
-  override async casRef(name: string, expected: string | null, value: string) {
-    this.#check();
-    return super.casRef(name, expected, value);
-  }
-}
 
 describe("image layer", () => {
   test("unaligned writes read back, before and after a flush, and from a fresh gateway", async () => {

@@ -7,7 +7,7 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HttpStore } from "../../chunkstore/http-store.ts";
-import { killAll, startBlockmend } from "../support/processes.ts";
+import { killAll, startBlockmend, startGatewayProcess } from "../support/processes.ts";
 import { requireTools, run, runOk } from "../support/tools.ts";
 
 const MiB = 1024 ** 2;
@@ -23,19 +23,8 @@ test("each chunk is on exactly 2 of 3 store processes; killing one leaves every 
         startBlockmend(["chunkstore", "--dir", join(dir, id), "--listen", "127.0.0.1:0"]),
       ),
     );
-    const gw = await startBlockmend([
-      "gateway",
-      ...stores.flatMap((s, i) => ["--store", `${"abc"[i]}=${s.url}`]),
-      "--replicas",
-      "2",
-      "--min-replicas",
-      "1",
-      "--nbd",
-      "127.0.0.1:0",
-      "--http",
-      "127.0.0.1:0",
-    ]);
-    const nbd = /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(gw.output())![1]!;
+    const gw = await startGatewayProcess({ a: stores[0]!.url, b: stores[1]!.url, c: stores[2]!.url });
+    const nbd = gw.nbd;
     const res = await fetch(`${gw.url}/v1/images`, {
       method: "POST",
       body: JSON.stringify({ name: "r", size: 32 * MiB }),

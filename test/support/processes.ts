@@ -68,3 +68,38 @@ export async function killAll(): Promise<void> {
   }
   running.clear();
 }
+
+/** A started gateway process: its HTTP API URL and its NBD URL (`nbd://127.0.0.1:PORT`). */
+export interface StartedGateway extends StartedProcess {
+  readonly nbd: string;
+  readonly nbdPort: number;
+}
+
+/**
+ * Starts `blockmend gateway` over the given stores (id -> URL) with 2 replicas, min 1,
+ * NBD and HTTP on free loopback ports.
+ */
+export async function startGatewayProcess(stores: Record<string, string>): Promise<StartedGateway> {
+  const gw = await startBlockmend([
+    "gateway",
+    ...Object.entries(stores).flatMap(([id, url]) => ["--store", `${id}=${url}`]),
+    ...["--replicas", "2", "--min-replicas", "1", "--nbd", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+  ]);
+  const nbd = /(nbd:\/\/127\.0\.0\.1:(\d+))/.exec(gw.output())!;
+  return { ...gw, nbd: nbd[1]!, nbdPort: Number(nbd[2]) };
+}
+
+/** Starts `blockmend chunkstore` on `dir` (a witness if asked), on `port` or a free one. */
+export function startStoreProcess(
+  dir: string,
+  options: { witness?: boolean; port?: string | number } = {},
+): Promise<StartedProcess> {
+  return startBlockmend([
+    "chunkstore",
+    "--dir",
+    dir,
+    "--listen",
+    `127.0.0.1:${options.port ?? 0}`,
+    ...(options.witness ? ["--witness"] : []),
+  ]);
+}
