@@ -54,6 +54,7 @@ export function mountStatusRoutes(app: Hono, s: StatusSources): void {
           reason: st.reason,
           chunks: st.chunks,
           bytes: st.bytes,
+          failures: st.failures,
           lag: m.store.capabilities.chunks
             ? heads
                 .filter((h) => (h.synced[st.id]?.generation ?? 0) < h.generation)

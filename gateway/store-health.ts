@@ -20,7 +20,7 @@ export interface StoreStatus {
   readonly reason: string | null;
   readonly chunks: number | null;
   readonly bytes: number | null;
-  /** Failures seen so far (never decreases): a heal checks it did not change under it. */
+  /** Failed or timed-out requests and probes since the gateway started. */
   readonly failures: number;
 }
 
@@ -37,7 +37,7 @@ export const DEFAULT_HEALTH_OPTIONS: HealthOptions = { probeIntervalMs: 1000, pr
 const PROBE_HASH = "f".repeat(64);
 
 /** Rejects after `ms` unless `promise` settles first. */
-export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);

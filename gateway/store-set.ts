@@ -59,8 +59,6 @@ export class StoreSet {
   readonly options: ReplicationOptions;
   readonly #byId: Map<string, StoreMember>;
   readonly #rendezvous: Rendezvous;
-  /** Per store: commits it missed (failed, timed out or skipped). A heal checks this did not move. */
-  readonly #missed = new Map<string, number>();
   health: HealthView = NO_HEALTH;
   onBadCopy: BadCopyListener = () => {};
 
@@ -89,13 +87,7 @@ export class StoreSet {
     return this.#rendezvous.order(hash).slice(0, this.options.replicas);
   }
 
-  /** Commits store `id` missed so far (never decreases). */
-  missedCount(id: string): number {
-    return this.#missed.get(id) ?? 0;
-  }
-
   #fail(id: string, reason: string, failed: Set<string>): void {
-    if (!failed.has(id)) this.#missed.set(id, this.missedCount(id) + 1);
     failed.add(id);
     if (reason) this.health.reportFailure(id, reason);
   }
