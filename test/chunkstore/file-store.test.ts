@@ -175,23 +175,24 @@ describe("FileStore", () => {
     await store.put(kept.hash, kept.bytes);
     const sizes = await segmentSizes(dir);
 
-    // The disk fills up halfway through the batch's write.
+    // The disk fills up partway through the batch's write (one writev of headers and data).
     const probe = await open(join(dir, "probe"), "w");
     const proto = Object.getPrototypeOf(probe) as {
+      writev: (parts: Uint8Array[], p: number) => Promise<unknown>;
       write: (b: Uint8Array, o: number, n: number, p: number) => Promise<unknown>;
     };
     await probe.close();
-    const realWrite = proto.write;
-    proto.write = async function (this: unknown, b, o, n, p) {
-      proto.write = realWrite;
-      await realWrite.call(this, b, o, Math.floor(n / 2), p);
+    const realWritev = proto.writev;
+    proto.writev = async function (this: unknown, parts, p) {
+      proto.writev = realWritev;
+      await proto.write.call(this, parts[0]!, 0, parts[0]!.byteLength, p); // a header made it to disk
       throw Object.assign(new Error("no space left on device"), { code: "ENOSPC" });
     };
     const failed = [randomChunk(3000), randomChunk(3000)];
     try {
       await expect(store.putMany(failed)).rejects.toBeInstanceOf(StoreFullError);
     } finally {
-      proto.write = realWrite;
+      proto.writev = realWritev;
     }
     expect(await segmentSizes(dir)).toEqual(sizes);
     expect(await store.has(failed.map((c) => c.hash))).toEqual([false, false]);
