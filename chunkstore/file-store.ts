@@ -78,7 +78,7 @@ const MAX_DEFAULT_RESERVE_BYTES = 1024 * 1024 * 1024;
 const DEFAULT_RESERVE_FRACTION = 0.05;
 /** Half dead is when rewriting a segment frees at least as much as it copies. */
 const DEFAULT_COMPACT_THRESHOLD = 0.5;
-/** Most bytes appended by one write: bounds the batch buffer and how long one commit holds later puts. */
+/** Most bytes appended by one write: bounds how long one commit holds later puts. */
 const MAX_WRITE_BYTES = 64 * 1024 * 1024;
 /** Records per batch: one writev of a header and a data buffer each must fit IOV_MAX (1024 on Linux). */
 const MAX_RECORDS_PER_WRITE = 511;
