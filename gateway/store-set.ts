@@ -38,7 +38,7 @@ export interface HealthView {
 /** Chunks per putMany call to one store: bounded so one request stays well under the batch limits. */
 const PUT_BATCH = 64;
 /** Once every chunk has minReplicas copies, how long to wait for slower placement stores. */
-export const STRAGGLER_GRACE_MS = 300;
+export const STRAGGLER_GRACE_MS = 500;
 /** Ask the next replica when a read has not answered in this long (hedged reads). */
 export const HEDGE_AFTER_MS = 150;
 
