@@ -33,15 +33,26 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ -z "${S3_ENDPOINT:-}" ]; then
-  s3dir=$(mktemp -d /tmp/blockmend-s3.XXXXXX)
-  rmdir "$s3dir"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  echo "test.sh: starting Ceph radosgw on 127.0.0.1:$port for the S3 tests (about a minute)"
-  MON_PORT=$((port + 1)) bash scripts/s3-test-server/start.sh "$s3dir" "$port" >"/tmp/$(basename "$s3dir").log" 2>&1 || {
-    echo "test.sh: the S3 test server failed to start; log follows" >&2
-    cat "/tmp/$(basename "$s3dir").log" >&2
-    exit 1
-  }
+  # Two free loopback ports (S3 and the Ceph monitor), chosen together; a start that still
+  # loses a port to another process is retried with new ones.
+  for attempt in 1 2 3; do
+    s3dir=$(mktemp -d /tmp/blockmend-s3.XXXXXX)
+    rmdir "$s3dir"
+    read -r port mon_port < <(python3 -c 'import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])')
+    echo "test.sh: starting Ceph radosgw on 127.0.0.1:$port for the S3 tests (about a minute)"
+    log="/tmp/$(basename "$s3dir").log"
+    if MON_PORT=$mon_port bash scripts/s3-test-server/start.sh "$s3dir" "$port" >"$log" 2>&1; then break; fi
+    bash scripts/s3-test-server/stop.sh "$s3dir" >/dev/null 2>&1 || true
+    if [ "$attempt" = 3 ]; then
+      echo "test.sh: the S3 test server failed to start; log follows" >&2
+      cat "$log" >&2
+      exit 1
+    fi
+    echo "test.sh: the S3 test server did not start (attempt $attempt); trying other ports"
+  done
   # shellcheck disable=SC1091
   source "$s3dir/s3.env"
   export S3_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
