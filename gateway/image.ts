@@ -13,6 +13,7 @@ import type { Hash } from "../chunkstore/chunk-store.ts";
 import { toHex } from "../chunkstore/hash.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
 import { BlockMap, growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
+import { blockSpans } from "./block-spans.ts";
 import { ImageNotFoundError, ReadOnlyError, StaleEpochError } from "./errors.ts";
 import { advanceSynced, blockCount, type Head, type SyncedVersion } from "./head.ts";
 import type { HeadState, HeadStore } from "./head-store.ts";
@@ -156,19 +157,13 @@ export class Image implements BlockDevice {
   async read(offset: number, length: number): Promise<Uint8Array> {
     this.#checkRange(offset, length);
     const out = new Uint8Array(length);
-    const cs = this.chunkSize;
     const jobs: Promise<void>[] = [];
-    for (let pos = offset; pos < offset + length; ) {
-      const index = Math.floor(pos / cs);
-      const inBlock = pos - index * cs;
-      const n = Math.min(cs - inBlock, offset + length - pos);
-      const dest = pos - offset;
+    for (const s of blockSpans(offset, length, this.chunkSize)) {
       jobs.push(
-        this.#block(index).then((b) => {
-          if (b) out.set(b.subarray(inBlock, Math.min(inBlock + n, b.byteLength)), dest);
+        this.#block(s.index).then((b) => {
+          if (b) out.set(b.subarray(s.inBlock, Math.min(s.inBlock + s.length, b.byteLength)), s.at);
         }),
       );
-      pos += n;
     }
     await Promise.all(jobs);
     return out;
@@ -176,11 +171,8 @@ export class Image implements BlockDevice {
 
   async blockStatus(offset: number, length: number): Promise<Extent[]> {
     this.#checkRange(offset, length);
-    const cs = this.chunkSize;
     const extents: { length: number; hole: boolean; zero: boolean }[] = [];
-    for (let pos = offset; pos < offset + length; ) {
-      const index = Math.floor(pos / cs);
-      const n = Math.min((index + 1) * cs, offset + length) - pos;
+    for (const { index, length: n } of blockSpans(offset, length, this.chunkSize)) {
       let hole: boolean;
       if (this.#dirty.has(index)) hole = this.#dirty.get(index) === null;
       else if (this.#flushing.has(index)) hole = this.#flushing.get(index) === null;
@@ -188,7 +180,6 @@ export class Image implements BlockDevice {
       const last = extents.at(-1);
       if (last && last.hole === hole) last.length += n;
       else extents.push({ length: n, hole, zero: hole });
-      pos += n;
     }
     return extents;
   }
@@ -199,20 +190,15 @@ export class Image implements BlockDevice {
     this.#checkWritable();
     this.#checkRange(offset, data.byteLength);
     await this.#waitForSpace();
-    const cs = this.chunkSize;
     const jobs: Promise<void>[] = [];
-    for (let pos = offset; pos < offset + data.byteLength; ) {
-      const index = Math.floor(pos / cs);
-      const inBlock = pos - index * cs;
-      const n = Math.min(cs - inBlock, offset + data.byteLength - pos);
-      const src = data.subarray(pos - offset, pos - offset + n);
-      if (n === cs) {
+    for (const { index, inBlock, length: n, at } of blockSpans(offset, data.byteLength, this.chunkSize)) {
+      const src = data.subarray(at, at + n);
+      if (n === this.chunkSize) {
         // A whole block: keep the caller's bytes (the NBD server hands them over) instead of copying.
         jobs.push(this.#setBlock(index, src));
       } else {
         jobs.push(this.#patchBlock(index, (b) => b.set(src, inBlock), n === this.#blockLength(index)));
       }
-      pos += n;
     }
     await Promise.all(jobs);
     if (options.fua) await this.flush();
@@ -233,15 +219,10 @@ export class Image implements BlockDevice {
   ): Promise<void> {
     this.#checkWritable();
     this.#checkRange(offset, length);
-    const cs = this.chunkSize;
     const jobs: Promise<void>[] = [];
-    for (let pos = offset; pos < offset + length; ) {
-      const index = Math.floor(pos / cs);
-      const inBlock = pos - index * cs;
-      const n = Math.min(cs - inBlock, offset + length - pos);
+    for (const { index, inBlock, length: n } of blockSpans(offset, length, this.chunkSize)) {
       if (n === this.#blockLength(index)) jobs.push(this.#setBlock(index, null));
       else jobs.push(this.#patchBlock(index, (b) => b.fill(0, inBlock, inBlock + n), false));
-      pos += n;
     }
     await Promise.all(jobs);
     if (options.fua) await this.flush();
