@@ -995,7 +995,12 @@ function openActive(path: string, flags: number): Promise<FileHandle> {
  * Writes `parts` (`size` bytes in all) at `position` with one writev; a short write (not
  * expected on a regular file) finishes with plain writes of the rest.
  */
-async function writevAll(handle: FileHandle, parts: Uint8Array[], size: number, position: number): Promise<void> {
+async function writevAll(
+  handle: FileHandle,
+  parts: Uint8Array[],
+  size: number,
+  position: number,
+): Promise<void> {
   const { bytesWritten } = await handle.writev(parts, position);
   if (bytesWritten >= size) return;
   const rest = Buffer.concat(parts).subarray(bytesWritten);

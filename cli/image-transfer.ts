@@ -9,6 +9,7 @@
  */
 import { open, rename, rm } from "node:fs/promises";
 import { DATA_PIECE_BYTES } from "../gateway/http-wire.ts";
+import { isZero } from "../workers/hash-task.ts";
 import type { GatewayClient } from "./gateway-client.ts";
 
 /** Requests in flight: enough to overlap network and commit latency, few enough to bound memory. */
@@ -76,7 +77,7 @@ export async function importImage(
       const piece = new Uint8Array(n);
       const { bytesRead } = await fh.read(piece, 0, n, pos);
       if (bytesRead !== n) throw new Error(`"${file}" shrank while importing: short read at ${pos}`);
-      if (isAllZero(piece)) {
+      if (isZero(piece)) {
         skipped += n;
         // A new image is all holes: nothing to send. An existing one may hold old data there.
         if (!created) {
@@ -136,7 +137,7 @@ export async function exportImage(
           await tasks.run(async () => {
             const bytes = await client.read(name, offset, n);
             sent += n;
-            if (!isAllZero(bytes)) await fh.write(bytes, 0, n, offset);
+            if (!isZero(bytes)) await fh.write(bytes, 0, n, offset);
             options.onProgress?.(n);
           });
         }
@@ -154,15 +155,6 @@ export async function exportImage(
     await rm(part, { force: true });
     throw err;
   }
-}
-
-/** True if every byte is zero (eight at a time where the buffer allows). */
-export function isAllZero(bytes: Uint8Array): boolean {
-  const words = bytes.byteOffset % 8 === 0 ? Math.floor(bytes.byteLength / 8) : 0;
-  const wide = new BigUint64Array(bytes.buffer, bytes.byteOffset, words);
-  for (let i = 0; i < wide.length; i++) if (wide[i] !== 0n) return false;
-  for (let i = words * 8; i < bytes.byteLength; i++) if (bytes[i] !== 0) return false;
-  return true;
 }
 
 /**

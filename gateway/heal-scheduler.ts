@@ -498,9 +498,4 @@ export class HealScheduler {
       passes: s.passes,
     }));
   }
-
-  /** Waits for running heals (tests, shutdown). */
-  async idle(): Promise<void> {
-    await Promise.allSettled([...this.#running.values()]);
-  }
 }

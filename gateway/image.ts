@@ -17,7 +17,13 @@ import { blockSpans } from "./block-spans.ts";
 import { ImageNotFoundError, ReadOnlyError, StaleEpochError } from "./errors.ts";
 import { advanceSynced, blockCount, type Head, type SyncedVersion } from "./head.ts";
 import type { HeadState, HeadStore } from "./head-store.ts";
-import type { BlockDevice, BlockDeviceCapabilities, BlockSizes, Extent } from "./nbd/block-device.ts";
+import {
+  ALL_CAPABILITIES,
+  type BlockDevice,
+  type BlockDeviceCapabilities,
+  type BlockSizes,
+  type Extent,
+} from "./nbd/block-device.ts";
 import type { StoreSet } from "./store-set.ts";
 
 /** Largest read or write request (NBD maximum block size). */
@@ -92,16 +98,8 @@ export class Image implements BlockDevice {
       Math.max(1, blockCount({ size, chunkSize: state.head.chunkSize })),
     );
     this.#viewSize = size;
-    this.capabilities = {
-      readOnly,
-      flush: true,
-      fua: true,
-      trim: true,
-      writeZeroes: true,
-      fastZero: true,
-      multiConn: true,
-      blockStatus: true,
-    };
+    // Everything an NBD client can use; a snapshot view is the same, read-only.
+    this.capabilities = { ...ALL_CAPABILITIES, readOnly };
     this.blockSizes = {
       minimum: 1,
       preferred: Math.max(4096, state.head.chunkSize),

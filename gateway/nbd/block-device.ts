@@ -35,6 +35,18 @@ export interface BlockDeviceCapabilities {
   readonly blockStatus: boolean;
 }
 
+/** Everything on, like a real disk with a volatile cache shared by all connections. */
+export const ALL_CAPABILITIES: BlockDeviceCapabilities = {
+  readOnly: false,
+  flush: true,
+  fua: true,
+  trim: true,
+  writeZeroes: true,
+  fastZero: true,
+  multiConn: true,
+  blockStatus: true,
+};
+
 /**
  * Block size constraints (proto.md "Block size constraints"): `minimum` is a
  * power of two up to 64 KiB (requests must be aligned to it), `preferred` a

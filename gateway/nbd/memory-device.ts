@@ -5,22 +5,19 @@
  *
  * @module
  */
-import type { BlockDevice, BlockDeviceCapabilities, BlockSizes, Extent } from "./block-device.ts";
+import { blockSpans } from "../block-spans.ts";
+import {
+  ALL_CAPABILITIES,
+  type BlockDevice,
+  type BlockDeviceCapabilities,
+  type BlockSizes,
+  type Extent,
+} from "./block-device.ts";
+
+export { ALL_CAPABILITIES };
 
 /** Size of one stored block. */
 export const MEMORY_BLOCK_SIZE = 64 * 1024;
-
-/** Everything on, like a real disk with a volatile cache shared by all connections. */
-export const ALL_CAPABILITIES: BlockDeviceCapabilities = {
-  readOnly: false,
-  flush: true,
-  fua: true,
-  trim: true,
-  writeZeroes: true,
-  fastZero: true,
-  multiConn: true,
-  blockStatus: true,
-};
 
 export interface MemoryDeviceOptions {
   /** Capabilities to declare; missing ones default to {@link ALL_CAPABILITIES}. */
@@ -86,15 +83,9 @@ export class MemoryDevice implements BlockDevice {
       return block ? block.slice(inBlock, inBlock + length) : new Uint8Array(length);
     }
     const out = new Uint8Array(length);
-    let pos = 0;
-    while (pos < length) {
-      const at = offset + pos;
-      const index = Math.floor(at / MEMORY_BLOCK_SIZE);
-      const inBlock = at - index * MEMORY_BLOCK_SIZE;
-      const n = Math.min(MEMORY_BLOCK_SIZE - inBlock, length - pos);
-      const block = this.#blocks.get(index);
-      if (block) out.set(block.subarray(inBlock, inBlock + n), pos);
-      pos += n;
+    for (const s of blockSpans(offset, length, MEMORY_BLOCK_SIZE)) {
+      const block = this.#blocks.get(s.index);
+      if (block) out.set(block.subarray(s.inBlock, s.inBlock + s.length), s.at);
     }
     return out;
   }
@@ -102,19 +93,13 @@ export class MemoryDevice implements BlockDevice {
   async write(offset: number, data: Uint8Array, _options: { fua: boolean }): Promise<void> {
     this.#checkWritable();
     this.#check(offset, data.byteLength);
-    let pos = 0;
-    while (pos < data.byteLength) {
-      const at = offset + pos;
-      const index = Math.floor(at / MEMORY_BLOCK_SIZE);
-      const inBlock = at - index * MEMORY_BLOCK_SIZE;
-      const n = Math.min(MEMORY_BLOCK_SIZE - inBlock, data.byteLength - pos);
-      let block = this.#blocks.get(index);
+    for (const s of blockSpans(offset, data.byteLength, MEMORY_BLOCK_SIZE)) {
+      let block = this.#blocks.get(s.index);
       if (!block) {
         block = new Uint8Array(MEMORY_BLOCK_SIZE);
-        this.#blocks.set(index, block);
+        this.#blocks.set(s.index, block);
       }
-      block.set(data.subarray(pos, pos + n), inBlock);
-      pos += n;
+      block.set(data.subarray(s.at, s.at + s.length), s.inBlock);
     }
   }
 
@@ -140,12 +125,7 @@ export class MemoryDevice implements BlockDevice {
 
   /** Zeroes a range: whole blocks become holes (or zero-filled blocks with `punch` false), partial blocks are cleared. */
   #zero(offset: number, length: number, punch: boolean): void {
-    let pos = 0;
-    while (pos < length) {
-      const at = offset + pos;
-      const index = Math.floor(at / MEMORY_BLOCK_SIZE);
-      const inBlock = at - index * MEMORY_BLOCK_SIZE;
-      const n = Math.min(MEMORY_BLOCK_SIZE - inBlock, length - pos);
+    for (const { index, inBlock, length: n } of blockSpans(offset, length, MEMORY_BLOCK_SIZE)) {
       const block = this.#blocks.get(index);
       if (n === MEMORY_BLOCK_SIZE && punch) {
         this.#blocks.delete(index);
@@ -154,24 +134,17 @@ export class MemoryDevice implements BlockDevice {
       } else if (!punch) {
         this.#blocks.set(index, new Uint8Array(MEMORY_BLOCK_SIZE));
       }
-      pos += n;
     }
   }
 
   async blockStatus(offset: number, length: number): Promise<Extent[]> {
     this.#check(offset, length);
     const extents: { length: number; hole: boolean; zero: boolean }[] = [];
-    let pos = 0;
-    while (pos < length) {
-      const at = offset + pos;
-      const index = Math.floor(at / MEMORY_BLOCK_SIZE);
-      const inBlock = at - index * MEMORY_BLOCK_SIZE;
-      const n = Math.min(MEMORY_BLOCK_SIZE - inBlock, length - pos);
+    for (const { index, length: n } of blockSpans(offset, length, MEMORY_BLOCK_SIZE)) {
       const hole = !this.#blocks.has(index);
       const last = extents[extents.length - 1];
       if (last !== undefined && last.hole === hole) last.length += n;
       else extents.push({ length: n, hole, zero: hole });
-      pos += n;
     }
     return extents;
   }

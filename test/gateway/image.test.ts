@@ -99,7 +99,7 @@ describe("image layer", () => {
       head.synced.a!.generation === head.generation || head.synced.c!.generation === head.generation,
     ).toBe(true);
     const fresh = imageService(stores, { replicas: 2, minReplicas: 1 }).service;
-    const img2 = await fresh.open("d@" + "nosuch").catch((e) => e);
+    const img2 = await fresh.open("d@nosuch").catch((e) => e);
     expect(img2).toBeInstanceOf(ImageNotFoundError);
     await fresh.close();
     await service.close();
