@@ -3,7 +3,7 @@
  * Every failure is a {@link GatewayError} whose message names the request, the API URL
  * and the server's own error message.
  */
-import type { ApiErrorBody, ImageInfo, MapResponse, SnapshotInfo } from "../gateway/http-wire.ts";
+import type { ApiErrorBody, ImageInfo, MapResponse, SnapshotInfo } from "../gateway/http/http-wire.ts";
 
 /** The API URL when neither `--api` nor BLOCKMEND_API is given. */
 export const DEFAULT_API_URL = "http://127.0.0.1:8080";

@@ -16,7 +16,7 @@
  */
 import { type ArgsDef, type CommandDef, defineCommand, type ParsedArgs } from "citty";
 import cliProgress from "cli-progress";
-import { parseExportName } from "../gateway/image-service.ts";
+import { parseExportName } from "../gateway/image/image-service.ts";
 import { apiUrl, GatewayClient } from "./gateway-client.ts";
 import { exportImage, importImage, type TransferResult } from "./image-transfer.ts";
 import { formatBytes, parseSize } from "./size.ts";

@@ -8,7 +8,7 @@
  *   file (holes are never written), next to the target as `FILE.part`, renamed at the end.
  */
 import { open, rename, rm } from "node:fs/promises";
-import { DATA_PIECE_BYTES } from "../gateway/http-wire.ts";
+import { DATA_PIECE_BYTES } from "../gateway/http/http-wire.ts";
 import { isZero } from "../workers/hash-task.ts";
 import type { GatewayClient } from "./gateway-client.ts";
 

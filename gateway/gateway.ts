@@ -9,17 +9,17 @@ import { openStore } from "../chunkstore/open-store.ts";
 import { serveHttp } from "../runtime/serve-http.ts";
 import { PiscinaPool } from "../workers/piscina-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
-import { HeadStore } from "./head-store.ts";
-import { HealScheduler } from "./heal-scheduler.ts";
-import { createGatewayApp } from "./http-api.ts";
-import { DEFAULT_CACHE_OPTIONS } from "./image.ts";
-import { ImageService } from "./image-service.ts";
-import { LatencyMonitor } from "./latency-monitor.ts";
+import { HealScheduler } from "./heal/heal-scheduler.ts";
+import { LatencyMonitor } from "./heal/latency-monitor.ts";
+import { createGatewayApp } from "./http/http-api.ts";
+import { mountStatusRoutes, STATUS_OPENAPI_PATHS } from "./http/status-api.ts";
+import { DEFAULT_CACHE_OPTIONS } from "./image/image.ts";
+import { ImageExports } from "./image/image-exports.ts";
+import { ImageService } from "./image/image-service.ts";
 import { startNbdServer } from "./nbd/nbd-server.ts";
-import { ImageExports } from "./nbd-exports.ts";
-import { mountStatusRoutes, STATUS_OPENAPI_PATHS } from "./status-api.ts";
-import { StoreHealth } from "./store-health.ts";
-import { type StoreMember, StoreSet } from "./store-set.ts";
+import { HeadStore } from "./replication/head-store.ts";
+import { StoreHealth } from "./replication/store-health.ts";
+import { type StoreMember, StoreSet } from "./replication/store-set.ts";
 
 /** One `--store ID=URL`. */
 export interface StoreConfig {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { blockSpans } from "../block-spans.ts";
+import { blockSpans } from "../image/block-spans.ts";
 import {
   ALL_CAPABILITIES,
   type BlockDevice,

@@ -7,11 +7,11 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createGatewayApp } from "../../gateway/http-api.ts";
-import type { ImageInfo } from "../../gateway/http-wire.ts";
-import type { ImageService } from "../../gateway/image-service.ts";
+import { createGatewayApp } from "../../gateway/http/http-api.ts";
+import type { ImageInfo } from "../../gateway/http/http-wire.ts";
+import type { ImageService } from "../../gateway/image/image-service.ts";
 import { type HttpServer, serveHttp } from "../../runtime/serve-http.ts";
-import { imageService } from "../gateway/_image-fixture.ts";
+import { imageService } from "../gateway/image/_image-fixture.ts";
 
 const MiB = 1024 * 1024;
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));

@@ -6,7 +6,7 @@
  * Error codes are part of the API (scripts match on them): add, never rename.
  * Every error response is `{"error": {"code": API_ERROR, "message": string}}`.
  */
-import type { Head } from "./head.ts";
+import type { Head } from "../image/head.ts";
 
 /** Stable `error.code` values; the comment gives the HTTP status each travels with. */
 export const API_ERROR = {

@@ -1,13 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import type { ChunkStore } from "../../chunkstore/chunk-store.ts";
-import { StoreUnavailableError } from "../../chunkstore/errors.ts";
-import { MemoryStore } from "../../chunkstore/memory-store.ts";
+import type { ChunkStore } from "../../../chunkstore/chunk-store.ts";
+import { StoreUnavailableError } from "../../../chunkstore/errors.ts";
+import { MemoryStore } from "../../../chunkstore/memory-store.ts";
 import {
   ImageExistsError,
   ImageNotFoundError,
   ReadOnlyError,
   StaleEpochError,
-} from "../../gateway/errors.ts";
+} from "../../../gateway/errors.ts";
 import { imageService, pattern, SwitchableStore } from "./_image-fixture.ts";
 
 const MiB = 1024 * 1024;

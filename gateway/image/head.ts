@@ -2,8 +2,8 @@
  * The head: the small mutable record naming an image's current version, kept as the
  * ref `head.<image>` on every head-holding store and written with compare-and-set.
  */
-import type { Hash } from "../chunkstore/chunk-store.ts";
-import { isHash } from "../chunkstore/hash.ts";
+import type { Hash } from "../../chunkstore/chunk-store.ts";
+import { isHash } from "../../chunkstore/hash.ts";
 import { ZERO_HASH } from "./block-map.ts";
 
 /** What a store is known to hold in full: generation and root of that version. */

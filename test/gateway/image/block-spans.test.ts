@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { blockSpans } from "../../gateway/block-spans.ts";
+import { blockSpans } from "../../../gateway/image/block-spans.ts";
 
 test("a range inside one block is one span", () => {
   expect([...blockSpans(100, 50, 4096)]).toEqual([{ index: 0, inBlock: 100, length: 50, at: 0 }]);

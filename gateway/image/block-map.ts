@@ -8,8 +8,8 @@
  * zero entries trimmed. A page whose entries are all zero is never stored: its hash is
  * the zero hash, like a hole.
  */
-import type { Hash } from "../chunkstore/chunk-store.ts";
-import { HASH_BYTES, hashBytes, toHex } from "../chunkstore/hash.ts";
+import type { Hash } from "../../chunkstore/chunk-store.ts";
+import { HASH_BYTES, hashBytes, toHex } from "../../chunkstore/hash.ts";
 
 /** Entries per page: 256 x 32 bytes = 8 KiB pages; a leaf covers 16 MiB of 64 KiB chunks. */
 export const FANOUT = 256;

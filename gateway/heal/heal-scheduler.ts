@@ -11,16 +11,16 @@
  * off when foreground latency rises (between a floor and a ceiling, changeable live).
  */
 import pLimit from "p-limit";
-import type { Hash } from "../chunkstore/chunk-store.ts";
-import { ChunkCorruptError } from "../chunkstore/errors.ts";
-import { growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
-import { blockCount, type Head } from "./head.ts";
-import type { ImageService } from "./image-service.ts";
+import type { Hash } from "../../chunkstore/chunk-store.ts";
+import { ChunkCorruptError } from "../../chunkstore/errors.ts";
+import { growRoot, levelsFor, ZERO_HASH } from "../image/block-map.ts";
+import { blockCount, type Head } from "../image/head.ts";
+import type { ImageService } from "../image/image-service.ts";
+import { changedChunks } from "../image/tree-diff.ts";
+import type { StoreHealth, StoreState } from "../replication/store-health.ts";
+import type { StoreSet } from "../replication/store-set.ts";
 import type { LatencyMonitor } from "./latency-monitor.ts";
 import { RateLimiter } from "./rate-limiter.ts";
-import type { StoreHealth, StoreState } from "./store-health.ts";
-import type { StoreSet } from "./store-set.ts";
-import { changedChunks } from "./tree-diff.ts";
 
 /** Heal throttle settings; `PUT /v1/heal/limits` changes them live. */
 export interface HealLimits {

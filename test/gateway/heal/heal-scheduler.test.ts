@@ -4,14 +4,14 @@
  * read-repair puts back a copy found missing or corrupt, and scrub finds corrupt copies.
  */
 import { describe, expect, test } from "bun:test";
-import type { ChunkStore } from "../../chunkstore/chunk-store.ts";
-import { StoreUnavailableError } from "../../chunkstore/errors.ts";
-import { MemoryStore } from "../../chunkstore/memory-store.ts";
-import { WitnessStore } from "../../chunkstore/witness-store.ts";
-import { HealScheduler } from "../../gateway/heal-scheduler.ts";
-import { LatencyMonitor } from "../../gateway/latency-monitor.ts";
-import { StoreHealth } from "../../gateway/store-health.ts";
-import { imageService, pattern, SwitchableStore } from "./_image-fixture.ts";
+import type { ChunkStore } from "../../../chunkstore/chunk-store.ts";
+import { StoreUnavailableError } from "../../../chunkstore/errors.ts";
+import { MemoryStore } from "../../../chunkstore/memory-store.ts";
+import { WitnessStore } from "../../../chunkstore/witness-store.ts";
+import { HealScheduler } from "../../../gateway/heal/heal-scheduler.ts";
+import { LatencyMonitor } from "../../../gateway/heal/latency-monitor.ts";
+import { StoreHealth } from "../../../gateway/replication/store-health.ts";
+import { imageService, pattern, SwitchableStore } from "../image/_image-fixture.ts";
 
 const MiB = 1024 * 1024;
 /** Heads need a majority: two data stores and a witness keep one with either data store down. */
@@ -104,7 +104,7 @@ describe("heal scheduler", () => {
     const img = await g.service.open("vm");
     const data = pattern(65536, 5);
     await img.write(0, data, { fua: true });
-    const hash = (await import("../../chunkstore/hash.ts")).hashChunk(data);
+    const hash = (await import("../../../chunkstore/hash.ts")).hashChunk(data);
     // Corrupt both copies' first store in placement order, then read through a fresh gateway (cold cache).
     const first = g.set.placement(hash)[0]!;
     const bad = stores.find((s) => s.name === first)!;

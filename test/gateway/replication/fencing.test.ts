@@ -7,8 +7,8 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killAll, startGatewayProcess, startStoreProcess } from "../support/processes.ts";
-import { requireTools, run, runOk } from "../support/tools.ts";
+import { killAll, startGatewayProcess, startStoreProcess } from "../../support/processes.ts";
+import { requireTools, run, runOk } from "../../support/tools.ts";
 
 afterAll(killAll);
 

@@ -3,8 +3,8 @@
  * walks two block-map trees side by side and descends only into pages whose hashes
  * differ, so the work follows what changed, not the image size.
  */
-import type { Hash } from "../chunkstore/chunk-store.ts";
-import { HASH_BYTES, toHex } from "../chunkstore/hash.ts";
+import type { Hash } from "../../chunkstore/chunk-store.ts";
+import { HASH_BYTES, toHex } from "../../chunkstore/hash.ts";
 import { decodePage, FANOUT, ZERO_HASH } from "./block-map.ts";
 
 /** Reads a page chunk. */

@@ -27,9 +27,11 @@ import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import pLimit from "p-limit";
+import { ImageExistsError, ImageNotFoundError, ReadOnlyError } from "../errors.ts";
+import { assertImageName, assertImageSize } from "../image/head.ts";
+import type { Image } from "../image/image.ts";
+import type { ImageService } from "../image/image-service.ts";
 import { parseContentRange, parseRangeHeader } from "./_byte-range.ts";
-import { ImageExistsError, ImageNotFoundError, ReadOnlyError } from "./errors.ts";
-import { assertImageName, assertImageSize } from "./head.ts";
 import { errorResponse } from "./http-errors.ts";
 import {
   DATA_PIECE_BYTES,
@@ -42,8 +44,6 @@ import {
   type MapResponse,
   snapshotInfos,
 } from "./http-wire.ts";
-import type { Image } from "./image.ts";
-import type { ImageService } from "./image-service.ts";
 import { openApiDocument, type PathItem } from "./openapi.ts";
 
 /** Options of {@link createGatewayApp}. */

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { hashChunk } from "../../chunkstore/hash.ts";
+import { hashChunk } from "../../../chunkstore/hash.ts";
 import {
   BlockMap,
   decodePage,
@@ -8,7 +8,7 @@ import {
   growRoot,
   levelsFor,
   ZERO_HASH,
-} from "../../gateway/block-map.ts";
+} from "../../../gateway/image/block-map.ts";
 
 test("levels grow with the number of blocks, FANOUT entries per page", () => {
   expect(levelsFor(1)).toBe(1);

@@ -5,8 +5,8 @@
  * current copies of a chunk without X is `replicas` minus the data stores that are not
  * current for the image (lagging, down, or X itself).
  */
-import type { Head } from "./head.ts";
-import type { StoreState } from "./store-health.ts";
+import type { Head } from "../image/head.ts";
+import type { StoreState } from "../replication/store-health.ts";
 
 /** The answer of `GET /v1/stores/{id}/safe-to-remove`. */
 export interface SafeToRemove {

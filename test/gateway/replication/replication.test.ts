@@ -6,9 +6,9 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HttpStore } from "../../chunkstore/http-store.ts";
-import { killAll, startBlockmend, startGatewayProcess } from "../support/processes.ts";
-import { requireTools, run, runOk } from "../support/tools.ts";
+import { HttpStore } from "../../../chunkstore/http-store.ts";
+import { killAll, startBlockmend, startGatewayProcess } from "../../support/processes.ts";
+import { requireTools, run, runOk } from "../../support/tools.ts";
 
 const MiB = 1024 ** 2;
 
@@ -51,7 +51,7 @@ test("each chunk is on exactly 2 of 3 store processes; killing one leaves every 
 
     // The operator's commands: all in sync, so any store may go; then b is killed.
     const cli = (...args: string[]) =>
-      run([process.execPath, join(import.meta.dir, "../../cli/main.ts"), ...args, "--api", gw.url]);
+      run([process.execPath, join(import.meta.dir, "../../../cli/main.ts"), ...args, "--api", gw.url]);
     const safeBefore = await cli("store", "safe-to-remove", "a");
     expect(safeBefore.code).toBe(0);
     expect((await cli("heal", "wait", "--timeout", "20")).code).toBe(0);

@@ -6,8 +6,8 @@
  * with a newer owner epoch fences us off (StaleEpochError). Holders known to be down
  * are not asked.
  */
-import { NotEnoughReplicasError, StaleEpochError } from "./errors.ts";
-import { decodeHead, encodeHead, type Head, headRef, newer } from "./head.ts";
+import { NotEnoughReplicasError, StaleEpochError } from "../errors.ts";
+import { decodeHead, encodeHead, type Head, headRef, newer } from "../image/head.ts";
 import type { HealthView, StoreMember } from "./store-set.ts";
 
 /** A head as read, with the ref version each holder had (absent: holder lacks it or did not answer). */

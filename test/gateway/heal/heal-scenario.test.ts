@@ -9,8 +9,13 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { NbdClient } from "../support/nbd-client.ts";
-import { killAll, type StartedProcess, startBlockmend, startGatewayProcess } from "../support/processes.ts";
+import { NbdClient } from "../../support/nbd-client.ts";
+import {
+  killAll,
+  type StartedProcess,
+  startBlockmend,
+  startGatewayProcess,
+} from "../../support/processes.ts";
 
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;

@@ -12,14 +12,14 @@ import {
   ChunkNotFoundError,
   StoreFullError,
   StoreUnavailableError,
-} from "../chunkstore/errors.ts";
+} from "../../chunkstore/errors.ts";
 import {
   ImageExistsError,
   ImageNotFoundError,
   NotEnoughReplicasError,
   ReadOnlyError,
   StaleEpochError,
-} from "./errors.ts";
+} from "../errors.ts";
 import { API_ERROR, type ApiErrorBody, type ApiErrorCode } from "./http-wire.ts";
 
 /** A `Range` header that starts past the end of the image (answered 416 with `Content-Range: bytes *\/size`). */

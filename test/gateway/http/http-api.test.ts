@@ -3,15 +3,15 @@
  * every route, the data paths against the image layer, and the one error shape.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { createGatewayApp } from "../../gateway/http-api.ts";
+import { createGatewayApp } from "../../../gateway/http/http-api.ts";
 import {
   DATA_PIECE_BYTES,
   type ImageInfo,
   MAX_DATA_BODY_BYTES,
   type MapResponse,
-} from "../../gateway/http-wire.ts";
-import type { ImageService } from "../../gateway/image-service.ts";
-import { imageService, pattern } from "./_image-fixture.ts";
+} from "../../../gateway/http/http-wire.ts";
+import type { ImageService } from "../../../gateway/image/image-service.ts";
+import { imageService, pattern } from "../image/_image-fixture.ts";
 
 const MiB = 1024 * 1024;
 const H = "http://gateway";

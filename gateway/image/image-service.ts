@@ -3,9 +3,10 @@
  * connections to one image share one open {@link Image} (one cache), which is what makes
  * NBD multi-conn safe. Opening an image for writing bumps its owner epoch (fencing).
  */
-import type { Hash } from "../chunkstore/chunk-store.ts";
+import type { Hash } from "../../chunkstore/chunk-store.ts";
+import { ImageExistsError, ImageNotFoundError } from "../errors.ts";
+import type { HeadState } from "../replication/head-store.ts";
 import { growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
-import { ImageExistsError, ImageNotFoundError } from "./errors.ts";
 import {
   advanceSynced,
   assertChunkSize,
@@ -16,7 +17,6 @@ import {
   type Head,
   newHead,
 } from "./head.ts";
-import type { HeadState } from "./head-store.ts";
 import { Image, type ImageContext } from "./image.ts";
 
 /** Options of {@link ImageService.create}. */

@@ -1,13 +1,13 @@
 /** Builds an image service over in-memory stores for unit tests of the image layer. */
 import { LRUCache } from "lru-cache";
-import type { ChunkStore } from "../../chunkstore/chunk-store.ts";
-import { StoreUnavailableError } from "../../chunkstore/errors.ts";
-import { MemoryStore } from "../../chunkstore/memory-store.ts";
-import { HeadStore } from "../../gateway/head-store.ts";
-import { DEFAULT_CACHE_OPTIONS, type ImageCacheOptions } from "../../gateway/image.ts";
-import { ImageService } from "../../gateway/image-service.ts";
-import { type StoreMember, StoreSet } from "../../gateway/store-set.ts";
-import { InlinePool } from "../../workers/inline-pool.ts";
+import type { ChunkStore } from "../../../chunkstore/chunk-store.ts";
+import { StoreUnavailableError } from "../../../chunkstore/errors.ts";
+import { MemoryStore } from "../../../chunkstore/memory-store.ts";
+import { DEFAULT_CACHE_OPTIONS, type ImageCacheOptions } from "../../../gateway/image/image.ts";
+import { ImageService } from "../../../gateway/image/image-service.ts";
+import { HeadStore } from "../../../gateway/replication/head-store.ts";
+import { type StoreMember, StoreSet } from "../../../gateway/replication/store-set.ts";
+import { InlinePool } from "../../../workers/inline-pool.ts";
 
 /** A gateway's image service over the given stores (fresh memory stores by default). */
 export function imageService(

@@ -10,12 +10,12 @@
  *   GET /metrics                        Prometheus text format
  */
 import type { Hono } from "hono";
-import type { HealScheduler } from "./heal-scheduler.ts";
-import { LATENCY_BUCKETS, type LatencyMonitor } from "./latency-monitor.ts";
+import type { HealScheduler } from "../heal/heal-scheduler.ts";
+import { LATENCY_BUCKETS, type LatencyMonitor } from "../heal/latency-monitor.ts";
+import { safeToRemove } from "../heal/safe-to-remove.ts";
+import type { StoreHealth } from "../replication/store-health.ts";
+import type { StoreSet } from "../replication/store-set.ts";
 import type { PathItem } from "./openapi.ts";
-import { safeToRemove } from "./safe-to-remove.ts";
-import type { StoreHealth } from "./store-health.ts";
-import type { StoreSet } from "./store-set.ts";
 
 /** What the status routes read. */
 export interface StatusSources {

@@ -9,9 +9,9 @@
  * failed for this commit (its `synced` generation then stays behind, and heal catches
  * it up). Stores known to be down are skipped at once.
  */
-import type { ChunkPut, ChunkStore, Hash } from "../chunkstore/chunk-store.ts";
-import { ChunkCorruptError, ChunkNotFoundError } from "../chunkstore/errors.ts";
-import { NotEnoughReplicasError } from "./errors.ts";
+import type { ChunkPut, ChunkStore, Hash } from "../../chunkstore/chunk-store.ts";
+import { ChunkCorruptError, ChunkNotFoundError } from "../../chunkstore/errors.ts";
+import { NotEnoughReplicasError } from "../errors.ts";
 import { Rendezvous } from "./placement.ts";
 
 /** One configured store. */

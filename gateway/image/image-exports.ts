@@ -3,11 +3,11 @@
  * read-only. Every device it hands out records its request latencies (metrics and heal
  * throttling) by wrapping the image, not by changing it.
  */
-import { ImageNotFoundError } from "./errors.ts";
+import { ImageNotFoundError } from "../errors.ts";
+import type { LatencyMonitor } from "../heal/latency-monitor.ts";
+import type { BlockDevice, ExportEntry, ExportProvider } from "../nbd/block-device.ts";
 import type { Image } from "./image.ts";
 import type { ImageService } from "./image-service.ts";
-import type { LatencyMonitor } from "./latency-monitor.ts";
-import type { BlockDevice, ExportEntry, ExportProvider } from "./nbd/block-device.ts";
 
 /** `image` with each I/O method timed into `latency`. */
 function timed(image: Image, latency: LatencyMonitor): BlockDevice {

@@ -9,22 +9,22 @@
  * background or when a flush asks; writers wait when dirty memory is full.
  */
 import type { LRUCache } from "lru-cache";
-import type { Hash } from "../chunkstore/chunk-store.ts";
-import { toHex } from "../chunkstore/hash.ts";
-import type { TaskPool } from "../workers/task-pool.ts";
-import { BlockMap, growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
-import { blockSpans } from "./block-spans.ts";
-import { ImageNotFoundError, ReadOnlyError, StaleEpochError } from "./errors.ts";
-import { advanceSynced, blockCount, type Head, type SyncedVersion } from "./head.ts";
-import type { HeadState, HeadStore } from "./head-store.ts";
+import type { Hash } from "../../chunkstore/chunk-store.ts";
+import { toHex } from "../../chunkstore/hash.ts";
+import type { TaskPool } from "../../workers/task-pool.ts";
+import { ImageNotFoundError, ReadOnlyError, StaleEpochError } from "../errors.ts";
 import {
   ALL_CAPABILITIES,
   type BlockDevice,
   type BlockDeviceCapabilities,
   type BlockSizes,
   type Extent,
-} from "./nbd/block-device.ts";
-import type { StoreSet } from "./store-set.ts";
+} from "../nbd/block-device.ts";
+import type { HeadState, HeadStore } from "../replication/head-store.ts";
+import type { StoreSet } from "../replication/store-set.ts";
+import { BlockMap, growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
+import { blockSpans } from "./block-spans.ts";
+import { advanceSynced, blockCount, type Head, type SyncedVersion } from "./head.ts";
 
 /** Largest read or write request (NBD maximum block size). */
 export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;

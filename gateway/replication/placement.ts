@@ -3,7 +3,7 @@
  * stores that score highest for its hash, so adding or losing a store moves only that
  * store's share of chunks.
  */
-import type { Hash } from "../chunkstore/chunk-store.ts";
+import type { Hash } from "../../chunkstore/chunk-store.ts";
 
 /** murmur3's 32-bit finalizer: spreads the bits of a 32-bit value. */
 function mix32(h: number): number {
