@@ -24,6 +24,8 @@ export const ERROR_CODE = {
   UNSUPPORTED: "unsupported_operation",
   /** 405: a chunk write sent to a witness, which keeps refs only. */
   WITNESS_NO_CHUNKS: "witness_no_chunks",
+  /** 409: the request expected another store identity (a wiped or replaced disk); carries `identity`. */
+  IDENTITY_MISMATCH: "identity_mismatch",
   /** 412: compare-and-set lost; the body also carries `current`. */
   REF_CONFLICT: "ref_conflict",
   /** 413: body over the route's limit. */
@@ -48,6 +50,13 @@ export type ErrorCode = (typeof ERROR_CODE)[keyof typeof ERROR_CODE];
 export interface ErrorBody {
   readonly error: { readonly code: ErrorCode; readonly message: string; readonly [extra: string]: unknown };
 }
+
+/**
+ * Request header naming the store identity the client expects. The server refuses a
+ * request whose header names another identity than its store's (409 identity_mismatch),
+ * so nothing reaches a wiped or replaced store that the client takes for the old one.
+ */
+export const EXPECT_IDENTITY_HEADER = "x-blockmend-expect-identity";
 
 /** Largest JSON request body (has, batch-get): MAX_BATCH_HASHES hashes as JSON are ~70 KiB. */
 export const MAX_JSON_BYTES = 256 * 1024;

@@ -44,6 +44,29 @@ export interface ChunkPut {
   readonly bytes: Uint8Array;
 }
 
+/** A ref with its name, as {@link ChunkStore.scanRefs} returns it. */
+export interface NamedRef extends RefEntry {
+  readonly name: string;
+}
+
+/** One page of {@link ChunkStore.scanRefs}. */
+export interface RefPage {
+  readonly refs: readonly NamedRef[];
+  /** Pass as `after` for the next page; null when this was the last. */
+  readonly next: string | null;
+}
+
+/** What {@link ChunkStore.probe} learns from the store itself. */
+export interface StoreProbe {
+  /**
+   * The store's identity: a random UUID created when the store was first initialised and
+   * kept with its data (a file, an object, the server's directory). A wiped or replaced
+   * disk answers with another one: it holds nothing it held before.
+   */
+  readonly identity: string;
+  readonly capabilities: StoreCapabilities;
+}
+
 /** Options for {@link ChunkStore.list}. */
 export interface ListOptions {
   /** Start strictly after this hash (hash order). */
@@ -92,6 +115,18 @@ export interface ChunkStore {
   deleteRef(name: string, expected: string): Promise<CasResult>;
   /** Names of all refs that start with `prefix`, sorted. */
   listRefs(prefix?: string): Promise<string[]>;
+
+  /** Refs whose names start with `prefix`, with values and versions, in name order, a page at a time. */
+  scanRefs(prefix: string, options?: { after?: string; limit?: number }): Promise<RefPage>;
+
+  /** Asks the store who it is and what it can do (a fresh request for remote stores). */
+  probe(): Promise<StoreProbe>;
+  /**
+   * From now on, every request must reach the store whose identity is `identity`: one that
+   * answers with another (a wiped or replaced disk behind the same address) fails with
+   * `StoreIdentityError` and changes nothing. Null lifts the condition.
+   */
+  expectIdentity(identity: string | null): void;
 
   /** Releases files, sockets and timers. The store is unusable afterwards. */
   close(): Promise<void>;

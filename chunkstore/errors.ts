@@ -87,3 +87,36 @@ export class UnauthorizedError extends Error {
     this.store = store;
   }
 }
+
+/**
+ * The store answered with another identity than the one expected: the disk behind this
+ * address was wiped or replaced. Nothing was read or written.
+ */
+export class StoreIdentityError extends Error {
+  override readonly name = "StoreIdentityError";
+  readonly store: string;
+  readonly expected: string;
+  readonly actual: string | null;
+
+  constructor(store: string, expected: string, actual: string | null) {
+    super(
+      `Store "${store}" is not the store it was: expected identity ${expected}, it answers as ${actual ?? "a store without an identity"} (wiped or replaced)`,
+    );
+    this.store = store;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** The store's directory is in use by another process. */
+export class StoreLockedError extends Error {
+  override readonly name = "StoreLockedError";
+  readonly store: string;
+  readonly holder: string;
+
+  constructor(store: string, holder: string) {
+    super(`Store "${store}" is in use by another process (${holder}); one store directory, one process`);
+    this.store = store;
+    this.holder = holder;
+  }
+}

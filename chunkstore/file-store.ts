@@ -8,6 +8,11 @@
  *   total/live bytes, store totals, and a checkpoint (segment, offset) up to which the
  *   segments are fully indexed.
  * - `refs/<name>`: one JSON file `{version, value}` per ref, replaced atomically.
+ * - `identity`: `{"identity": UUID, "createdAt"}`, written once when the directory is first
+ *   initialised (a wiped directory gets a new one: `chunk-store.ts`, StoreProbe).
+ * - `lock`: flock(2)-locked by the process that has the store open, and naming it; a
+ *   second process (or a second open in this one) is refused with StoreLockedError. The
+ *   kernel drops the lock when its holder dies, so it never stays stuck.
  *
  * Writes are group-committed: puts are verified, then queue up; one committer appends
  * a batch of them with one write that is synced to disk (O_DSYNC), records the batch in
@@ -29,6 +34,7 @@ import type { FileHandle } from "node:fs/promises";
 import * as fs from "node:fs/promises";
 import { join } from "node:path";
 import { type Database, open as openLmdb, type RootDatabase } from "lmdb";
+import { type FileLock, tryLockFile } from "../runtime/file-lock.ts";
 import {
   decodeHeader,
   encodeHeader,
@@ -44,10 +50,19 @@ import type {
   Hash,
   ListOptions,
   RefEntry,
+  RefPage,
+  StoreProbe,
   StoreStats,
 } from "./chunk-store.ts";
-import { ChunkCorruptError, ChunkNotFoundError, StoreFullError, StoreUnavailableError } from "./errors.ts";
+import {
+  ChunkCorruptError,
+  ChunkNotFoundError,
+  StoreFullError,
+  StoreLockedError,
+  StoreUnavailableError,
+} from "./errors.ts";
 import { assertHash, hashBytes } from "./hash.ts";
+import { IdentityExpectation, isIdentity, newIdentity } from "./identity.ts";
 import { MAX_CHUNK_BYTES, REF_NAME_PATTERN } from "./limits.ts";
 import { isPrepared, RefTable } from "./ref-table.ts";
 import { verifyPut, verifyPutMany, verifyRead } from "./verify.ts";
@@ -100,6 +115,10 @@ const LOCATION_BYTES = 16;
  * loop, which is busy hashing the next batch. Undefined where the OS lacks it (Windows).
  */
 const O_DSYNC = fsConstants.O_DSYNC as number | undefined;
+/** The identity file and the lock file in the store directory. */
+const IDENTITY_FILE = "identity";
+const LOCK_FILE = "lock";
+
 /** Present while the index may hold unsynced writes; holds the id of the boot that wrote them. */
 const DIRTY_MARKER = "index-dirty";
 /** LMDB's meta page magic (MDB_MAGIC), in host byte order as LMDB writes it. */
@@ -170,8 +189,20 @@ export class FileStore implements ChunkStore {
   #refLock: Promise<unknown> = Promise.resolve();
   #fsyncs = 0;
   #closed = false;
+  readonly #identity: string;
+  readonly #expected = new IdentityExpectation();
+  readonly #lock: FileLock;
 
-  private constructor(dir: string, options: FileStoreOptions, reserveBytes: number, state: OpenedState) {
+  private constructor(
+    dir: string,
+    options: FileStoreOptions,
+    reserveBytes: number,
+    state: OpenedState,
+    identity: string,
+    lock: FileLock,
+  ) {
+    this.#identity = identity;
+    this.#lock = lock;
     this.name = options.name ?? `file:${dir}`;
     this.#dir = dir;
     this.#segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
@@ -190,17 +221,40 @@ export class FileStore implements ChunkStore {
   /** Opens (creating if needed) the store in `dir`, rescanning the unindexed tail of the segments. */
   static async open(dir: string, options: FileStoreOptions = {}): Promise<FileStore> {
     const name = options.name ?? `file:${dir}`;
-    for (const sub of ["segments", "refs"]) await fs.mkdir(join(dir, sub), { recursive: true });
-    let reserveBytes = options.reserveBytes;
-    if (reserveBytes === undefined) {
-      const st = await fs.statfs(dir);
-      reserveBytes = Math.min(
-        MAX_DEFAULT_RESERVE_BYTES,
-        Math.floor(st.blocks * st.bsize * DEFAULT_RESERVE_FRACTION),
-      );
+    await fs.mkdir(dir, { recursive: true });
+    const attempt = await tryLockFile(join(dir, LOCK_FILE), `chunk store ${dir}`);
+    if ("heldBy" in attempt) throw new StoreLockedError(name, attempt.heldBy);
+    try {
+      for (const sub of ["segments", "refs"]) await fs.mkdir(join(dir, sub), { recursive: true });
+      const identity = await loadIdentity(dir, name);
+      let reserveBytes = options.reserveBytes;
+      if (reserveBytes === undefined) {
+        const st = await fs.statfs(dir);
+        reserveBytes = Math.min(
+          MAX_DEFAULT_RESERVE_BYTES,
+          Math.floor(st.blocks * st.bsize * DEFAULT_RESERVE_FRACTION),
+        );
+      }
+      const state = await openState(dir, name);
+      return new FileStore(dir, options, reserveBytes, state, identity, attempt.lock);
+    } catch (err) {
+      attempt.lock.release();
+      throw err;
     }
-    const state = await openState(dir, name);
-    return new FileStore(dir, options, reserveBytes, state);
+  }
+
+  async probe(): Promise<StoreProbe> {
+    this.#assertOpen();
+    return { identity: this.#identity, capabilities: this.capabilities };
+  }
+
+  expectIdentity(identity: string | null): void {
+    this.#expected.set(identity);
+  }
+
+  async scanRefs(prefix: string, options?: { after?: string; limit?: number }): Promise<RefPage> {
+    this.#assertOpen();
+    return this.#refs.scan(prefix, options);
   }
 
   /** Durable segment writes so far (O_DSYNC writes, or write plus fdatasync): one per batch, never one per chunk. */
@@ -302,6 +356,7 @@ export class FileStore implements ChunkStore {
   }
 
   async getRef(name: string): Promise<RefEntry | null> {
+    this.#assertOpen();
     return this.#refs.get(name);
   }
 
@@ -340,6 +395,7 @@ export class FileStore implements ChunkStore {
   }
 
   async listRefs(prefix = ""): Promise<string[]> {
+    this.#assertOpen();
     return this.#refs.names(prefix);
   }
 
@@ -356,10 +412,12 @@ export class FileStore implements ChunkStore {
     await this.#env.close();
     await fs.rm(join(this.#dir, DIRTY_MARKER), { force: true });
     await syncDir(this.#dir);
+    this.#lock.release();
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new StoreUnavailableError(this.name, "the store is closed");
+    this.#expected.check(this.name, this.#identity);
   }
 
   #lookup(key: Buffer): Location | undefined {
@@ -640,6 +698,33 @@ interface LoadedIndex {
   segments: Map<number, SegmentCounters>;
   totals: Totals;
   checkpoint: { segment: number; offset: number };
+}
+
+/** The store's identity, created (durably) on first open. */
+async function loadIdentity(dir: string, name: string): Promise<string> {
+  const file = join(dir, IDENTITY_FILE);
+  const text = await fs.readFile(file, "utf8").catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return null;
+    throw e;
+  });
+  if (text !== null) {
+    const parsed = JSON.parse(text) as { identity?: unknown };
+    if (!isIdentity(parsed.identity))
+      throw new StoreUnavailableError(name, `${file} holds no valid identity`);
+    return parsed.identity;
+  }
+  const identity = newIdentity();
+  const temp = `${file}.tmp`;
+  const handle = await fs.open(temp, "w");
+  try {
+    await handle.writeFile(JSON.stringify({ identity, createdAt: new Date().toISOString() }));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(temp, file);
+  await syncDir(dir);
+  return identity;
 }
 
 /** Everything {@link openState} loads or repairs before the store is usable. */

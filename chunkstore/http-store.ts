@@ -9,15 +9,18 @@
  * (not found, mismatch, corrupt, full, unsupported) as their own classes.
  */
 import { BATCH_FRAME, decodeBatch, encodeBatch, RECORD_STATUS } from "./_batch-frame.ts";
-import { ERROR_CODE, etagOf, LIST_MAX_LIMIT, versionOfEtag } from "./_http-wire.ts";
+import { ERROR_CODE, EXPECT_IDENTITY_HEADER, etagOf, LIST_MAX_LIMIT, versionOfEtag } from "./_http-wire.ts";
 import type {
   CasResult,
   ChunkPut,
   ChunkStore,
   Hash,
   ListOptions,
+  NamedRef,
   RefEntry,
+  RefPage,
   StoreCapabilities,
+  StoreProbe,
   StoreStats,
 } from "./chunk-store.ts";
 import {
@@ -25,11 +28,13 @@ import {
   ChunkNotFoundError,
   HashMismatchError,
   StoreFullError,
+  StoreIdentityError,
   StoreUnavailableError,
   UnauthorizedError,
   UnsupportedOperationError,
 } from "./errors.ts";
 import { assertHash, isHash } from "./hash.ts";
+import { IdentityExpectation, isIdentity } from "./identity.ts";
 import { MAX_BATCH_HASHES } from "./limits.ts";
 import { assertRefName } from "./ref-name.ts";
 import { assertRefWrite } from "./ref-table.ts";
@@ -43,7 +48,7 @@ export interface HttpStoreOptions {
   readonly timeoutMs?: number;
   /** Name in errors and logs; default the base URL. */
   readonly name?: string;
-  /** What the server's store can do; {@link HttpStore.open} asks the server instead. */
+  /** What the server's store can do until {@link HttpStore.probe} asks; default chunks and refs. */
   readonly capabilities?: StoreCapabilities;
 }
 
@@ -69,10 +74,15 @@ interface Op {
   readonly hash?: Hash;
 }
 
-/** A remote chunk store. Prefer {@link HttpStore.open}, which learns the store's capabilities. */
+/**
+ * A remote chunk store. The constructor makes no request (a gateway starts while a store
+ * is down); {@link HttpStore.probe} learns the store's identity and capabilities, and
+ * {@link HttpStore.open} probes once before returning.
+ */
 export class HttpStore implements ChunkStore {
   readonly name: string;
-  readonly capabilities: StoreCapabilities;
+  #capabilities: StoreCapabilities;
+  readonly #expected = new IdentityExpectation();
   /** Base URL without a trailing slash, for example `http://10.0.0.5:7070`. */
   readonly url: string;
   readonly #authorization: string | undefined;
@@ -88,41 +98,57 @@ export class HttpStore implements ChunkStore {
       throw new TypeError(`Chunk store URL "${String(url)}" must not have a query or fragment`);
     this.url = parsed.href.replace(/\/+$/, "");
     this.name = options.name ?? this.url;
-    this.capabilities = options.capabilities ?? { chunks: true, refs: true, persistent: true };
+    this.#capabilities = options.capabilities ?? { chunks: true, refs: true, persistent: true };
     this.#authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!(timeoutMs > 0)) throw new RangeError(`Chunk store timeout must be positive; got ${timeoutMs}`);
     this.#timeoutMs = timeoutMs;
   }
 
+  /** What the server's store can do, as its last health answer said (until then, the constructor's). */
+  get capabilities(): StoreCapabilities {
+    return this.#capabilities;
+  }
+
   /**
    * Connects: asks `/v1/health` once (checking the token) and takes the store's
-   * capabilities from it (a witness reports `chunks: false`).
+   * identity and capabilities from it (a witness reports `chunks: false`).
    *
    * @example
    * const store = await HttpStore.open("http://10.0.0.5:7070", { token });
    */
-  static async open(
-    url: string | URL,
-    options: Omit<HttpStoreOptions, "capabilities"> = {},
-  ): Promise<HttpStore> {
-    const probe = new HttpStore(url, options);
-    const res = await probe.#request("GET", "/v1/health", { what: "a health check" });
-    const health = (await probe.#json(res, { what: "a health check" })) as {
+  static async open(url: string | URL, options: HttpStoreOptions = {}): Promise<HttpStore> {
+    const store = new HttpStore(url, options);
+    await store.probe();
+    return store;
+  }
+
+  async probe(): Promise<StoreProbe> {
+    const op = { what: "a health check" };
+    const res = await this.#request("GET", "/v1/health", op, { anyIdentity: true });
+    const health = (await this.#json(res, op)) as {
       ok?: unknown;
+      identity?: unknown;
       capabilities?: unknown;
     };
     const caps = health.capabilities as Partial<StoreCapabilities> | undefined;
-    if (health.ok !== true || typeof caps?.chunks !== "boolean" || typeof caps.refs !== "boolean") {
+    if (
+      health.ok !== true ||
+      !isIdentity(health.identity) ||
+      typeof caps?.chunks !== "boolean" ||
+      typeof caps.refs !== "boolean"
+    ) {
       throw new StoreUnavailableError(
-        probe.name,
-        `${probe.url}/v1/health did not answer as a blockmend chunk store`,
+        this.name,
+        `${this.url}/v1/health did not answer as a blockmend chunk store`,
       );
     }
-    return new HttpStore(url, {
-      ...options,
-      capabilities: { chunks: caps.chunks, refs: caps.refs, persistent: caps.persistent !== false },
-    });
+    this.#capabilities = { chunks: caps.chunks, refs: caps.refs, persistent: caps.persistent !== false };
+    return { identity: health.identity, capabilities: this.#capabilities };
+  }
+
+  expectIdentity(identity: string | null): void {
+    this.#expected.set(identity);
   }
 
   // ---- chunks ----
@@ -327,6 +353,23 @@ export class HttpStore implements ChunkStore {
     return { ok: true, version: expected };
   }
 
+  async scanRefs(prefix: string, options: { after?: string; limit?: number } = {}): Promise<RefPage> {
+    const op = { what: `a scan of refs "${prefix}*"` };
+    const query = new URLSearchParams({ prefix, values: "1" });
+    if (options.after !== undefined) query.set("after", options.after);
+    if (options.limit !== undefined) query.set("limit", String(options.limit));
+    const res = await this.#request("GET", `/v1/refs?${query}`, op);
+    const page = (await this.#json(res, op)) as { refs?: unknown; next?: unknown };
+    if (!Array.isArray(page.refs) || (page.next !== null && typeof page.next !== "string")) {
+      throw this.#protocolError(op, "answered a ref scan without refs");
+    }
+    for (const r of page.refs as Partial<NamedRef>[]) {
+      if (typeof r?.name !== "string" || typeof r.value !== "string" || typeof r.version !== "string")
+        throw this.#protocolError(op, "answered a ref scan with a malformed ref");
+    }
+    return { refs: page.refs as NamedRef[], next: page.next as string | null };
+  }
+
   async listRefs(prefix = ""): Promise<string[]> {
     if (typeof prefix !== "string") throw new TypeError("Ref prefix must be a string");
     const op = { what: "a ref listing" };
@@ -361,11 +404,15 @@ export class HttpStore implements ChunkStore {
       accept?: readonly number[];
       /** False for requests that must not be sent twice (ref compare-and-set). Default true. */
       idempotent?: boolean;
+      /** Send no identity expectation (the health check that learns the identity). */
+      anyIdentity?: boolean;
     } = {},
   ): Promise<Response> {
     if (this.#closed) throw new StoreUnavailableError(this.name, `${op.what} was attempted after close()`);
     const headers: Record<string, string> = { ...init.headers };
     if (this.#authorization) headers.authorization = this.#authorization;
+    const expected = this.#expected.expected;
+    if (expected !== null && !init.anyIdentity) headers[EXPECT_IDENTITY_HEADER] = expected;
     let body: BodyInit | undefined;
     if (init.json !== undefined) {
       body = JSON.stringify(init.json);
@@ -414,6 +461,12 @@ export class HttpStore implements ChunkStore {
     switch (res.status) {
       case 401:
         return new UnauthorizedError(this.name);
+      case 409:
+        if (code === ERROR_CODE.IDENTITY_MISMATCH) {
+          const actual = typeof detail.identity === "string" ? detail.identity : null;
+          return new StoreIdentityError(this.name, this.#expected.expected ?? "?", actual);
+        }
+        break;
       case 400:
         return code === ERROR_CODE.OUT_OF_RANGE
           ? new RangeError(`Store "${this.name}" refused ${op.what}: ${said}`)

@@ -6,10 +6,13 @@ import type {
   Hash,
   ListOptions,
   RefEntry,
+  RefPage,
+  StoreProbe,
   StoreStats,
 } from "./chunk-store.ts";
 import { ChunkNotFoundError } from "./errors.ts";
 import { assertHash } from "./hash.ts";
+import { IdentityExpectation, newIdentity } from "./identity.ts";
 import { isPrepared, RefTable } from "./ref-table.ts";
 import { verifyPut, verifyPutMany, verifyRead } from "./verify.ts";
 
@@ -20,12 +23,41 @@ export class MemoryStore implements ChunkStore {
   readonly #refs = new RefTable();
   #bytes = 0;
   readonly name: string;
+  /** This store's identity; {@link wipe} gives it a new one, as a replaced disk would have. */
+  #identity = newIdentity();
+  readonly #expected = new IdentityExpectation();
 
   constructor(name = "memory:") {
     this.name = name;
   }
 
+  async probe(): Promise<StoreProbe> {
+    return { identity: this.#identity, capabilities: this.capabilities };
+  }
+
+  expectIdentity(identity: string | null): void {
+    this.#expected.set(identity);
+  }
+
+  /** Test hook: loses every chunk and ref and takes a new identity (a wiped or replaced disk). */
+  wipe(): void {
+    this.#chunks.clear();
+    for (const n of this.#refs.names()) this.#refs.remove(n);
+    this.#bytes = 0;
+    this.#identity = newIdentity();
+  }
+
+  #check(): void {
+    this.#expected.check(this.name, this.#identity);
+  }
+
+  async scanRefs(prefix: string, options?: { after?: string; limit?: number }): Promise<RefPage> {
+    this.#check();
+    return this.#refs.scan(prefix, options);
+  }
+
   async has(hashes: readonly Hash[]): Promise<boolean[]> {
+    this.#check();
     return hashes.map((h) => {
       assertHash(h);
       return this.#chunks.has(h);
@@ -33,6 +65,7 @@ export class MemoryStore implements ChunkStore {
   }
 
   async get(hash: Hash): Promise<Uint8Array> {
+    this.#check();
     assertHash(hash);
     const bytes = this.#chunks.get(hash);
     if (!bytes) throw new ChunkNotFoundError(this.name, hash);
@@ -48,11 +81,13 @@ export class MemoryStore implements ChunkStore {
   }
 
   async put(hash: Hash, bytes: Uint8Array): Promise<{ existed: boolean }> {
+    this.#check();
     verifyPut(this.name, hash, bytes);
     return this.#store(hash, bytes);
   }
 
   async putMany(chunks: readonly ChunkPut[]): Promise<{ existed: boolean }[]> {
+    this.#check();
     verifyPutMany(this.name, chunks);
     return chunks.map((c) => this.#store(c.hash, c.bytes));
   }
@@ -65,6 +100,7 @@ export class MemoryStore implements ChunkStore {
   }
 
   async delete(hash: Hash): Promise<boolean> {
+    this.#check();
     assertHash(hash);
     const bytes = this.#chunks.get(hash);
     if (!bytes) return false;
@@ -74,19 +110,23 @@ export class MemoryStore implements ChunkStore {
   }
 
   async *list(options: ListOptions = {}): AsyncIterable<Hash> {
+    this.#check();
     const after = options.after ?? "";
     for (const h of [...this.#chunks.keys()].sort()) if (h > after) yield h;
   }
 
   async stats(): Promise<StoreStats> {
+    this.#check();
     return { chunks: this.#chunks.size, bytes: this.#bytes, freeBytes: null };
   }
 
   async getRef(name: string): Promise<RefEntry | null> {
+    this.#check();
     return this.#refs.get(name);
   }
 
   async casRef(name: string, expected: string | null, value: string): Promise<CasResult> {
+    this.#check();
     const prepared = this.#refs.prepare(name, expected, value);
     if (!isPrepared(prepared)) return prepared;
     this.#refs.set(name, prepared);
@@ -94,6 +134,7 @@ export class MemoryStore implements ChunkStore {
   }
 
   async deleteRef(name: string, expected: string): Promise<CasResult> {
+    this.#check();
     const current = this.#refs.get(name);
     if (current?.version !== expected) return { ok: false, current };
     this.#refs.remove(name);
@@ -101,6 +142,7 @@ export class MemoryStore implements ChunkStore {
   }
 
   async listRefs(prefix = ""): Promise<string[]> {
+    this.#check();
     return this.#refs.names(prefix);
   }
 

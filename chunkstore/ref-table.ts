@@ -2,8 +2,8 @@
  * Refs kept in memory with integer versions: the compare-and-set logic shared by the
  * memory backend and (with persistence around it) the file backend.
  */
-import type { CasResult, RefEntry } from "./chunk-store.ts";
-import { MAX_REF_BYTES } from "./limits.ts";
+import type { CasResult, RefEntry, RefPage } from "./chunk-store.ts";
+import { MAX_REF_BYTES, SCAN_REFS_DEFAULT_LIMIT, SCAN_REFS_MAX_LIMIT } from "./limits.ts";
 import { assertRefName } from "./ref-name.ts";
 
 /** Validates a ref write's arguments (name, value size). */
@@ -41,10 +41,31 @@ export class RefTable {
     this.#refs.delete(name);
   }
 
+  /** One page of refs starting with `prefix`, after `after`, in name order. */
+  scan(prefix: string, options: { after?: string; limit?: number } = {}): RefPage {
+    const limit = scanLimit(options);
+    const names = this.names(prefix).filter((n) => options.after === undefined || n > options.after);
+    const page = names.slice(0, limit);
+    return {
+      refs: page.map((name) => ({ name, ...this.#refs.get(name)! })),
+      next: names.length > limit ? page[page.length - 1]! : null,
+    };
+  }
+
   /** Sorted names that start with `prefix`. */
   names(prefix = ""): string[] {
     return [...this.#refs.keys()].filter((n) => n.startsWith(prefix)).sort();
   }
+}
+
+/** Validates scanRefs options; returns the page size. */
+export function scanLimit(options: { after?: string; limit?: number } = {}): number {
+  const limit = options.limit ?? SCAN_REFS_DEFAULT_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > SCAN_REFS_MAX_LIMIT)
+    throw new RangeError(`Ref scan limit ${limit} must be an integer from 1 to ${SCAN_REFS_MAX_LIMIT}`);
+  if (options.after !== undefined && typeof options.after !== "string")
+    throw new TypeError("Ref scan `after` must be a ref name");
+  return limit;
 }
 
 /** Type guard: a prepared entry rather than a conflict. */

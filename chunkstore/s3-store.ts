@@ -34,6 +34,8 @@ import type {
   Hash,
   ListOptions,
   RefEntry,
+  RefPage,
+  StoreProbe,
   StoreStats,
 } from "./chunk-store.ts";
 import {
@@ -43,6 +45,7 @@ import {
   UnsupportedOperationError,
 } from "./errors.ts";
 import { assertHash, isHash } from "./hash.ts";
+import { IdentityExpectation, isIdentity, newIdentity } from "./identity.ts";
 import { MAX_CHUNK_BYTES } from "./limits.ts";
 import { verifyPut, verifyPutMany, verifyRead } from "./verify.ts";
 
@@ -119,6 +122,7 @@ export class S3Store implements ChunkStore {
   readonly #limit: LimitFunction;
   #client: S3Client | undefined;
   #closed = false;
+  readonly #expected = new IdentityExpectation();
   /** False once the server answered `If-None-Match` with 501: then Head-then-Put. */
   #conditionalPut = true;
 
@@ -179,9 +183,82 @@ export class S3Store implements ChunkStore {
     });
   }
 
+  /** The identity lives in the object `PREFIX/identity`, created (conditionally) on first probe. */
+  async probe(): Promise<StoreProbe> {
+    let identity = await this.#readIdentity();
+    if (identity === null) {
+      const fresh = newIdentity();
+      const body = JSON.stringify({ identity: fresh, createdAt: new Date().toISOString() });
+      identity = await this.#call("create the store identity", async (c) => {
+        try {
+          await c.send(
+            new PutObjectCommand({
+              Bucket: this.bucket,
+              Key: this.#identityKey(),
+              Body: body,
+              ContentType: "application/json",
+              IfNoneMatch: "*",
+            }),
+          );
+          return fresh;
+        } catch (e) {
+          if (statusOf(e) === 412 || statusOf(e) === 409) return null; // another writer made one first
+          throw e;
+        }
+      });
+      identity ??= await this.#readIdentity();
+      if (identity === null)
+        throw new StoreUnavailableError(this.name, "the identity object vanished while it was made");
+    }
+    return { identity, capabilities: this.capabilities };
+  }
+
+  /**
+   * Buckets cannot refuse a request by identity, so the expectation is checked after each
+   * write and existence check instead: a wiped or re-created bucket fails them.
+   */
+  expectIdentity(identity: string | null): void {
+    this.#expected.set(identity);
+  }
+
+  async #checkIdentity(): Promise<void> {
+    if (this.#expected.expected === null) return;
+    this.#expected.check(this.name, await this.#readIdentity());
+  }
+
+  async #readIdentity(): Promise<string | null> {
+    const text = await this.#call("read the store identity", async (c) => {
+      try {
+        const out = await c.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.#identityKey() }));
+        return out.Body ? await out.Body.transformToString() : "";
+      } catch (e) {
+        if (statusOf(e) === 404 && nameOf(e) !== "NoSuchBucket") return null;
+        throw e;
+      }
+    });
+    if (text === null) return null;
+    try {
+      const parsed = JSON.parse(text) as { identity?: unknown };
+      if (isIdentity(parsed.identity)) return parsed.identity;
+    } catch {}
+    throw new StoreUnavailableError(this.name, `${this.#identityKey()} holds no valid identity`);
+  }
+
+  #identityKey(): string {
+    return this.prefix ? `${this.prefix}/identity` : "identity";
+  }
+
+  async scanRefs(_prefix: string): Promise<RefPage> {
+    throw this.#noRefs("scanRefs");
+  }
+
   async has(hashes: readonly Hash[]): Promise<boolean[]> {
     for (const h of hashes) assertHash(h);
-    return Promise.all(hashes.map((h) => this.#call(`check chunk "${h}"`, (c) => this.#exists(c, h))));
+    const out = await Promise.all(
+      hashes.map((h) => this.#call(`check chunk "${h}"`, (c) => this.#exists(c, h))),
+    );
+    await this.#checkIdentity();
+    return out;
   }
 
   async get(hash: Hash): Promise<Uint8Array> {
@@ -198,12 +275,16 @@ export class S3Store implements ChunkStore {
 
   async put(hash: Hash, bytes: Uint8Array): Promise<{ existed: boolean }> {
     verifyPut(this.name, hash, bytes);
-    return this.#write(hash, bytes);
+    const out = await this.#write(hash, bytes);
+    await this.#checkIdentity();
+    return out;
   }
 
   async putMany(chunks: readonly ChunkPut[]): Promise<{ existed: boolean }[]> {
     verifyPutMany(this.name, chunks);
-    return Promise.all(chunks.map((c) => this.#write(c.hash, c.bytes)));
+    const out = await Promise.all(chunks.map((c) => this.#write(c.hash, c.bytes)));
+    await this.#checkIdentity();
+    return out;
   }
 
   async delete(hash: Hash): Promise<boolean> {

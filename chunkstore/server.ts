@@ -5,7 +5,7 @@
  *
  * Routes (all under /v1; errors are `{"error":{"code","message"}}`, codes in `_http-wire.ts`):
  *
- *   GET    /v1/health                 {"ok":true,"api":1,"witness":bool,"capabilities":{...}}
+ *   GET    /v1/health                 {"ok":true,"api":1,"witness":bool,"identity":UUID,"capabilities":{...}}
  *   HEAD   /v1/chunks/{hash}          200 present, 404 absent
  *   GET    /v1/chunks/{hash}          200 application/octet-stream; 404; 500 chunk_corrupt
  *   PUT    /v1/chunks/{hash}          raw body; 201 stored, 200 already there; 422 mismatch
@@ -15,12 +15,17 @@
  *   POST   /v1/chunks/batch-get       {"hashes":[...]} -> batch frame, one record per hash
  *   GET    /v1/chunks?after=&limit=   {"hashes":[...],"next":hash|null}, ascending
  *   GET    /v1/refs?prefix=           {"names":[...]}
+ *   GET    /v1/refs?prefix=&values=1&after=&limit=   {"refs":[{name,value,version}...],"next":name|null}
  *   GET    /v1/refs/{name}            200 value (text/plain), ETag "<version>"; 404
  *   PUT    /v1/refs/{name}            value as body; If-Match "<v>" or If-None-Match *
  *                                    (else 428); 201 created / 200 updated + ETag;
  *                                    412 {"error":{...},"current":{value,version}|null}
  *   DELETE /v1/refs/{name}            If-Match "<v>" required; 204; 412 as above
  *   GET    /v1/stats                  {"chunks":n,"bytes":n,"freeBytes":n|null}
+ *
+ * Every request may carry `x-blockmend-expect-identity: <identity>`: if the store's
+ * identity is another, the server answers 409 `identity_mismatch` (with `identity`) and
+ * does nothing, so a client never mistakes a wiped or replaced store for the one it knew.
  *
  * Batches hold at most MAX_BATCH_HASHES hashes and MAX_BATCH_BYTES bytes. A batch-put
  * is verified whole before any chunk is stored (the store's putMany guarantees it).
@@ -42,6 +47,7 @@ import {
   ERROR_CODE,
   type ErrorBody,
   type ErrorCode,
+  EXPECT_IDENTITY_HEADER,
   etagOf,
   LIST_DEFAULT_LIMIT,
   LIST_MAX_LIMIT,
@@ -94,10 +100,33 @@ export function createChunkStoreApp(store: ChunkStore, options: ChunkStoreAppOpt
     }),
   );
   if (options.token !== undefined) app.use("*", requireBearer(options.token));
+  let identity: Promise<string> | undefined;
+  const storeIdentity = () => {
+    identity ??= s.probe().then((p) => p.identity);
+    identity.catch(() => (identity = undefined));
+    return identity;
+  };
+  app.use("*", async (c, next) => {
+    const expected = c.req.header(EXPECT_IDENTITY_HEADER);
+    if (expected !== undefined) {
+      const actual = await storeIdentity();
+      if (expected !== actual) {
+        return errorResponse(c, {
+          status: 409,
+          code: ERROR_CODE.IDENTITY_MISMATCH,
+          message: `This store's identity is ${actual}, not ${expected}: it was wiped or replaced`,
+          extra: { identity: actual },
+        });
+      }
+    }
+    await next();
+  });
 
   const jsonLimit = limit(MAX_JSON_BYTES);
 
-  app.get("/v1/health", (c) => c.json({ ok: true, api: 1, witness, capabilities: s.capabilities }));
+  app.get("/v1/health", async (c) =>
+    c.json({ ok: true, api: 1, witness, identity: await storeIdentity(), capabilities: s.capabilities }),
+  );
 
   app.get("/v1/stats", async (c) => c.json(await s.stats()));
 
@@ -183,7 +212,17 @@ export function createChunkStoreApp(store: ChunkStore, options: ChunkStoreAppOpt
 
   // ---- refs ----
 
-  app.get("/v1/refs", async (c) => c.json({ names: await s.listRefs(c.req.query("prefix") ?? "") }));
+  app.get("/v1/refs", async (c) => {
+    const prefix = c.req.query("prefix") ?? "";
+    if (c.req.query("values") === undefined) return c.json({ names: await s.listRefs(prefix) });
+    const after = c.req.query("after") || undefined;
+    const limitParam = c.req.query("limit");
+    const page = await s.scanRefs(prefix, {
+      after,
+      limit: limitParam === undefined ? undefined : Number(limitParam),
+    });
+    return c.json(page);
+  });
 
   app.get("/v1/refs/:name", async (c) => {
     const name = c.req.param("name");

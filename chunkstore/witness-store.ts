@@ -11,6 +11,8 @@ import type {
   Hash,
   ListOptions,
   RefEntry,
+  RefPage,
+  StoreProbe,
   StoreStats,
 } from "./chunk-store.ts";
 import { ChunkNotFoundError, UnsupportedOperationError } from "./errors.ts";
@@ -72,6 +74,19 @@ export class WitnessStore implements ChunkStore {
   async stats(): Promise<StoreStats> {
     const inner = await this.#inner.stats();
     return { chunks: 0, bytes: 0, freeBytes: inner.freeBytes };
+  }
+
+  async probe(): Promise<StoreProbe> {
+    const inner = await this.#inner.probe();
+    return { identity: inner.identity, capabilities: this.capabilities };
+  }
+
+  expectIdentity(identity: string | null): void {
+    this.#inner.expectIdentity(identity);
+  }
+
+  scanRefs(prefix: string, options?: { after?: string; limit?: number }): Promise<RefPage> {
+    return this.#inner.scanRefs(prefix, options);
   }
 
   getRef(name: string): Promise<RefEntry | null> {

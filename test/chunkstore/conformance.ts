@@ -9,10 +9,12 @@ import {
   ChunkCorruptError,
   ChunkNotFoundError,
   HashMismatchError,
+  StoreIdentityError,
   UnsupportedOperationError,
 } from "../../chunkstore/errors.ts";
 import { hashChunk } from "../../chunkstore/hash.ts";
-import { MAX_CHUNK_BYTES } from "../../chunkstore/limits.ts";
+import { isIdentity, newIdentity } from "../../chunkstore/identity.ts";
+import { MAX_CHUNK_BYTES, MAX_REF_BYTES } from "../../chunkstore/limits.ts";
 
 /** How the suite reaches one backend. */
 export interface ConformanceTarget {
@@ -225,7 +227,7 @@ export function describeConformance(backend: string, target: ConformanceTarget):
         await expect(s.casRef(bad, null, "v")).rejects.toBeInstanceOf(TypeError);
         await expect(s.getRef(bad)).rejects.toBeInstanceOf(TypeError);
       }
-      await expect(s.casRef("big", null, "x".repeat(64 * 1024 + 1))).rejects.toBeInstanceOf(RangeError);
+      await expect(s.casRef("big", null, "x".repeat(MAX_REF_BYTES + 1))).rejects.toBeInstanceOf(RangeError);
       expect(await s.getRef("big")).toBeNull();
     });
 
@@ -242,8 +244,64 @@ export function describeConformance(backend: string, target: ConformanceTarget):
       expect((await s.getRef("race"))?.value).toBe(String(winner + 1));
     });
 
+    test("refs: scanRefs pages through names with values and versions, in name order", async () => {
+      const s = await open();
+      if (!s.capabilities.refs) {
+        // Capability `refs: false` (S3 buckets): heads live elsewhere; the call says so.
+        await expect(s.scanRefs("head.")).rejects.toBeInstanceOf(UnsupportedOperationError);
+        return;
+      }
+      const versions = new Map<string, string>();
+      for (const n of ["head.c", "head.a", "head.b", "lease.x"]) {
+        const r = await s.casRef(n, null, `v-${n}`);
+        if (!r.ok) throw new Error("setup failed");
+        versions.set(n, r.version);
+      }
+      const first = await s.scanRefs("head.", { limit: 2 });
+      expect(first.refs).toEqual([
+        { name: "head.a", value: "v-head.a", version: versions.get("head.a")! },
+        { name: "head.b", value: "v-head.b", version: versions.get("head.b")! },
+      ]);
+      expect(first.next).toBe("head.b");
+      const second = await s.scanRefs("head.", { after: first.next!, limit: 2 });
+      expect(second.refs.map((r) => r.name)).toEqual(["head.c"]);
+      expect(second.next).toBeNull();
+      expect((await s.scanRefs("nothing.")).refs).toEqual([]);
+      await expect(s.scanRefs("head.", { limit: 0 })).rejects.toBeInstanceOf(RangeError);
+    });
+
+    test("identity: a probe names a stable identity; another expected identity is refused", async () => {
+      const s = await open();
+      const { identity } = await s.probe();
+      expect(isIdentity(identity)).toBe(true);
+      expect((await s.probe()).identity).toBe(identity);
+      const c = randomChunk();
+      s.expectIdentity(identity);
+      await s.put(c.hash, c.bytes);
+      expect(await s.has([c.hash])).toEqual([true]);
+      s.expectIdentity(newIdentity());
+      // Refused: what a replaced disk behind the same address must answer.
+      const other = randomChunk();
+      await expect(s.putMany([other])).rejects.toBeInstanceOf(StoreIdentityError);
+      await expect(s.has([c.hash])).rejects.toBeInstanceOf(StoreIdentityError);
+      if (s.capabilities.refs)
+        await expect(s.casRef("x", null, "1")).rejects.toBeInstanceOf(StoreIdentityError);
+      s.expectIdentity(null);
+      if (s.capabilities.refs) expect(await s.getRef("x")).toBeNull();
+      // A probe still answers, so a caller can learn the new identity.
+      expect((await s.probe()).identity).toBe(identity);
+    });
+
     if (target.reopen) {
       const reopen = target.reopen;
+      test("the identity survives a close and reopen", async () => {
+        const s = await open();
+        const { identity } = await s.probe();
+        const s2 = await reopen(s);
+        opened.push(s2);
+        expect((await s2.probe()).identity).toBe(identity);
+      });
+
       test("chunks, deletes and refs survive a close and reopen", async () => {
         const s = await open();
         const chunks = Array.from({ length: 10 }, (_, i) => randomChunk(2000 + i));

@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { BATCH_FRAME, decodeBatch, encodeBatch, RECORD_STATUS } from "../../chunkstore/_batch-frame.ts";
-import { MAX_BATCH_HASHES, MAX_CHUNK_BYTES } from "../../chunkstore/limits.ts";
+import { MAX_BATCH_HASHES, MAX_CHUNK_BYTES, MAX_REF_BYTES } from "../../chunkstore/limits.ts";
 import { MemoryStore } from "../../chunkstore/memory-store.ts";
 import { createChunkStoreApp } from "../../chunkstore/server.ts";
 import { type HttpServer, serveHttp } from "../../runtime/serve-http.ts";
@@ -318,7 +318,9 @@ describe("chunk store server: refs", () => {
     expect((await put(request, ".hidden", "v", { "if-none-match": "*" })).status).toBe(400);
     expect((await put(request, "ok", "v", { "if-match": "not-quoted" })).status).toBe(400);
     expect((await put(request, "ok", "v", { "if-match": '"1"', "if-none-match": "*" })).status).toBe(400);
-    expect((await put(request, "ok", "x".repeat(64 * 1024 + 1), { "if-none-match": "*" })).status).toBe(413);
+    expect((await put(request, "ok", "x".repeat(MAX_REF_BYTES + 1), { "if-none-match": "*" })).status).toBe(
+      413,
+    );
     expect((await request("/v1/refs/ok")).status).toBe(404);
   });
 

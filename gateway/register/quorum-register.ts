@@ -1,0 +1,488 @@
+/**
+ * The embedded register: a CASPaxos register (Rystsov, "CASPaxos: Replicated State
+ * Machines without Logs", 2018) over the ref-holding stores. Each store is an acceptor;
+ * its state for a key is one ref (`acceptor-state.ts`) changed only by compare-and-set, so
+ * the acceptor's rule ("promise nothing lower than you promised, accept nothing lower than
+ * you promised") is checked against exactly the state the write replaces, even though the
+ * logic runs here and not in the store.
+ *
+ * An update is Paxos with the value a function of the previous one:
+ * 1. prepare: pick a ballot above every one seen and get a majority of promises; the
+ *    accepted value with the highest ballot among them is the current value;
+ * 2. accept: run the change on it and get the answer accepted by a majority at that ballot.
+ * The accept also promises the proposer's next ballot, so a gateway that changes a key
+ * again (an image's owner committing) skips phase 1 and pays one round trip; a competing
+ * proposer's higher promise makes that accept fail and the next update runs both phases.
+ *
+ * A read asks a majority and answers at once when a majority holds the same accepted
+ * ballot (that value is chosen, and no later one can be, or the majorities would
+ * intersect in a higher ballot); otherwise, after a short wait for stragglers, it runs a
+ * full round that writes the current value back.
+ *
+ * Members known to be down are not asked unless the rest are no majority. A member that
+ * answers with another store identity (a wiped disk) is refused by the store layer and
+ * counts as no answer: an acceptor that lost its state must never vote.
+ */
+import { LRUCache } from "lru-cache";
+import type { ChunkStore, RefEntry } from "../../chunkstore/chunk-store.ts";
+import {
+  type AcceptorState,
+  type Ballot,
+  compareBallots,
+  decodeAcceptorState,
+  encodeAcceptorState,
+  maxBallot,
+  nextBallot,
+  ZERO_BALLOT,
+} from "./acceptor-state.ts";
+import { firstQuorum } from "./quorum.ts";
+import {
+  type Change,
+  keep,
+  type Register,
+  RegisterUnavailableError,
+  type RegisterValue,
+} from "./register.ts";
+
+/** One acceptor: a store that holds refs. */
+export interface RegisterMember {
+  readonly id: string;
+  readonly store: ChunkStore;
+}
+
+/** Options of {@link QuorumRegister}. */
+export interface QuorumRegisterOptions {
+  /** This proposer's id, unique in the cluster (the gateway id). */
+  readonly proposer: string;
+  /** Members believed down are skipped while the others are a majority. */
+  readonly isDown?: (id: string) => boolean;
+  /** Told about every failed request to a member (the health tracker listens). */
+  readonly onFailure?: (id: string, error: unknown) => void;
+  /** An operation that has no majority after this long fails. Default 5 s. */
+  readonly deadlineMs?: number;
+}
+
+/** What the register knows of one member's state for one key: its ref version and decoded state. */
+interface Seen {
+  readonly version: string | null;
+  readonly state: AcceptorState | null;
+}
+
+/** After the first majority of a read disagrees, wait this long for the other members. */
+const READ_SETTLE_MS = 30;
+/** Fast reads tried before a read falls back to a full (writing) round. */
+const FAST_READ_TRIES = 3;
+/** Rounds an update tries before it gives up as contended. */
+const MAX_ROUNDS = 12;
+/** Compare-and-set retries on one member within one round (its state moved under us). */
+const MEMBER_CAS_TRIES = 4;
+/** Keys whose member states are cached (an entry is a few hundred bytes): bounds memory. */
+const CACHED_KEYS = 50_000;
+
+type Outcome =
+  | { readonly ok: true; readonly before: AcceptorState | null }
+  | { readonly ok: false; readonly state: AcceptorState | null };
+
+/** A linearizable register over a majority of ref-holding stores. */
+export class QuorumRegister implements Register {
+  readonly members: readonly RegisterMember[];
+  readonly majority: number;
+  readonly #proposer: string;
+  readonly #isDown: (id: string) => boolean;
+  readonly #onFailure: (id: string, error: unknown) => void;
+  readonly #deadlineMs: number;
+  readonly #seen = new LRUCache<string, Map<string, Seen>>({ max: CACHED_KEYS });
+  /** Per key: the ballot this proposer holds promises for on a majority, and the value it wrote. */
+  readonly #reserved = new LRUCache<string, { ballot: Ballot; value: Stored | null }>({
+    max: CACHED_KEYS,
+  });
+  /** Per key: the highest ballot seen anywhere, so the next one goes above it. */
+  readonly #highest = new LRUCache<string, Ballot>({ max: CACHED_KEYS });
+  /** Per key: the tail of the updates queued in this process (one ballot carries one value). */
+  readonly #queues = new Map<string, Promise<unknown>>();
+
+  constructor(members: readonly RegisterMember[], options: QuorumRegisterOptions) {
+    if (members.length === 0) throw new RangeError("A register needs at least one member that holds refs");
+    if (!options.proposer) throw new TypeError("A register proposer needs an id");
+    this.members = members;
+    this.majority = Math.floor(members.length / 2) + 1;
+    this.#proposer = options.proposer;
+    this.#isDown = options.isDown ?? (() => false);
+    this.#onFailure = options.onFailure ?? (() => {});
+    this.#deadlineMs = options.deadlineMs ?? 5000;
+  }
+
+  // ---- the Register interface
+
+  async read(key: string): Promise<RegisterValue | null> {
+    for (let attempt = 0; attempt < FAST_READ_TRIES; attempt++) {
+      const decided = this.#decide(await this.#collect(key));
+      if (decided) return decided.value?.d ?? null;
+      await sleep(5 * 2 ** attempt);
+    }
+    return this.update(key, (current) => keep(current));
+  }
+
+  update<T>(key: string, change: Change<T>): Promise<T> {
+    const prev = this.#queues.get(key) ?? Promise.resolve();
+    const run = prev.catch(() => {}).then(() => this.#update(key, change));
+    const tail = run.catch(() => {});
+    this.#queues.set(key, tail);
+    void tail.then(() => {
+      if (this.#queues.get(key) === tail) this.#queues.delete(key);
+    });
+    return run;
+  }
+
+  async scan(prefix: string): Promise<Map<string, RegisterValue>> {
+    const perMember = await firstQuorum(
+      this.#eligible(),
+      (m) => this.#scanMember(m, prefix),
+      (done, errors) => done.size + errors.size >= this.members.length,
+      { deadlineMs: this.#deadlineMs },
+    );
+    for (const [id, err] of perMember.errors) this.#onFailure(id, err);
+    if (perMember.done.size < this.majority) {
+      throw new RegisterUnavailableError(
+        `only ${perMember.done.size} of ${this.members.length} members answered a scan of "${prefix}*" (need ${this.majority})`,
+      );
+    }
+    const keys = new Set<string>();
+    for (const states of perMember.done.values()) for (const k of states.keys()) keys.add(k);
+    const out = new Map<string, RegisterValue>();
+    const undecided: string[] = [];
+    for (const key of [...keys].sort()) {
+      const answers = new Map<string, AcceptorState | null>();
+      for (const [id, states] of perMember.done) answers.set(id, states.get(key)?.state ?? null);
+      const decided = this.#decide(answers);
+      if (!decided) undecided.push(key);
+      else if (decided.value !== null) out.set(key, decided.value.d);
+    }
+    for (const key of undecided) {
+      const value = await this.read(key);
+      if (value !== null) out.set(key, value);
+    }
+    return out;
+  }
+
+  // ---- updates
+
+  async #update<T>(key: string, change: Change<T>): Promise<T> {
+    const start = performance.now();
+    const op = crypto.randomUUID();
+    // A round's write can be accepted by a minority, fail, and be adopted by a later round
+    // (Paxos must keep a value that may have been chosen). So every written value carries
+    // each proposer's last update tag, and a round that finds one of its own earlier
+    // attempts in the current value is done: each update applies exactly once.
+    const attempts = new Map<string, T>();
+    const applied = (current: Stored | null): { done: true; result: T } | null => {
+      const tag = current?.ops[this.#proposer];
+      return tag !== undefined && attempts.has(tag) ? { done: true, result: attempts.get(tag)! } : null;
+    };
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      if (round > 0 && performance.now() - start > this.#deadlineMs)
+        throw new RegisterUnavailableError(
+          `no round on key "${key}" succeeded within ${this.#deadlineMs} ms`,
+        );
+      const tag = `${op}:${round}`;
+      const reserved = this.#reserved.get(key);
+      if (reserved) {
+        const done = applied(reserved.value);
+        if (done) return done.result;
+        const decision = change(reserved.value?.d ?? null);
+        if ("keep" in decision) {
+          // Deciding to keep needs the current value confirmed (a read), not assumed.
+          const decided = this.#decide(await this.#collect(key));
+          if (decided && sameJson(decided.value, reserved.value)) return decision.result;
+          this.#reserved.delete(key);
+          continue;
+        }
+        attempts.set(tag, decision.result);
+        // A ballot carries one value only: the reservation is used up by this attempt,
+        // whatever becomes of it (a failed or lost accept must never be retried with another value).
+        this.#reserved.delete(key);
+        if (
+          await this.#accept(
+            key,
+            reserved.ballot,
+            stored(decision.write, reserved.value, this.#proposer, tag),
+          )
+        )
+          return decision.result;
+        continue; // someone promised a higher ballot: run phase 1 next round
+      }
+      const ballot = nextBallot(this.#highest.get(key) ?? null, this.#proposer);
+      const promised = await this.#prepare(key, ballot);
+      if (!promised) {
+        await sleep(Math.random() * 10 * (round + 1));
+        continue;
+      }
+      const done = applied(promised.value);
+      if (done) {
+        // Our earlier attempt is the current value; make sure it is chosen before answering.
+        if (promised.chosen || (await this.#accept(key, ballot, promised.value))) return done.result;
+        continue;
+      }
+      const decision = change(promised.value?.d ?? null);
+      if ("keep" in decision) {
+        if (promised.chosen) return decision.result;
+        // The current value may be accepted by a minority only: write it back so that what
+        // this round saw stays the answer.
+        if (await this.#accept(key, ballot, promised.value)) return decision.result;
+        continue;
+      }
+      attempts.set(tag, decision.result);
+      if (await this.#accept(key, ballot, stored(decision.write, promised.value, this.#proposer, tag)))
+        return decision.result;
+      await sleep(Math.random() * 10 * (round + 1));
+    }
+    throw new RegisterUnavailableError(`key "${key}" is contended: no round won after ${MAX_ROUNDS} tries`);
+  }
+
+  /**
+   * Phase 1. Resolves with the highest accepted value among a majority of promises (and
+   * whether that value was already accepted by a majority of them), or null if no majority
+   * promised.
+   */
+  async #prepare(key: string, ballot: Ballot): Promise<{ value: Stored | null; chosen: boolean } | null> {
+    const outcome = await this.#round(key, (state) =>
+      compareBallots(state?.promised ?? ZERO_BALLOT, ballot) >= 0 ||
+      compareBallots(state?.accepted ?? ZERO_BALLOT, ballot) >= 0
+        ? null
+        : { promised: ballot, accepted: state?.accepted ?? null, value: state?.value ?? null },
+    );
+    if (!outcome) return null;
+    let best: AcceptorState | null = null;
+    for (const before of outcome.values()) {
+      if (before?.accepted && (!best?.accepted || compareBallots(before.accepted, best.accepted) > 0))
+        best = before;
+    }
+    const top = best?.accepted ?? null;
+    const agreeing = [...outcome.values()].filter((b) =>
+      top === null ? !b?.accepted : b?.accepted && compareBallots(b.accepted, top) === 0,
+    ).length;
+    return { value: asStored(best?.value), chosen: agreeing >= this.majority };
+  }
+
+  /** Phase 2, also promising this proposer's next ballot. True once a majority accepted. */
+  async #accept(key: string, ballot: Ballot, value: Stored | null): Promise<boolean> {
+    const next = nextBallot(ballot, this.#proposer);
+    const outcome = await this.#round(key, (state) =>
+      compareBallots(state?.promised ?? ZERO_BALLOT, ballot) > 0
+        ? null
+        : { promised: next, accepted: ballot, value },
+    );
+    if (!outcome) return false;
+    this.#reserved.set(key, { ballot: next, value });
+    this.#note(key, next);
+    return true;
+  }
+
+  /**
+   * Applies `transform` to every eligible member's state by compare-and-set; resolves with
+   * each accepting member's state before the change once a majority accepted, or null when
+   * that can no longer happen.
+   */
+  async #round(
+    key: string,
+    transform: (state: AcceptorState | null) => AcceptorState | null,
+  ): Promise<Map<string, AcceptorState | null> | null> {
+    const members = this.#eligible();
+    const { done, errors } = await firstQuorum(
+      members,
+      (m) => this.#casMember(m, key, transform),
+      (d, e) => {
+        let ok = 0;
+        let refused = 0;
+        for (const o of d.values()) o.ok ? ok++ : refused++;
+        return ok >= this.majority || members.length - refused - e.size < this.majority;
+      },
+      { deadlineMs: this.#deadlineMs },
+    );
+    const refused = [...done.values()].filter((o) => !o.ok).length;
+    if (done.size - refused < this.majority && refused === 0) {
+      // Not a lost race: too few members answered at all. Retrying cannot help now.
+      const why = [...errors].map(([id, e]) => `${id}: ${(e as Error)?.message ?? e}`).join("; ");
+      throw new RegisterUnavailableError(
+        `only ${done.size} of ${this.members.length} members answered for "${key}" (need ${this.majority})${why ? `: ${why}` : ""}`,
+      );
+    }
+    const accepted = new Map<string, AcceptorState | null>();
+    for (const [id, o] of done) {
+      if (o.ok) accepted.set(id, o.before);
+      else if (o.state) this.#note(key, maxBallot(o.state.promised, o.state.accepted)!);
+    }
+    return accepted.size >= this.majority ? accepted : null;
+  }
+
+  /** One member: compare-and-set its state through `transform`, retrying when it moved. */
+  async #casMember(
+    m: RegisterMember,
+    key: string,
+    transform: (state: AcceptorState | null) => AcceptorState | null,
+  ): Promise<Outcome> {
+    try {
+      let seen = this.#cached(key).get(m.id) ?? (await this.#fetch(m, key));
+      for (let attempt = 0; attempt < MEMBER_CAS_TRIES; attempt++) {
+        const next = transform(seen.state);
+        if (!next) return { ok: false, state: seen.state };
+        const r = await m.store.casRef(key, seen.version, encodeAcceptorState(next));
+        if (r.ok) {
+          this.#remember(key, m.id, { version: r.version, state: next });
+          return { ok: true, before: seen.state };
+        }
+        seen = this.#remember(key, m.id, toSeen(r.current));
+      }
+      return { ok: false, state: seen.state };
+    } catch (err) {
+      this.#cached(key).delete(m.id);
+      if (!(err instanceof TypeError)) this.#onFailure(m.id, err);
+      throw err;
+    }
+  }
+
+  // ---- reads
+
+  /** Every eligible member's state for `key`: the first majority, then stragglers for a moment. */
+  async #collect(key: string): Promise<Map<string, AcceptorState | null>> {
+    const members = this.#eligible();
+    let settleTimer: ReturnType<typeof setTimeout> | undefined;
+    let settled = false;
+    let recheck: () => void = () => {};
+    const { done, errors } = await firstQuorum(
+      members,
+      (m) => this.#fetch(m, key),
+      (d, e) => {
+        if (d.size + e.size === members.length) return true;
+        if (d.size < this.majority) return false;
+        if (this.#decide(new Map([...d].map(([id, s]) => [id, s.state])))) return true;
+        settleTimer ??= setTimeout(() => {
+          settled = true;
+          recheck();
+        }, READ_SETTLE_MS);
+        return settled;
+      },
+      { deadlineMs: this.#deadlineMs, recheck: (fn) => (recheck = fn) },
+    );
+    clearTimeout(settleTimer);
+    if (done.size < this.majority) {
+      const why = [...errors].map(([id, e]) => `${id}: ${(e as Error)?.message ?? e}`).join("; ");
+      throw new RegisterUnavailableError(
+        `only ${done.size} of ${this.members.length} members answered reading "${key}" (need ${this.majority})${why ? `: ${why}` : ""}`,
+      );
+    }
+    return new Map([...done].map(([id, s]) => [id, s.state]));
+  }
+
+  /** The chosen value if a majority of `states` hold the same highest accepted ballot. */
+  #decide(states: ReadonlyMap<string, AcceptorState | null>): { value: Stored | null } | null {
+    let top: AcceptorState | null = null;
+    for (const s of states.values()) {
+      if (s?.accepted && (!top?.accepted || compareBallots(s.accepted, top.accepted) > 0)) top = s;
+    }
+    const ballot = top?.accepted ?? null;
+    let agreeing = 0;
+    for (const s of states.values()) {
+      if (ballot === null ? !s?.accepted : s?.accepted && compareBallots(s.accepted, ballot) === 0)
+        agreeing++;
+    }
+    return agreeing >= this.majority ? { value: asStored(top?.value) } : null;
+  }
+
+  async #fetch(m: RegisterMember, key: string): Promise<Seen> {
+    let entry: RefEntry | null;
+    try {
+      entry = await m.store.getRef(key);
+    } catch (err) {
+      this.#onFailure(m.id, err);
+      throw err;
+    }
+    return this.#remember(key, m.id, toSeen(entry));
+  }
+
+  async #scanMember(m: RegisterMember, prefix: string): Promise<Map<string, Seen>> {
+    const out = new Map<string, Seen>();
+    let after: string | undefined;
+    do {
+      const page = await m.store.scanRefs(prefix, after === undefined ? {} : { after });
+      for (const r of page.refs) {
+        const seen = toSeen(r);
+        out.set(r.name, seen);
+        this.#remember(r.name, m.id, seen);
+      }
+      after = page.next ?? undefined;
+    } while (after !== undefined);
+    return out;
+  }
+
+  // ---- bookkeeping
+
+  #eligible(): RegisterMember[] {
+    const up = this.members.filter((m) => !this.#isDown(m.id));
+    return up.length >= this.majority ? up : [...this.members];
+  }
+
+  #cached(key: string): Map<string, Seen> {
+    let m = this.#seen.get(key);
+    if (!m) {
+      m = new Map();
+      this.#seen.set(key, m);
+    }
+    return m;
+  }
+
+  #remember(key: string, member: string, seen: Seen): Seen {
+    this.#cached(key).set(member, seen);
+    if (seen.state) this.#note(key, maxBallot(seen.state.promised, seen.state.accepted)!);
+    return seen;
+  }
+
+  #note(key: string, ballot: Ballot): void {
+    const h = this.#highest.get(key);
+    if (!h || compareBallots(ballot, h) > 0) this.#highest.set(key, ballot);
+  }
+}
+
+/**
+ * FROZEN, with acceptor-state.ts: an accepted value is `{"d": <the caller's value>,
+ * "ops": {<proposer>: <tag of the last update it wrote>}}`. A proposer runs one update
+ * per key at a time, so its own entry is all it needs to recognise an earlier attempt of
+ * the update it is running, however many other proposers wrote since.
+ */
+interface Stored {
+  readonly d: RegisterValue;
+  readonly ops: Readonly<Record<string, string>>;
+}
+
+/** Proposers remembered in a value (the most recent writers): far more than gateways in a cluster. */
+const KEPT_PROPOSERS = 64;
+
+function stored(value: RegisterValue, previous: Stored | null, proposer: string, tag: string): Stored {
+  const ops: Record<string, string> = {};
+  const earlier = Object.entries(previous?.ops ?? {}).filter(([p]) => p !== proposer);
+  for (const [p, t] of earlier.slice(-(KEPT_PROPOSERS - 1))) ops[p] = t;
+  ops[proposer] = tag;
+  return { d: value, ops };
+}
+
+function asStored(value: unknown): Stored | null {
+  if (value === null || value === undefined) return null;
+  const v = value as Partial<Stored>;
+  if (typeof v !== "object" || typeof v.ops !== "object" || v.ops === null || !("d" in v))
+    throw new TypeError("Register value is not in the stored form {d, ops}");
+  return v as Stored;
+}
+
+/** A member's ref as the register sees it; a value that is not an acceptor state is an error. */
+function toSeen(entry: RefEntry | null): Seen {
+  if (!entry) return { version: null, state: null };
+  return { version: entry.version, state: decodeAcceptorState(entry.value) };
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
