@@ -244,7 +244,7 @@ export class FileStore implements ChunkStore {
   }
 
   async probe(): Promise<StoreProbe> {
-    this.#assertOpen();
+    if (this.#closed) throw new StoreUnavailableError(this.name, "the store is closed");
     return { identity: this.#identity, capabilities: this.capabilities };
   }
 

@@ -28,8 +28,9 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     return FileStore.open(dir, { reserveBytes: options.reserveBytes });
   }
   if (url.startsWith("http://") || url.startsWith("https://")) {
+    // No request yet: a gateway starts while a store is down (ChunkStore.probe asks later).
     const { HttpStore } = await import("./http-store.ts");
-    return HttpStore.open(url, { token: options.token, timeoutMs: options.timeoutMs });
+    return new HttpStore(url, { token: options.token, timeoutMs: options.timeoutMs });
   }
   if (url.startsWith("s3://")) {
     const { S3Store } = await import("./s3-store.ts");

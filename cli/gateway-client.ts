@@ -3,6 +3,8 @@
  * Every failure is a {@link GatewayError} whose message names the request, the API URL
  * and the server's own error message.
  */
+import type { StoreAnswer, StoreHealAnswer } from "../gateway/heal/cluster-status.ts";
+import type { SafeToRemove } from "../gateway/heal/safe-to-remove.ts";
 import type { ApiErrorBody, ImageInfo, MapResponse, SnapshotInfo } from "../gateway/http/http-wire.ts";
 
 /** The API URL when neither `--api` nor BLOCKMEND_API is given. */
@@ -87,10 +89,16 @@ export class GatewayClient {
   }
 
   /** `GET /v1/stores`. */
-  stores(): Promise<{
-    stores: { id: string; state: string; since: string; reason: string | null; lag: unknown[] }[];
-  }> {
+  stores(): Promise<{ replicas: number; minReplicas: number; stores: StoreAnswer[] }> {
     return this.#json("GET", "/v1/stores");
+  }
+
+  /** `PUT /v1/stores/{id}/maintenance`. */
+  setMaintenance(
+    id: string,
+    on: boolean,
+  ): Promise<{ store: string; maintenance: boolean; headsStamped: number }> {
+    return this.#json("PUT", `/v1/stores/${enc(id)}/maintenance`, { on });
   }
 
   /** Writes `bytes` at `offset`; durable when it resolves. */
@@ -173,28 +181,11 @@ function enc(segment: string): string {
   return encodeURIComponent(segment).replace(/%40/g, "@");
 }
 
-/** The body of `GET /v1/heal` (see gateway/heal-scheduler.ts). */
+/** The body of `GET /v1/heal` (see gateway/heal/cluster-status.ts). */
 export interface HealStatusBody {
   healing: boolean;
-  stores: {
-    id: string;
-    state: string;
-    missingBytes: number;
-    copiedBytes: number;
-    rateBytesPerSecond: number;
-    etaSeconds: number | null;
-    converges: boolean;
-    lastError: string | null;
-    images: { image: string; missingChunks: number; copiedChunks: number; done: boolean }[];
-  }[];
+  stores: StoreHealAnswer[];
 }
 
-/** The body of `GET /v1/stores/{id}/safe-to-remove` (see gateway/safe-to-remove.ts). */
-export interface SafeToRemoveBody {
-  store: string;
-  safe: boolean;
-  reasons: string[];
-  wouldLoseLastCurrentCopy: string[];
-  wouldFallBelowMinReplicas: string[];
-  healSources: { store: string; images: string[] }[];
-}
+/** The body of `GET /v1/stores/{id}/safe-to-remove` (see gateway/heal/safe-to-remove.ts). */
+export type SafeToRemoveBody = SafeToRemove;

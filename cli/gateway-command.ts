@@ -1,5 +1,6 @@
 /** `blockmend gateway`: serve images from chunk stores over NBD and HTTP. */
 import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { defaultMinReplicas, parseStoreFlag, startGateway } from "../gateway/gateway.ts";
 import { isLoopback, parseListenAddress } from "./listen-address.ts";
@@ -28,6 +29,11 @@ export default defineCommand({
     nbd: { type: "string", description: "HOST:PORT for NBD", default: "127.0.0.1:10809" },
     http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
     "store-token-file": { type: "string", description: "Bearer token for http(s) stores" },
+    "state-dir": {
+      type: "string",
+      description: "Directory for the gateway's id and lock (one gateway per directory)",
+      default: "./blockmend-gateway",
+    },
   },
   async run({ args, rawArgs }) {
     const stores = repeated("--store", rawArgs).map(parseStoreFlag);
@@ -48,9 +54,17 @@ export default defineCommand({
     const storeToken = args["store-token-file"]
       ? (await readFile(args["store-token-file"], "utf8")).trim()
       : undefined;
-    const gw = await startGateway({ stores, replicas, minReplicas, nbd, http, storeToken });
+    const gw = await startGateway({
+      stores,
+      replicas,
+      minReplicas,
+      nbd,
+      http,
+      storeToken,
+      stateDir: resolve(args["state-dir"]),
+    });
     console.log(
-      `blockmend gateway: ${stores.length} stores, ${replicas} replicas (min ${minReplicas}); NBD on nbd://${nbd.hostname}:${gw.nbdPort}, HTTP API on ${gw.httpUrl}`,
+      `blockmend gateway ${gw.id}: ${stores.length} stores, ${replicas} replicas (min ${minReplicas}); NBD on nbd://${nbd.hostname}:${gw.nbdPort}, HTTP API on ${gw.httpUrl}`,
     );
     onShutdown(() => gw.close());
   },

@@ -16,11 +16,13 @@ function describe(h: HealStatusBody): string {
   const lines = [`healing: ${h.healing ? "yes" : "no"}`];
   for (const s of h.stores) {
     let line = `  ${s.id}: ${s.state}`;
-    if (s.missingBytes > 0 || s.state === "healing") {
+    if (s.imagesBehind > 0) line += `, ${s.imagesBehind} image(s) behind`;
+    if (s.running || s.missingBytes > 0) {
       line += `, ${formatBytes(s.copiedBytes)} of ${formatBytes(s.missingBytes)} copied`;
-      if (s.state === "healing")
-        line += `, ${formatBytes(s.rateBytesPerSecond)}/s, ETA ${s.etaSeconds ?? "?"} s`;
+      if (s.running) line += `, ${formatBytes(s.rateBytesPerSecond)}/s, ETA ${s.etaSeconds ?? "?"} s`;
+      if (s.gateway) line += ` (by ${s.gateway})`;
     }
+    if (s.lostChunks > 0) line += `, ${s.lostChunks} chunk(s) with no good copy anywhere`;
     if (s.lastError) line += ` (last error: ${s.lastError})`;
     lines.push(line);
   }
@@ -61,7 +63,7 @@ const wait = defineCommand({
       for (;;) {
         const h = await client.healStatus();
         const down = h.stores.filter((s) => s.state === "down");
-        const healing = h.stores.filter((s) => s.state === "healing");
+        const healing = h.stores.filter((s) => s.state === "healing" || s.state === "replaced");
         if (healing.length === 0 && down.length === 0 && !h.healing) {
           bar?.stop();
           console.log("in sync: no store is healing or down");

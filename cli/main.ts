@@ -1,5 +1,6 @@
 /** The `blockmend` command line: one subcommand per file, loaded lazily. */
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
+import { runCli } from "./run-cli.ts";
 
 const main = defineCommand({
   meta: { name: "blockmend", version: "0.1.0", description: "Replicated chunk storage for VM disk images" },
@@ -13,4 +14,4 @@ const main = defineCommand({
   },
 });
 
-await runMain(main);
+await runCli(main);

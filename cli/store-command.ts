@@ -10,14 +10,47 @@ const apiArg = {
 } as const;
 
 const ls = defineCommand({
-  meta: { name: "ls", description: "List stores with their state" },
-  args: { ...apiArg },
+  meta: { name: "ls", description: "List stores with their role, state, identity and maintenance" },
+  args: { ...apiArg, json: { type: "boolean", description: "Print the raw JSON", default: false } },
   async run({ args }) {
-    const { stores } = await new GatewayClient(apiUrl(args.api)).stores();
-    for (const s of stores)
-      console.log(
-        `${s.id}\t${s.state}\tsince ${s.since}${s.reason ? `\t${s.reason}` : ""}${s.lag.length ? `\t${s.lag.length} image(s) behind` : ""}`,
-      );
+    const answer = await new GatewayClient(apiUrl(args.api)).stores();
+    if (args.json) {
+      console.log(JSON.stringify(answer, null, 2));
+      return;
+    }
+    for (const s of answer.stores) {
+      const parts = [s.id, s.role, s.state, `identity ${s.identity.slice(0, 8)}`];
+      if (s.maintenance) parts.push(`maintenance since ${s.maintenance.since}`);
+      if (s.damagedChunks > 0) parts.push(`${s.damagedChunks} damaged chunk(s)`);
+      if (s.lag.length) parts.push(`${s.lag.length} image(s) behind`);
+      if (s.reasons.length) parts.push(s.reasons.join("; "));
+      console.log(parts.join("\t"));
+    }
+  },
+});
+
+const maintenance = defineCommand({
+  meta: {
+    name: "maintenance",
+    description:
+      "Put store ID in maintenance (on: new writes stop counting it, so safe-to-remove can turn true and stays true) or take it out (off)",
+  },
+  args: {
+    ...apiArg,
+    id: { type: "positional", description: "Store id", required: true },
+    mode: { type: "positional", description: "on or off", required: true },
+  },
+  async run({ args }) {
+    if (args.mode !== "on" && args.mode !== "off") {
+      console.error(`blockmend store maintenance: say on or off, not "${args.mode}"`);
+      process.exit(2);
+    }
+    const r = await new GatewayClient(apiUrl(args.api)).setMaintenance(args.id, args.mode === "on");
+    console.log(
+      r.maintenance
+        ? `store ${r.store} is in maintenance: new writes do not count it (${r.headsStamped} image head(s) stamped); wait for "store safe-to-remove ${r.store}"`
+        : `store ${r.store} is out of maintenance: it counts for new writes again`,
+    );
   },
 });
 
@@ -30,7 +63,11 @@ const safeToRemove = defineCommand({
   async run({ args }) {
     const r = await new GatewayClient(apiUrl(args.api)).safeToRemove(args.id);
     if (r.safe) {
-      console.log(`store ${r.store} is safe to remove: every image keeps enough current copies`);
+      console.log(
+        r.maintenance
+          ? `store ${r.store} is safe to remove: every image keeps enough current copies, and in maintenance it stays so`
+          : `store ${r.store} is safe to remove now: every image keeps enough current copies (not in maintenance: a commit after this answer may still count it; use "store maintenance ${r.store} on")`,
+      );
       process.exit(0);
     }
     console.log(`store ${r.store} is NOT safe to remove:`);
@@ -41,5 +78,5 @@ const safeToRemove = defineCommand({
 
 export default defineCommand({
   meta: { name: "store", description: "Store states and safe maintenance" },
-  subCommands: { ls, "safe-to-remove": safeToRemove },
+  subCommands: { ls, "safe-to-remove": safeToRemove, maintenance },
 });

@@ -29,6 +29,7 @@ export default defineCommand({
       minReplicas: defaultMinReplicas(REPLICAS),
       nbd,
       http,
+      stateDir: `${data}/gateway`,
     });
     const api = gw.httpUrl;
     const apiFlag = api === "http://127.0.0.1:8080" ? "" : ` --api ${api}`;

@@ -1,7 +1,8 @@
 /**
- * A whole gateway from its configuration: opens the stores, the worker pool and the
- * image service, and starts the NBD data server and the HTTP control server on
- * separate listeners.
+ * A whole gateway from its configuration: opens the stores, learns the cluster record,
+ * wires the layers (replication, register, images, heal) through their constructors and
+ * typed events, and starts the NBD data server and the HTTP control server on separate
+ * listeners.
  */
 import { LRUCache } from "lru-cache";
 import type { Hash } from "../chunkstore/chunk-store.ts";
@@ -9,17 +10,32 @@ import { openStore } from "../chunkstore/open-store.ts";
 import { serveHttp } from "../runtime/serve-http.ts";
 import { PiscinaPool } from "../workers/piscina-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
+import { openGatewayState } from "./gateway-state.ts";
+import { ClusterStatus } from "./heal/cluster-status.ts";
+import { CopyEngine } from "./heal/copy-engine.ts";
 import { HealScheduler } from "./heal/heal-scheduler.ts";
 import { LatencyMonitor } from "./heal/latency-monitor.ts";
+import { setMaintenance } from "./heal/maintenance.ts";
+import { DamageLedger, RepairQueue } from "./heal/read-repair.ts";
+import { Replacements } from "./heal/replacement.ts";
+import { Scrubber } from "./heal/scrub.ts";
+import { HealThrottle } from "./heal/throttle.ts";
 import { createGatewayApp } from "./http/http-api.ts";
 import { mountStatusRoutes, STATUS_OPENAPI_PATHS } from "./http/status-api.ts";
-import { DEFAULT_CACHE_OPTIONS } from "./image/image.ts";
+import { HeadWriter } from "./image/head-writer.ts";
+import {
+  DEFAULT_CACHE_OPTIONS,
+  DEFAULT_DIRTY_BUDGET_BYTES,
+  type ImageCacheOptions,
+} from "./image/image-context.ts";
 import { ImageExports } from "./image/image-exports.ts";
 import { ImageService } from "./image/image-service.ts";
+import { DirtyBudget } from "./image/write-cache.ts";
 import { startNbdServer } from "./nbd/nbd-server.ts";
-import { HeadStore } from "./replication/head-store.ts";
-import { StoreHealth } from "./replication/store-health.ts";
-import { type StoreMember, StoreSet } from "./replication/store-set.ts";
+import type { QuorumRegister } from "./register/quorum-register.ts";
+import { bootstrapCluster, Cluster, type ConfiguredStore } from "./replication/cluster.ts";
+import { DEFAULT_HEALTH_OPTIONS, type HealthOptions, StoreHealth } from "./replication/store-health.ts";
+import { StoreSet } from "./replication/store-set.ts";
 
 /** One `--store ID=URL`. */
 export interface StoreConfig {
@@ -34,23 +50,26 @@ export interface GatewayConfig {
   readonly minReplicas: number;
   readonly nbd: { hostname: string; port: number };
   readonly http: { hostname: string; port: number };
+  /** The gateway's state directory (its id and lock). */
+  readonly stateDir: string;
   /** Bearer token for `http(s)://` stores. */
   readonly storeToken?: string;
   /** Bytes of clean chunks kept in memory. */
   readonly chunkCacheBytes?: number;
+  /** Dirty bytes held across all images before writers wait. */
+  readonly dirtyBudgetBytes?: number;
   /** Worker threads for hashing; default one per core. */
   readonly threads?: number;
+  readonly cache?: Partial<ImageCacheOptions>;
+  readonly health?: Partial<HealthOptions>;
+  /** Where operator-visible events go (default: stderr). */
+  readonly log?: (line: string) => void;
 }
 
-/** A running gateway. */
-export interface Gateway {
-  readonly images: ImageService;
-  readonly stores: StoreSet;
-  readonly health: StoreHealth;
-  readonly heal: HealScheduler;
+/** A running gateway: its layers and its two listeners. */
+export interface Gateway extends GatewayCore {
   readonly nbdPort: number;
   readonly httpUrl: string;
-  close(): Promise<void>;
 }
 
 /** Default `minReplicas` for a replica count: a majority of the copies, as Ceph's min_size. */
@@ -68,59 +87,234 @@ export function parseStoreFlag(value: string): StoreConfig {
   return { id, url: value.slice(eq + 1) };
 }
 
-/** Opens stores and starts both servers. On any failure, what was started is stopped. */
-export async function startGateway(config: GatewayConfig): Promise<Gateway> {
-  const ids = new Set(config.stores.map((s) => s.id));
-  if (ids.size !== config.stores.length) throw new TypeError("Store ids must be unique");
-  const cleanups: (() => Promise<void>)[] = [];
+/** What {@link assembleGateway} needs beyond the stores. */
+export interface GatewayCoreOptions {
+  readonly replicas: number;
+  readonly minReplicas: number;
+  /** The gateway's id (from its state directory). */
+  readonly gatewayId: string;
+  readonly chunkCacheBytes?: number;
+  readonly dirtyBudgetBytes?: number;
+  readonly cache?: Partial<ImageCacheOptions>;
+  readonly health?: Partial<HealthOptions>;
+  /** The worker pool (default: piscina, one thread per core). */
+  readonly pool?: TaskPool;
+  readonly threads?: number;
+  readonly log?: (line: string) => void;
+  /** Run the background loops (probes, record refresh, heal, scrub). Default true. */
+  readonly background?: boolean;
+}
+
+/** Every layer of a gateway, wired, without listeners (tests use it directly). */
+export interface GatewayCore {
+  readonly id: string;
+  readonly images: ImageService;
+  readonly stores: StoreSet;
+  readonly health: StoreHealth;
+  readonly cluster: Cluster;
+  readonly register: QuorumRegister;
+  readonly heads: HeadWriter;
+  readonly heal: HealScheduler;
+  readonly scrub: Scrubber;
+  readonly repairs: RepairQueue;
+  readonly throttle: HealThrottle;
+  readonly latency: LatencyMonitor;
+  readonly replacements: Replacements;
+  readonly status: ClusterStatus;
+  /** Turns maintenance of a store on or off and stamps every head. */
+  setMaintenance(store: string, on: boolean): Promise<{ stamped: number }>;
+  /** Stops the loops and closes images and the pool (not the stores). */
+  close(): Promise<void>;
+}
+
+/**
+ * Learns the cluster over `configured` stores and wires the layers through their
+ * constructors and typed events. The stores stay the caller's to close.
+ */
+export async function assembleGateway(
+  configured: readonly ConfiguredStore[],
+  options: GatewayCoreOptions,
+): Promise<GatewayCore> {
+  const log = options.log ?? ((line: string) => console.error(`blockmend gateway: ${line}`));
+  const cleanups: (() => Promise<void> | void)[] = [];
   const close = async () => {
-    for (const c of cleanups.reverse())
-      await c().catch((err) => console.error("blockmend gateway: while stopping:", err));
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        console.error("blockmend gateway: while stopping:", err);
+      }
+    }
     cleanups.length = 0;
   };
   try {
-    const members: StoreMember[] = [];
-    for (const s of config.stores) {
-      const store = await openStore(s.url, { token: config.storeToken });
-      cleanups.push(() => store.close());
-      members.push({ id: s.id, url: s.url, store });
-    }
-    const pool: TaskPool = new PiscinaPool({ threads: config.threads });
-    cleanups.push(() => pool.close());
-    const stores = new StoreSet(members, { replicas: config.replicas, minReplicas: config.minReplicas });
-    const health = new StoreHealth(members);
-    stores.health = health;
-    const heads = new HeadStore(members);
-    heads.health = health;
+    const gatewayId = options.gatewayId;
+    // The register reports failures to the health tracker, which needs the members the
+    // bootstrap makes: the closures reach it once it exists.
+    let health: StoreHealth | undefined;
+    const boot = await bootstrapCluster(configured, {
+      gatewayId,
+      isDown: (id) => health?.isDown(id) ?? false,
+      onFailure: (id, err) => health?.reportFailure(id, err),
+    });
+    const { members, register } = boot;
+    const cluster = new Cluster(register, members, boot.record);
+    health = new StoreHealth(members, (id) => cluster.identity(id), {
+      ...DEFAULT_HEALTH_OPTIONS,
+      ...options.health,
+    });
+    const h = health;
+    await h.probeAll();
+    const stores = new StoreSet(
+      members,
+      { replicas: options.replicas, minReplicas: options.minReplicas },
+      h,
+      (id) => cluster.identity(id),
+    );
+    const heads = new HeadWriter(register, gatewayId);
+    const pool: TaskPool = options.pool ?? new PiscinaPool({ threads: options.threads });
+    if (!options.pool) cleanups.push(() => pool.close());
     const images = new ImageService({
       stores,
       heads,
+      cluster,
       pool,
       chunkCache: new LRUCache<Hash, Uint8Array>({
-        maxSize: config.chunkCacheBytes ?? 256 * 1024 * 1024,
+        maxSize: options.chunkCacheBytes ?? 256 * 1024 * 1024,
         sizeCalculation: (b) => b.byteLength || 1,
       }),
-      cache: DEFAULT_CACHE_OPTIONS,
+      cache: { ...DEFAULT_CACHE_OPTIONS, ...options.cache },
+      budget: new DirtyBudget(options.dirtyBudgetBytes ?? DEFAULT_DIRTY_BUDGET_BYTES),
+      gatewayId,
+      log,
     });
     cleanups.push(() => images.close());
     const latency = new LatencyMonitor();
-    const heal = new HealScheduler(images, stores, health, latency);
-    stores.onBadCopy = (id, hash, reason) => heal.repair(id, hash, reason);
-    health.start();
-    heal.start();
-    cleanups.push(async () => {
-      heal.stop();
-      health.stop();
+    const throttle = new HealThrottle(latency);
+    const engine = new CopyEngine(stores, throttle);
+    const heal = new HealScheduler({
+      heads,
+      cluster,
+      stores,
+      health: h,
+      register,
+      engine,
+      throttle,
+      gatewayId,
+      log,
     });
-    const nbd = await startNbdServer(new ImageExports(images, latency), config.nbd);
+    const repairs = new RepairQueue(
+      engine,
+      new DamageLedger(cluster),
+      (id) => !heal.behind.has(id),
+      (id) => h.isDown(id),
+    );
+    stores.badCopy.add((id, hash, reason) => repairs.report(id, hash, reason));
+    const scrub = new Scrubber({
+      stores,
+      health: h,
+      cluster,
+      register,
+      repairs,
+      gatewayId,
+      rate: () => throttle.limits().scrubBytesPerSecond,
+    });
+    const replacements = new Replacements(members, register, cluster, log);
+    h.identitySeen.add((id, identity) => replacements.handle(id, identity));
+    for (const m of members) {
+      const seen = h.status(m.id)?.identity;
+      if (seen && seen !== cluster.identity(m.id)) replacements.handle(m.id, seen);
+    }
+    const status = new ClusterStatus({
+      cluster,
+      heads,
+      health: h,
+      stores,
+      inflight: () => images.inflight(),
+      heal,
+      scrub,
+      repairs,
+      throttle,
+    });
+    if (options.background !== false) {
+      h.start();
+      cluster.start();
+      heal.start();
+      scrub.start();
+    }
+    cleanups.push(() => {
+      replacements.stop();
+      scrub.stop();
+      heal.stop();
+      cluster.stop();
+      h.stop();
+    });
+    return {
+      id: gatewayId,
+      images,
+      stores,
+      health: h,
+      cluster,
+      register,
+      heads,
+      heal,
+      scrub,
+      repairs,
+      throttle,
+      latency,
+      replacements,
+      status,
+      setMaintenance: (store, on) => setMaintenance(cluster, heads, store, on, gatewayId),
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** Opens stores, learns the cluster, and starts both servers. On any failure, what was started is stopped. */
+export async function startGateway(config: GatewayConfig): Promise<Gateway> {
+  const ids = new Set(config.stores.map((s) => s.id));
+  if (ids.size !== config.stores.length) throw new TypeError("Store ids must be unique");
+  const cleanups: (() => Promise<void> | void)[] = [];
+  const close = async () => {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        console.error("blockmend gateway: while stopping:", err);
+      }
+    }
+    cleanups.length = 0;
+  };
+  try {
+    const state = await openGatewayState(config.stateDir);
+    cleanups.push(() => state.lock.release());
+    const configured: ConfiguredStore[] = [];
+    for (const s of config.stores) {
+      const store = await openStore(s.url, { token: config.storeToken });
+      cleanups.push(() => store.close());
+      configured.push({ id: s.id, url: s.url, store });
+    }
+    const core = await assembleGateway(configured, { ...config, gatewayId: state.id });
+    cleanups.push(() => core.close());
+    const nbd = await startNbdServer(new ImageExports(core.images, core.latency), config.nbd);
     cleanups.push(() => nbd.close());
-    const app = createGatewayApp(images, {
-      routes: (a) => mountStatusRoutes(a, { stores, health, heal, latency }),
+    const app = createGatewayApp(core.images, {
+      routes: (a) =>
+        mountStatusRoutes(a, {
+          status: core.status,
+          heal: core.heal,
+          throttle: core.throttle,
+          latency: core.latency,
+          maintenance: core.setMaintenance,
+        }),
       openapiPaths: STATUS_OPENAPI_PATHS,
     });
     const http = await serveHttp(app.fetch, config.http);
     cleanups.push(() => http.close());
-    return { images, stores, health, heal, nbdPort: nbd.port, httpUrl: http.url, close };
+    return { ...core, nbdPort: nbd.port, httpUrl: http.url, close };
   } catch (err) {
     await close();
     throw err;

@@ -27,7 +27,7 @@ import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import pLimit from "p-limit";
-import { ImageExistsError, ImageNotFoundError, ReadOnlyError } from "../errors.ts";
+import { ImageNotFoundError, ReadOnlyError } from "../errors.ts";
 import { assertImageName, assertImageSize } from "../image/head.ts";
 import type { Image } from "../image/image.ts";
 import type { ImageService } from "../image/image-service.ts";
@@ -143,18 +143,13 @@ export function createGatewayApp(images: ImageService, options: GatewayAppOption
     const name = writable(c.req.param("name"));
     const snap = (await readJson(c)).name;
     assertImageName(snap, "snapshot");
-    const head = await images.withImage(name, async (image) => {
-      if (image.head.snapshots[snap]) throw new ImageExistsError(`${name}@${snap}`);
-      await image.snapshot(snap);
-      return image.head;
-    });
+    const head = await images.snapshot(name, snap);
     c.header("location", `/v1/images/${name}/snapshots/${snap}`);
     return c.json(snapshotInfos(head).find((s) => s.name === snap)!, 201);
   });
 
   app.delete("/v1/images/:name/snapshots/:snap", async (c) => {
-    const name = writable(c.req.param("name"));
-    await images.withImage(name, (image) => image.deleteSnapshot(c.req.param("snap")));
+    await images.deleteSnapshot(writable(c.req.param("name")), c.req.param("snap"));
     return c.body(null, 204);
   });
 

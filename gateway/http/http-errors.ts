@@ -14,12 +14,14 @@ import {
   StoreUnavailableError,
 } from "../../chunkstore/errors.ts";
 import {
+  ImageDeletedError,
   ImageExistsError,
   ImageNotFoundError,
   NotEnoughReplicasError,
   ReadOnlyError,
   StaleEpochError,
 } from "../errors.ts";
+import { RegisterUnavailableError } from "../register/register.ts";
 import { API_ERROR, type ApiErrorBody, type ApiErrorCode } from "./http-wire.ts";
 
 /** A `Range` header that starts past the end of the image (answered 416 with `Content-Range: bytes *\/size`). */
@@ -56,6 +58,9 @@ export function httpErrorOf(err: unknown): HttpError {
   // 409, not 403: the refusal comes from the target's state (a frozen snapshot), not from who asks.
   if (err instanceof ReadOnlyError) return { status: 409, code: API_ERROR.READ_ONLY, message };
   if (err instanceof StaleEpochError) return { status: 409, code: API_ERROR.STALE_EPOCH, message };
+  if (err instanceof ImageDeletedError) return { status: 409, code: API_ERROR.IMAGE_DELETED, message };
+  if (err instanceof RegisterUnavailableError)
+    return { status: 503, code: API_ERROR.REGISTER_UNAVAILABLE, message };
   if (err instanceof NotEnoughReplicasError)
     return { status: 503, code: API_ERROR.NOT_ENOUGH_REPLICAS, message };
   if (err instanceof StoreUnavailableError)

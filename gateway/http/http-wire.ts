@@ -22,14 +22,20 @@ export const API_ERROR = {
   IMAGE_EXISTS: "image_exists",
   /** 409: a write to a snapshot (`image@snap`) or another read-only view. */
   READ_ONLY: "read_only",
-  /** 409: another gateway opened the image for writing since (fencing); this one may not commit. */
+  /** 409: another gateway took the image over (it wrote to it since); this one may not commit. */
   STALE_EPOCH: "stale_epoch",
+  /** 409: the image this request was for was deleted (and perhaps re-created: another incarnation). */
+  IMAGE_DELETED: "image_deleted",
   /** 413: body over the route's limit. */
   PAYLOAD_TOO_LARGE: "payload_too_large",
   /** 416: a `Range` that starts past the end of the image. */
   RANGE_NOT_SATISFIABLE: "range_not_satisfiable",
   /** 503: fewer stores than `minReplicas` (or no head majority) accepted a write or answered a read. */
   NOT_ENOUGH_REPLICAS: "not_enough_replicas",
+  /** 503: no majority of the head holders answered (the register is unavailable). */
+  REGISTER_UNAVAILABLE: "register_unavailable",
+  /** 404: no such store. */
+  STORE_NOT_FOUND: "store_not_found",
   /** 503: a store could not be reached. */
   STORE_UNAVAILABLE: "store_unavailable",
   /** 503: no replica could serve a chunk (missing or corrupt everywhere that answered). */
@@ -78,10 +84,17 @@ export interface ImageInfo {
   readonly chunkSize: number;
   readonly generation: number;
   readonly epoch: number;
+  /** The gateway that owns it (the last one to write), or null. */
+  readonly owner: string | null;
+  readonly incarnation: string;
   readonly root: string;
   readonly createdAt: string;
-  /** Per data store id: the last version that store holds in full. */
-  readonly synced: Readonly<Record<string, { readonly generation: number; readonly root: string }>>;
+  readonly updatedAt: string;
+  readonly clonedFrom: string | null;
+  /** Per data store id: the last version that store holds in full, and for which store identity. */
+  readonly synced: Readonly<
+    Record<string, { readonly generation: number; readonly root: string; readonly identity: string }>
+  >;
   /** Oldest first. */
   readonly snapshots: readonly SnapshotInfo[];
 }
@@ -126,8 +139,12 @@ export function imageInfo(head: Head): ImageInfo {
     chunkSize: head.chunkSize,
     generation: head.generation,
     epoch: head.epoch,
+    owner: head.owner,
+    incarnation: head.incarnation,
     root: head.root,
     createdAt: head.createdAt,
+    updatedAt: head.updatedAt,
+    clonedFrom: head.clonedFrom ?? null,
     synced: head.synced,
     snapshots: snapshotInfos(head),
   };

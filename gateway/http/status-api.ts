@@ -1,133 +1,102 @@
 /**
- * Status routes of the gateway: stores, heal, safe-to-remove and Prometheus metrics.
- * Every answer comes from state kept current in memory (store health, the heal
- * scheduler's heads and counters), never from a crawl of the stores.
+ * Status routes of the gateway, for the whole cluster from any gateway: every answer is
+ * computed from the cluster record and the heads read fresh from the register
+ * (`heal/cluster-status.ts`), never from what this gateway happens to have open.
  *
- *   GET /v1/stores                      per store: id, state, since, reason, chunks, bytes, lag per image
- *   GET /v1/stores/{id}/safe-to-remove  {"safe", "reasons", "wouldLoseLastCurrentCopy", ...}
- *   GET /v1/heal                        {"healing", "stores": [...], "limits"}
+ *   GET /v1/stores                          per store: state, reasons, identity, maintenance, damage, lag
+ *   GET /v1/stores/{id}/safe-to-remove      {"safe", "reasons", "maintenance", ...} (stores probed now)
+ *   PUT /v1/stores/{id}/maintenance         {"on": true|false}: leaving, or back
+ *   GET /v1/heal                            per store heal progress, from whichever gateway runs it
  *   GET /v1/heal/limits, PUT /v1/heal/limits   the heal throttle, changeable live
- *   GET /metrics                        Prometheus text format
+ *   GET /metrics                            Prometheus text format
  */
 import type { Hono } from "hono";
+import type { ClusterStatus } from "../heal/cluster-status.ts";
 import type { HealScheduler } from "../heal/heal-scheduler.ts";
 import { LATENCY_BUCKETS, type LatencyMonitor } from "../heal/latency-monitor.ts";
-import { safeToRemove } from "../heal/safe-to-remove.ts";
-import type { StoreHealth } from "../replication/store-health.ts";
-import type { StoreSet } from "../replication/store-set.ts";
+import type { HealThrottle } from "../heal/throttle.ts";
 import type { PathItem } from "./openapi.ts";
 
-/** What the status routes read. */
+/** What the status routes read and do. */
 export interface StatusSources {
-  readonly stores: StoreSet;
-  readonly health: StoreHealth;
+  readonly status: ClusterStatus;
   readonly heal: HealScheduler;
+  readonly throttle: HealThrottle;
   readonly latency: LatencyMonitor;
+  /** Turns maintenance of a store on or off (and stamps every head). */
+  readonly maintenance: (store: string, on: boolean) => Promise<{ stamped: number }>;
 }
 
 /** Mounts the status routes on `app` (use as `createGatewayApp`'s `routes`). */
 export function mountStatusRoutes(app: Hono, s: StatusSources): void {
-  const healingMap = () => {
-    const m = new Map<string, string[]>();
-    for (const st of s.heal.status().stores)
-      if (st.state === "healing")
-        m.set(
-          st.id,
-          st.images.filter((i) => !i.done).map((i) => i.image),
-        );
-    return m;
-  };
+  app.get("/v1/stores", async (c) => c.json(await s.status.stores()));
 
-  app.get("/v1/stores", (c) => {
-    const heads = [...s.heal.heads.values()];
-    return c.json({
-      replicas: s.stores.options.replicas,
-      minReplicas: s.stores.options.minReplicas,
-      stores: s.health.all().map((st) => {
-        const m = s.stores.member(st.id)!;
-        return {
-          id: st.id,
-          url: st.url,
-          role: m.store.capabilities.chunks ? "data" : "witness",
-          state: s.heal.storeState(st.id),
-          since: st.since,
-          reason: st.reason,
-          chunks: st.chunks,
-          bytes: st.bytes,
-          failures: st.failures,
-          lag: m.store.capabilities.chunks
-            ? heads
-                .filter((h) => (h.synced[st.id]?.generation ?? 0) < h.generation)
-                .map((h) => ({
-                  image: h.name,
-                  syncedGeneration: h.synced[st.id]?.generation ?? 0,
-                  generation: h.generation,
-                }))
-            : [],
-        };
-      }),
-    });
-  });
-
-  app.get("/v1/stores/:id/safe-to-remove", (c) => {
+  app.get("/v1/stores/:id/safe-to-remove", async (c) => {
     const id = c.req.param("id");
-    const member = s.stores.member(id);
-    if (!member) return c.json({ error: { code: "store_not_found", message: `No store "${id}"` } }, 404);
-    if (!member.store.capabilities.chunks) {
-      // A witness holds heads only: removing it is safe while the others still form a head majority.
-      const up = s.health
-        .all()
-        .filter(
-          (st) => st.id !== id && st.state !== "down" && s.stores.member(st.id)!.store.capabilities.refs,
-        ).length;
-      const holders = s.stores.members.filter((m) => m.store.capabilities.refs).length;
-      const safe = up >= Math.floor(holders / 2) + 1;
-      return c.json({
-        store: id,
-        safe,
-        reasons: safe ? [] : [`without it only ${up} of ${holders} head holders answer: no majority`],
-        wouldLoseLastCurrentCopy: [],
-        wouldFallBelowMinReplicas: [],
-        healSources: [],
-      });
+    try {
+      return c.json(await s.status.safeToRemove(id));
+    } catch (err) {
+      if (err instanceof RangeError && err.message.startsWith("No store"))
+        return c.json({ error: { code: "store_not_found", message: err.message } }, 404);
+      throw err;
     }
-    const dataStores = s.stores.dataMembers.map((m) => ({ id: m.id, state: s.heal.storeState(m.id) }));
-    return c.json(
-      safeToRemove(id, {
-        replicas: s.stores.options.replicas,
-        minReplicas: s.stores.options.minReplicas,
-        dataStores,
-        heads: s.heal.heads.values(),
-        healing: healingMap(),
-      }),
-    );
   });
 
-  app.get("/v1/heal", (c) => c.json(s.heal.status()));
-  app.get("/v1/heal/limits", (c) => c.json(s.heal.limits()));
+  app.put("/v1/stores/:id/maintenance", async (c) => {
+    const id = c.req.param("id");
+    const body = (await c.req.json().catch(() => null)) as { on?: unknown } | null;
+    if (!body || typeof body.on !== "boolean")
+      throw new TypeError('Body must be JSON {"on": true} or {"on": false}');
+    try {
+      const { stamped } = await s.maintenance(id, body.on);
+      return c.json({ store: id, maintenance: body.on, headsStamped: stamped });
+    } catch (err) {
+      if (err instanceof RangeError && err.message.startsWith("No store"))
+        return c.json({ error: { code: "store_not_found", message: err.message } }, 404);
+      throw err;
+    }
+  });
+
+  app.get("/v1/heal", async (c) => c.json(await s.status.heal()));
+  app.get("/v1/heal/limits", (c) => c.json(s.throttle.limits()));
   app.put("/v1/heal/limits", async (c) => {
     const body = await c.req.json().catch(() => {
       throw new TypeError(
-        'Body must be JSON: {"rateBytesPerSecond": ..., "floorBytesPerSecond": ..., "ceilingBytesPerSecond": ..., "concurrency": ...}',
+        'Body must be JSON: {"rateBytesPerSecond": ..., "floorBytesPerSecond": ..., "ceilingBytesPerSecond": ..., "concurrency": ..., "scrubBytesPerSecond": ...}',
       );
     });
-    return c.json(s.heal.setLimits(body as Record<string, number>));
+    return c.json(s.throttle.setLimits(body));
   });
 
-  app.get("/metrics", (c) => c.text(metrics(s), 200, { "content-type": "text/plain; version=0.0.4" }));
+  app.get("/metrics", async (c) =>
+    c.text(await metrics(s), 200, { "content-type": "text/plain; version=0.0.4" }),
+  );
 }
 
 /** Prometheus text exposition of store states, heal progress and I/O latency. */
-function metrics(s: StatusSources): string {
+async function metrics(s: StatusSources): Promise<string> {
   const lines: string[] = [];
   const help = (name: string, type: string, text: string) =>
     lines.push(`# HELP ${name} ${text}`, `# TYPE ${name} ${type}`);
+  const [stores, heal] = await Promise.all([s.status.stores(), s.status.heal()]);
   help("blockmend_store_state", "gauge", "1 for the state each store is in");
-  for (const st of s.health.all()) {
-    for (const state of ["in-sync", "healing", "down"])
+  for (const st of stores.stores) {
+    for (const state of ["in-sync", "healing", "down", "replaced"])
       lines.push(`blockmend_store_state{store="${st.id}",state="${state}"} ${st.state === state ? 1 : 0}`);
   }
-  const heal = s.heal.status();
+  help("blockmend_store_images_behind", "gauge", "Images a store does not hold in full now");
+  for (const st of stores.stores)
+    lines.push(`blockmend_store_images_behind{store="${st.id}"} ${st.lag.length}`);
+  help(
+    "blockmend_store_damaged_chunks",
+    "gauge",
+    "Chunks found corrupt or missing on a store and not yet repaired",
+  );
+  for (const st of stores.stores)
+    lines.push(`blockmend_store_damaged_chunks{store="${st.id}"} ${st.damagedChunks}`);
+  help("blockmend_store_maintenance", "gauge", "1 while a store is in maintenance (leaving)");
+  for (const st of stores.stores)
+    lines.push(`blockmend_store_maintenance{store="${st.id}"} ${st.maintenance ? 1 : 0}`);
   help("blockmend_heal_missing_bytes", "gauge", "Bytes the current or last heal of each store found missing");
   for (const h of heal.stores) lines.push(`blockmend_heal_missing_bytes{store="${h.id}"} ${h.missingBytes}`);
   help("blockmend_heal_copied_bytes", "gauge", "Bytes copied by the current or last heal of each store");
@@ -136,13 +105,25 @@ function metrics(s: StatusSources): string {
   for (const h of heal.stores)
     lines.push(`blockmend_heal_rate_bytes_per_second{store="${h.id}"} ${h.rateBytesPerSecond}`);
   help(
+    "blockmend_heal_lost_chunks",
+    "gauge",
+    "Chunks the last heal of each store found with no good copy anywhere",
+  );
+  for (const h of heal.stores) lines.push(`blockmend_heal_lost_chunks{store="${h.id}"} ${h.lostChunks}`);
+  help(
     "blockmend_heal_rate_limit_bytes_per_second",
     "gauge",
     "Heal rate limit now (adapts between floor and ceiling)",
   );
   lines.push(`blockmend_heal_rate_limit_bytes_per_second ${heal.limits.rateBytesPerSecond}`);
-  help("blockmend_healed_bytes_total", "counter", "Bytes copied by heals since the gateway started");
+  help("blockmend_healed_bytes_total", "counter", "Bytes copied by heals on this gateway since it started");
   lines.push(`blockmend_healed_bytes_total ${s.heal.healedBytesTotal}`);
+  help(
+    "blockmend_repaired_chunks_total",
+    "counter",
+    "Bad copies replaced by read-repair and scrub since start",
+  );
+  lines.push(`blockmend_repaired_chunks_total ${heal.repairedChunks}`);
   help("blockmend_io_latency_seconds", "histogram", "Latency of VM requests (NBD) by operation");
   for (const [op, counts] of s.latency.counts) {
     let cum = 0;
@@ -167,25 +148,37 @@ const jsonOk = (description: string) => ({
 export const STATUS_OPENAPI_PATHS: Record<string, PathItem> = {
   "/v1/stores": {
     get: {
-      summary: "Every store: state (in-sync, healing, down), since, reason, chunks, bytes, lag per image",
+      summary:
+        "Every store of the cluster: state (in-sync, healing, down, replaced), reasons, identity, maintenance, damaged chunks, images behind",
       responses: { "200": jsonOk("Store status") },
     },
   },
   "/v1/stores/{id}/safe-to-remove": {
     get: {
       summary:
-        "Whether store {id} can be taken down without losing the last current copy of an image or falling below minReplicas",
+        "Whether store {id} can be taken down now: every version keeps a current copy, minReplicas can be met and a head majority remains (stores probed now, heads read fresh)",
       parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
       responses: {
-        "200": jsonOk("{safe, reasons, wouldLoseLastCurrentCopy, wouldFallBelowMinReplicas, healSources}"),
+        "200": jsonOk(
+          "{safe, reasons, maintenance, wouldLoseLastCurrentCopy, wouldFallBelowMinReplicas, healSources, unstamped}",
+        ),
         "404": jsonOk("No such store"),
       },
+    },
+  },
+  "/v1/stores/{id}/maintenance": {
+    put: {
+      summary:
+        "Puts store {id} in maintenance (new writes stop counting it toward minReplicas) or takes it out",
+      parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+      requestBody: { content: { "application/json": { schema: { type: "object" } } } },
+      responses: { "200": jsonOk("{store, maintenance, headsStamped}"), "400": jsonOk("Bad body") },
     },
   },
   "/v1/heal": {
     get: {
       summary:
-        "Heal progress per store: missingBytes, copiedBytes, rateBytesPerSecond, etaSeconds, converges, lastError, images",
+        "Heal progress per store, from whichever gateway runs it: running, gateway, missingBytes, copiedBytes, rateBytesPerSecond, etaSeconds, converges, lostChunks, lastError, images",
       responses: { "200": jsonOk("Heal status") },
     },
   },

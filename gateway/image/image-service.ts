@@ -1,23 +1,25 @@
 /**
- * Images of one gateway: create, list, clone, delete, and opening them for I/O. All
- * connections to one image share one open {@link Image} (one cache), which is what makes
- * NBD multi-conn safe. Opening an image for writing bumps its owner epoch (fencing).
+ * The image catalogue of a gateway: create, list, clone, delete, snapshot, and the
+ * registry of open images. All connections of this gateway to one image share one open
+ * {@link Image} (one cache), which is what makes NBD multi-conn safe. Opening, reading,
+ * listing and inspecting never change ownership; only a write does (image.ts).
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
-import { ImageExistsError, ImageNotFoundError } from "../errors.ts";
-import type { HeadState } from "../replication/head-store.ts";
+import { ImageNotFoundError } from "../errors.ts";
 import { growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
 import {
-  advanceSynced,
   assertChunkSize,
   assertImageName,
   assertImageSize,
   blockCount,
   DEFAULT_CHUNK_SIZE,
   type Head,
-  newHead,
+  type HeadValue,
+  liveHead,
 } from "./head.ts";
-import { Image, type ImageContext } from "./image.ts";
+import { addSnapshot, createHead, deleteHead, inheritedSynced, removeSnapshot } from "./head-writer.ts";
+import { Image } from "./image.ts";
+import type { ImageContext, InflightCommit } from "./image-context.ts";
 
 /** Options of {@link ImageService.create}. */
 export interface CreateImageOptions {
@@ -35,16 +37,11 @@ export function parseExportName(name: string): { image: string; snapshot?: strin
 
 /** The image catalogue and the registry of open images. */
 export class ImageService {
-  readonly #open = new Map<string, { image: Promise<Image>; refs: number }>();
-  /** The open writable images whose opening finished: their heads are current at every commit. */
-  readonly #ready = new Map<string, Image>();
-
-  /** Current heads of the images this gateway has open for writing (no I/O). */
-  openHeads(): Head[] {
-    return [...this.#ready.values()].filter((i) => !i.fenced).map((i) => i.head);
-  }
-
   readonly ctx: ImageContext;
+  /** The instance new connections to a writable image get. */
+  readonly #open = new Map<string, Promise<Image>>();
+  /** Users of each writable instance, and its close timer once it has none. */
+  readonly #users = new Map<Image, { refs: number; linger?: ReturnType<typeof setTimeout> }>();
 
   constructor(ctx: ImageContext) {
     this.ctx = ctx;
@@ -55,133 +52,171 @@ export class ImageService {
     assertImageName(name);
     let root: Hash = ZERO_HASH;
     let chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    let synced: Record<string, { identity: string }>;
+    const identities = new Map<string, string>();
+    for (const m of this.ctx.stores.dataMembers) {
+      const identity = this.ctx.cluster.identity(m.id);
+      if (identity) identities.set(m.id, identity);
+    }
     if (options.from) {
       const { image, snapshot } = parseExportName(options.from);
       if (!snapshot)
         throw new TypeError(`Clone source "${options.from}" must name a snapshot: image@snapshot`);
-      const src = await this.#read(image);
-      const snap = src.head.snapshots[snapshot];
+      const src = await this.#live(image);
+      const snap = src.snapshots[snapshot];
       if (!snap) throw new ImageNotFoundError(options.from);
-      if (options.chunkSize && options.chunkSize !== src.head.chunkSize) {
-        throw new RangeError(`A clone keeps its source's chunk size (${src.head.chunkSize})`);
+      if (options.chunkSize && options.chunkSize !== src.chunkSize) {
+        throw new RangeError(`A clone keeps its source's chunk size (${src.chunkSize})`);
       }
-      chunkSize = src.head.chunkSize;
+      chunkSize = src.chunkSize;
       size = Math.max(size ?? snap.size, snap.size);
-      // A clone larger than its snapshot may need a taller block map over the same root.
+      assertImageSize(size);
+      // A clone larger than its snapshot needs a taller block map over the same root.
       const levels = (bytes: number) => levelsFor(Math.max(1, blockCount({ size: bytes, chunkSize })));
       const grown = growRoot(snap.root, levels(snap.size), levels(size));
-      await this.ctx.stores.putChunks(grown.pages);
+      const put = grown.pages.length
+        ? await this.ctx.stores.putChunks(grown.pages, this.ctx.cluster.leaving())
+        : null;
       root = grown.root;
+      synced = inheritedSynced(src, snap, identities, put?.complete ?? null);
+    } else {
+      synced = Object.fromEntries([...identities].map(([id, identity]) => [id, { identity }]));
     }
     if (size === undefined) throw new TypeError("An image needs a size in bytes");
     assertImageSize(size);
     assertChunkSize(chunkSize);
-    const base = newHead(name, size, chunkSize, root);
-    // Every data store starts in sync: an empty image (or a clone's shared root) is on all of them.
-    const synced = Object.fromEntries(
-      this.ctx.stores.dataMembers.map((m) => [m.id, { generation: 1, root }]),
+    const { head } = await this.ctx.heads.change(
+      name,
+      createHead({
+        name,
+        size,
+        chunkSize,
+        root,
+        synced,
+        ...(options.from ? { clonedFrom: options.from } : {}),
+      }),
     );
-    const head = { ...base, synced };
-    const existing = await this.ctx.heads.read(name);
-    if (existing) throw new ImageExistsError(name);
-    try {
-      await this.ctx.heads.commit(null, head);
-    } catch (err) {
-      if ((await this.ctx.heads.read(name).catch(() => null)) !== null) throw new ImageExistsError(name);
-      throw err;
-    }
+    return head as Head;
+  }
+
+  /** Names of all images (tombstones left out). */
+  async list(): Promise<string[]> {
+    return [...(await this.heads())].filter(([, h]) => liveHead(h)).map(([n]) => n);
+  }
+
+  /** Every image's head or tombstone, read fresh from the register. */
+  heads(): Promise<Map<string, HeadValue>> {
+    return this.ctx.heads.scan();
+  }
+
+  /** The current head of an image, read fresh from the register (never takes it over). */
+  info(name: string): Promise<Head> {
+    return this.#live(name);
+  }
+
+  async #live(name: string): Promise<Head> {
+    assertImageName(name);
+    const head = liveHead(await this.ctx.heads.read(name));
+    if (!head) throw new ImageNotFoundError(name);
     return head;
   }
 
-  /** Names of all images. */
-  list(): Promise<string[]> {
-    return this.ctx.heads.list();
-  }
-
-  /** The current head of an image (the open image's, if this gateway has it open). */
-  async info(name: string): Promise<Head> {
-    const open = this.#open.get(name);
-    if (open) return (await open.image).head;
-    return (await this.#read(name)).head;
-  }
-
-  async #read(name: string): Promise<HeadState> {
-    assertImageName(name);
-    const state = await this.ctx.heads.read(name);
-    if (!state) throw new ImageNotFoundError(name);
-    return state;
-  }
-
-  /** Deletes an image's head; its chunks stay until garbage collection. */
+  /**
+   * Deletes an image: a tombstone in the register that a head holder down now cannot undo.
+   * Connections still open to it (here or on other gateways) can never commit again.
+   */
   async remove(name: string): Promise<void> {
+    assertImageName(name);
+    await this.ctx.heads.change(name, deleteHead(name, this.ctx.gatewayId));
     const open = this.#open.get(name);
     if (open) {
       this.#open.delete(name);
-      this.#ready.delete(name);
-      await (await open.image).close().catch(() => {});
+      const image = await open.catch(() => null);
+      image?.deleted();
     }
-    await this.ctx.heads.remove(await this.#read(name));
+  }
+
+  /** Freezes the current version of `name` as `snapshot` (after a flush if this gateway owns it). */
+  async snapshot(name: string, snapshot: string): Promise<Head> {
+    assertImageName(snapshot, "snapshot");
+    const open = this.#open.get(name);
+    const image = open ? await open.catch(() => null) : null;
+    if (image && !image.fenced) return image.snapshot(snapshot);
+    const head = await this.#live(name);
+    return (await this.ctx.heads.change(name, addSnapshot(name, head.incarnation, snapshot))).head as Head;
+  }
+
+  /** Removes snapshot `snapshot` of `name`. */
+  async deleteSnapshot(name: string, snapshot: string): Promise<Head> {
+    const head = await this.#live(name);
+    return (await this.ctx.heads.change(name, removeSnapshot(name, head.incarnation, snapshot))).head as Head;
   }
 
   /**
-   * Opens `image` (shared, writable) or `image@snapshot` (read-only). Every open must be
-   * paired with {@link release}.
+   * Opens `image` (shared, writable: a follower until its first write) or `image@snapshot`
+   * (read-only). Every open must be paired with {@link release}.
    */
   async open(exportName: string): Promise<Image> {
     const { image, snapshot } = parseExportName(exportName);
     if (snapshot !== undefined) {
-      const state = await this.#read(image);
-      const snap = state.head.snapshots[snapshot];
+      const head = await this.#live(image);
+      const snap = head.snapshots[snapshot];
       if (!snap) throw new ImageNotFoundError(exportName);
-      return new Image(this.ctx, state, true, { root: snap.root, size: snap.size });
+      return new Image(this.ctx, head, { readOnly: true, view: { root: snap.root, size: snap.size } });
     }
-    let entry = this.#open.get(image);
-    if (entry && (await entry.image.catch(() => null))?.fenced) {
-      // Fenced by another gateway: opening it again takes ownership back (a new epoch).
-      this.#open.delete(image);
-      this.#ready.delete(image);
-      entry = undefined;
+    let opening = this.#open.get(image);
+    if (opening) {
+      const current = await opening.catch(() => null);
+      // Taken over elsewhere or deleted: a new connection gets a new instance (which may take it back).
+      if (!current || current.fenced) {
+        if (this.#open.get(image) === opening) this.#open.delete(image);
+        opening = undefined;
+      }
     }
-    if (!entry) {
-      entry = { image: this.#openWritable(image), refs: 0 };
-      this.#open.set(image, entry);
-      const opened = entry;
-      entry.image.then(
-        (img) => {
-          if (this.#open.get(image) === opened) this.#ready.set(image, img);
-        },
-        () => this.#open.delete(image),
-      );
+    if (!opening) {
+      const created = this.#live(image).then((head) => new Image(this.ctx, head, { readOnly: false }));
+      opening = created;
+      this.#open.set(image, created);
+      created.catch(() => {
+        if (this.#open.get(image) === created) this.#open.delete(image);
+      });
     }
-    entry.refs++;
-    return entry.image;
-  }
-
-  /** Bumps the owner epoch on a majority of head holders, then opens the image. */
-  async #openWritable(name: string): Promise<Image> {
-    const state = await this.#read(name);
-    const prev = state.head;
-    const generation = prev.generation + 1;
-    const dataIds = this.ctx.stores.dataMembers.map((m) => m.id);
-    const next: Head = {
-      ...prev,
-      epoch: prev.epoch + 1,
-      generation,
-      synced: advanceSynced(prev, { generation, root: prev.root, size: prev.size }, dataIds, new Set()),
-    };
-    return new Image(this.ctx, await this.ctx.heads.commit(state, next), false);
+    const img = await opening;
+    const users = this.#users.get(img) ?? { refs: 0 };
+    users.refs++;
+    clearTimeout(users.linger);
+    users.linger = undefined;
+    this.#users.set(img, users);
+    return img;
   }
 
   /**
-   * Releases an image from {@link open}. The last release of a writable image flushes it;
-   * it stays open (its cache warm, its epoch held) until removed or the gateway closes,
-   * so reconnecting clients and HTTP requests do not bump the epoch each time.
+   * Releases an image from {@link open}. The last release of a writable image flushes it
+   * (if this gateway owns it); it stays open a while (its cache warm), then closes. An
+   * instance that new connections no longer get (fenced, deleted) closes at once.
    */
   async release(image: Image): Promise<void> {
     if (image.readOnly) return image.close();
-    const entry = this.#open.get(image.name);
-    if (!entry || (await entry.image) !== image) return;
-    if (--entry.refs === 0) await image.flush();
+    const users = this.#users.get(image);
+    if (!users || --users.refs > 0) return;
+    const current = (await this.#open.get(image.name)?.catch(() => null)) === image;
+    if (!current) return this.#close(image);
+    await image.flush().catch(() => {});
+    users.linger = setTimeout(() => {
+      if (users.refs > 0) return;
+      void (async () => {
+        if ((await this.#open.get(image.name)?.catch(() => null)) === image) this.#open.delete(image.name);
+        await this.#close(image);
+      })();
+    }, this.ctx.cache.lingerMs);
+    (users.linger as { unref?: () => void }).unref?.();
+  }
+
+  async #close(image: Image): Promise<void> {
+    const users = this.#users.get(image);
+    clearTimeout(users?.linger);
+    this.#users.delete(image);
+    await image.close().catch(() => {});
   }
 
   /** Runs `fn` on the writable image `name`, opening it for the call if needed. */
@@ -195,35 +230,22 @@ export class ImageService {
     }
   }
 
-  /**
-   * Records store `store` as holding image `name` in full, if `check` confirms it for the
-   * version about to be committed. An image open here does it between two of its commits;
-   * otherwise the head is compare-and-set directly (a concurrent writer makes it fail:
-   * resolves false, and the heal goes round again).
-   */
-  async markSynced(name: string, store: string, check: (head: Head) => Promise<boolean>): Promise<boolean> {
-    const open = this.#open.get(name);
-    if (open) return (await open.image).markSynced(store, check);
-    const state = await this.#read(name);
-    if (!(await check(state.head))) return false;
-    const prev = state.head;
-    const generation = prev.generation + 1;
-    const version = { generation, root: prev.root, size: prev.size };
-    const dataIds = this.ctx.stores.dataMembers.map((m) => m.id);
-    const synced = { ...advanceSynced(prev, version, dataIds, new Set()), [store]: version };
-    try {
-      await this.ctx.heads.commit(state, { ...prev, generation, synced });
-      return true;
-    } catch {
-      return false;
+  /** Commits in flight on this gateway now (safe-to-remove counts their pending stores as behind). */
+  inflight(): InflightCommit[] {
+    const out: InflightCommit[] = [];
+    for (const image of this.#users.keys()) {
+      const c = image.inflight;
+      if (c) out.push(c);
     }
+    return out;
   }
 
   /** Flushes and closes every open image. */
   async close(): Promise<void> {
-    const entries = [...this.#open.values()];
+    const images = [...this.#users.keys()];
+    for (const u of this.#users.values()) clearTimeout(u.linger);
     this.#open.clear();
-    this.#ready.clear();
-    await Promise.allSettled(entries.map(async (e) => (await e.image).close()));
+    this.#users.clear();
+    await Promise.allSettled(images.map((i) => i.close()));
   }
 }

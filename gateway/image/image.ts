@@ -1,18 +1,17 @@
 /**
- * An open image: the write-back cache over its block map and replicated stores, and
- * the block device the NBD server and the HTTP API use.
+ * An open image: the NBD {@link BlockDevice} over one image incarnation, shared by every
+ * connection of this gateway to it.
  *
- * Writes land in `dirty` (whole blocks; a partial write reads, patches and replaces its
- * block, with writes to one block serialized). A commit moves `dirty` to `flushing`,
- * hashes the blocks in the worker pool, puts the chunks on their stores, writes the
- * changed map pages and compare-and-sets the head. Commits run one at a time, in the
- * background or when a flush asks; writers wait when dirty memory is full.
+ * It starts as a follower: reads come from the latest committed version (the head is read
+ * from the register before a read, shared by reads that arrive together), and nothing
+ * changes ownership. The first write makes it the owner (takeover: the epoch moves on, and
+ * the gateway that owned it before is fenced); from then on writes land in the write-back
+ * cache and commits run one at a time, in the background or when a flush asks. If another
+ * gateway takes it over in turn, or the image is deleted, every later write and flush fails
+ * with the reason (NBD EIO), and a log line names the new owner.
  */
-import type { LRUCache } from "lru-cache";
 import type { Hash } from "../../chunkstore/chunk-store.ts";
-import { toHex } from "../../chunkstore/hash.ts";
-import type { TaskPool } from "../../workers/task-pool.ts";
-import { ImageNotFoundError, ReadOnlyError, StaleEpochError } from "../errors.ts";
+import { ImageDeletedError, ReadOnlyError, StaleEpochError } from "../errors.ts";
 import {
   ALL_CAPABILITIES,
   type BlockDevice,
@@ -20,139 +19,204 @@ import {
   type BlockSizes,
   type Extent,
 } from "../nbd/block-device.ts";
-import type { HeadState, HeadStore } from "../replication/head-store.ts";
-import type { StoreSet } from "../replication/store-set.ts";
 import { BlockMap, growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
 import { blockSpans } from "./block-spans.ts";
-import { advanceSynced, blockCount, type Head, type SyncedVersion } from "./head.ts";
+import { commitBatch } from "./commit-pipeline.ts";
+import { blockCount, type Head, isTombstone, liveHead } from "./head.ts";
+import { addSnapshot, commitContent, removeSnapshot, takeOver } from "./head-writer.ts";
+import type { ImageContext, InflightCommit } from "./image-context.ts";
+import { type Pending, WriteCache } from "./write-cache.ts";
 
 /** Largest read or write request (NBD maximum block size). */
 export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
 
-/** Blocks hashed per worker task: 16 x 64 KiB = 1 MiB, enough to amortize the hand-off. */
-const HASH_TASK_BYTES = 1024 * 1024;
+/** Earlier commit attempts in doubt remembered at most (each is a commit id). */
+const MAX_ATTEMPTS_IN_DOUBT = 64;
 
-/** Tunables of the write-back cache. */
-export interface ImageCacheOptions {
-  /** Writers wait when this much dirty data is held. */
-  readonly maxDirtyBytes: number;
-  /** A background commit starts when this much is dirty. */
-  readonly flushThresholdBytes: number;
-  /** A background commit starts when dirty data is this old (ms). */
-  readonly flushIntervalMs: number;
-}
-
-export const DEFAULT_CACHE_OPTIONS: ImageCacheOptions = {
-  maxDirtyBytes: 256 * 1024 * 1024,
-  flushThresholdBytes: 32 * 1024 * 1024,
-  flushIntervalMs: 1000,
-};
-
-/** What an image needs from the gateway. */
-export interface ImageContext {
-  readonly stores: StoreSet;
-  readonly heads: HeadStore;
-  readonly pool: TaskPool;
-  /** Clean chunks by hash, shared by all images of the gateway (dedup makes that pay). */
-  readonly chunkCache: LRUCache<Hash, Uint8Array>;
-  readonly cache: ImageCacheOptions;
-}
-
-/** A block's pending content: bytes, or null for a hole (trimmed or zeroed). */
-type Pending = Uint8Array | null;
-
-/** An image open for I/O; implements the NBD {@link BlockDevice}. */
+/** An image open for I/O. */
 export class Image implements BlockDevice {
   readonly capabilities: BlockDeviceCapabilities;
   readonly blockSizes: BlockSizes;
-  #state: HeadState;
+  readonly readOnly: boolean;
+  readonly #ctx: ImageContext;
+  #head: Head;
   #map: BlockMap;
-  readonly #dirty = new Map<number, Pending>();
-  readonly #flushing = new Map<number, Pending>();
-  readonly #blockLocks = new Map<number, Promise<void>>();
-  #dirtyBytes = 0;
-  #dirtySince = 0;
+  #viewSize: number;
+  /** Owner mode: this gateway may commit (set by a takeover, lost when fenced). */
+  #owner = false;
+  #takingOver: Promise<void> | null = null;
+  readonly #cache: WriteCache;
+  /** The last committed version (the base of the next commit). */
+  #committed: { root: Hash; size: number };
+  /** Commit ids whose head write may or may not have landed. */
+  readonly #inDoubt = new Set<string>();
+  readonly #pending = new Set<string>();
   #commitRunning: Promise<void> = Promise.resolve();
   #commitQueued: Promise<void> | null = null;
-  #spaceWaiters: (() => void)[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
+  #fenced: StaleEpochError | ImageDeletedError | null = null;
+  #refresh: { started: number; done: Promise<void> } | null = null;
+  /** A snapshot view's frozen root, or null for the live image. */
+  readonly #view: { root: Hash; size: number } | null;
 
-  private readonly ctx: ImageContext;
-
-  readonly readOnly: boolean;
-
+  /**
+   * @param view for a snapshot: the frozen root and size to serve (read-only).
+   */
   constructor(
     ctx: ImageContext,
-    state: HeadState,
-    readOnly: boolean /** For a snapshot view: the frozen root and size to serve instead of the head's. */,
-    view?: { root: Hash; size: number },
+    head: Head,
+    options: { readOnly: boolean; view?: { root: Hash; size: number } },
   ) {
-    this.ctx = ctx;
-
-    this.readOnly = readOnly;
-    this.#state = state;
-    const size = view?.size ?? state.head.size;
-    this.#map = new BlockMap(
-      (h) => this.#loadPage(h),
-      view?.root ?? state.head.root,
-      Math.max(1, blockCount({ size, chunkSize: state.head.chunkSize })),
-    );
-    this.#viewSize = size;
+    this.#ctx = ctx;
+    this.#head = head;
+    this.readOnly = options.readOnly;
+    this.#view = options.view ?? null;
+    this.#viewSize = this.#view?.size ?? head.size;
+    this.#committed = { root: head.root, size: head.size };
+    this.#map = this.#newMap(this.#view?.root ?? head.root, this.#viewSize);
+    this.#cache = new WriteCache(ctx.budget);
     // Everything an NBD client can use; a snapshot view is the same, read-only.
-    this.capabilities = { ...ALL_CAPABILITIES, readOnly };
-    this.blockSizes = {
-      minimum: 1,
-      preferred: Math.max(4096, state.head.chunkSize),
-      maximum: MAX_REQUEST_BYTES,
-    };
-    if (!readOnly) {
-      this.#timer = setInterval(() => this.#maybeBackgroundCommit(true), ctx.cache.flushIntervalMs / 2);
-      (this.#timer as { unref?: () => void }).unref?.();
-    }
+    this.capabilities = { ...ALL_CAPABILITIES, readOnly: this.readOnly };
+    this.blockSizes = { minimum: 1, preferred: Math.max(4096, head.chunkSize), maximum: MAX_REQUEST_BYTES };
   }
 
-  #viewSize: number;
-
   get name(): string {
-    return this.#state.head.name;
+    return this.#head.name;
+  }
+  get incarnation(): string {
+    return this.#head.incarnation;
   }
   get size(): number {
     return this.#viewSize;
   }
   get chunkSize(): number {
-    return this.#state.head.chunkSize;
+    return this.#head.chunkSize;
   }
+  /** The head as this image last knew it (the register has the current one). */
   get head(): Head {
-    return this.#state.head;
+    return this.#head;
   }
   get description(): string {
     return `blockmend image ${this.name}${this.readOnly ? " (read-only)" : ""}`;
   }
+  /** Whether this gateway owns the image now (it wrote since it opened it). */
+  get owner(): boolean {
+    return this.#owner;
+  }
   /** Bytes written but not yet committed. */
   get dirtyBytes(): number {
-    return this.#dirtyBytes;
+    return this.#cache.dirtyBytes;
+  }
+  /** Set once the image was taken over by another gateway or deleted; every later write and flush fails with it. */
+  get fenced(): StaleEpochError | ImageDeletedError | null {
+    return this.#fenced;
+  }
+  /** The commit in flight now, if any: which stores have not yet received all of it. */
+  get inflight(): InflightCommit | null {
+    return this.#pending.size > 0 ? { image: this.name, pending: new Set(this.#pending) } : null;
   }
 
-  async #loadPage(hash: Hash): Promise<Uint8Array> {
-    return this.ctx.stores.getChunk(hash);
+  #newMap(root: Hash, size: number): BlockMap {
+    const blocks = Math.max(1, blockCount({ size, chunkSize: this.#head.chunkSize }));
+    return new BlockMap((h) => this.#chunk(h), root, blocks);
+  }
+
+  /** A committed chunk or map page, through the gateway's shared cache. */
+  async #chunk(hash: Hash): Promise<Uint8Array> {
+    const cached = this.#ctx.chunkCache.get(hash);
+    if (cached) return cached;
+    const bytes = await this.#ctx.stores.getChunk(hash);
+    this.#ctx.chunkCache.set(hash, bytes);
+    return bytes;
+  }
+
+  // ---- following the committed version (not the owner)
+
+  /**
+   * Before a read by a follower: the head as committed now, so a read never returns older
+   * data than a flush acknowledged anywhere before it began. Reads that arrive while a
+   * refresh runs that started after them share it.
+   */
+  async #follow(): Promise<void> {
+    if (this.#owner || this.#view) return;
+    // Taken over by another gateway: reads go on from what it commits; deleted: nothing does.
+    if (this.#fenced instanceof ImageDeletedError) throw this.#fenced;
+    const arrived = performance.now();
+    const running = this.#refresh;
+    if (running && running.started >= arrived) return running.done;
+    const started = performance.now();
+    const done = (async () => {
+      const value = await this.#ctx.heads.read(this.name);
+      const head = liveHead(value);
+      if (!head || head.incarnation !== this.#head.incarnation) {
+        this.#fence(
+          new ImageDeletedError(
+            this.name,
+            this.#head.incarnation,
+            isTombstone(value) ? `deleted at ${value.deletedAt}` : "another image of that name exists now",
+          ),
+        );
+        throw this.#fenced;
+      }
+      if (this.#owner) return; // became the owner meanwhile: its own state is current
+      if (head.root !== this.#head.root || head.size !== this.#head.size) {
+        this.#map = this.#newMap(head.root, head.size);
+        this.#viewSize = head.size;
+        this.#committed = { root: head.root, size: head.size };
+      }
+      this.#head = head;
+    })();
+    this.#refresh = { started, done };
+    try {
+      await done;
+    } finally {
+      if (this.#refresh?.done === done) this.#refresh = null;
+    }
+  }
+
+  /** The first write: take the image over (or fail as fenced). Concurrent writers share it. */
+  async #ensureOwner(): Promise<void> {
+    if (this.#owner) return;
+    this.#takingOver ??= (async () => {
+      const { head } = await this.#ctx.heads.change(
+        this.name,
+        takeOver(this.name, this.#head.incarnation, this.#ctx.gatewayId),
+      );
+      const h = head as Head;
+      const previous = this.#head.owner;
+      this.#head = h;
+      this.#map = this.#newMap(h.root, h.size);
+      this.#viewSize = h.size;
+      this.#committed = { root: h.root, size: h.size };
+      this.#owner = true;
+      if (previous && previous !== this.#ctx.gatewayId)
+        this.#ctx.log(`image ${this.name}: taken over from gateway ${previous} (epoch ${h.epoch})`);
+      this.#timer = setInterval(() => this.#maybeBackgroundCommit(true), this.#ctx.cache.flushIntervalMs / 2);
+      (this.#timer as { unref?: () => void }).unref?.();
+    })().finally(() => {
+      this.#takingOver = null;
+    });
+    try {
+      await this.#takingOver;
+    } catch (err) {
+      if (err instanceof StaleEpochError || err instanceof ImageDeletedError) this.#fence(err);
+      throw err;
+    }
   }
 
   // ---- reads
 
   /** Current content of one block: pending data first, then the committed chunk. Never modified by callers. */
   async #block(index: number): Promise<Uint8Array | null> {
-    if (this.#dirty.has(index)) return this.#dirty.get(index)!;
-    if (this.#flushing.has(index)) return this.#flushing.get(index)!;
+    const pending = this.#cache.pending(index);
+    if (pending) return pending.content;
     const hash = await this.#map.get(index);
     if (hash === ZERO_HASH) return null;
-    const cached = this.ctx.chunkCache.get(hash);
-    if (cached) return cached;
-    const bytes = await this.ctx.stores.getChunk(hash);
-    this.ctx.chunkCache.set(hash, bytes);
-    return bytes;
+    return this.#chunk(hash);
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
+    await this.#follow();
     this.#checkRange(offset, length);
     const out = new Uint8Array(length);
     const jobs: Promise<void>[] = [];
@@ -168,13 +232,12 @@ export class Image implements BlockDevice {
   }
 
   async blockStatus(offset: number, length: number): Promise<Extent[]> {
+    await this.#follow();
     this.#checkRange(offset, length);
     const extents: { length: number; hole: boolean; zero: boolean }[] = [];
     for (const { index, length: n } of blockSpans(offset, length, this.chunkSize)) {
-      let hole: boolean;
-      if (this.#dirty.has(index)) hole = this.#dirty.get(index) === null;
-      else if (this.#flushing.has(index)) hole = this.#flushing.get(index) === null;
-      else hole = (await this.#map.get(index)) === ZERO_HASH;
+      const pending = this.#cache.pending(index);
+      const hole = pending ? pending.content === null : (await this.#map.get(index)) === ZERO_HASH;
       const last = extents.at(-1);
       if (last && last.hole === hole) last.length += n;
       else extents.push({ length: n, hole, zero: hole });
@@ -185,9 +248,8 @@ export class Image implements BlockDevice {
   // ---- writes
 
   async write(offset: number, data: Uint8Array, options: { fua: boolean }): Promise<void> {
-    this.#checkWritable();
-    this.#checkRange(offset, data.byteLength);
-    await this.#waitForSpace();
+    await this.#beforeWrite(offset, data.byteLength);
+    await this.#ctx.budget.room(() => void this.#queueCommit().catch(() => {}));
     const jobs: Promise<void>[] = [];
     for (const { index, inBlock, length: n, at } of blockSpans(offset, data.byteLength, this.chunkSize)) {
       const src = data.subarray(at, at + n);
@@ -215,8 +277,7 @@ export class Image implements BlockDevice {
     length: number,
     options: { fua: boolean; noHole: boolean; fastZero: boolean },
   ): Promise<void> {
-    this.#checkWritable();
-    this.#checkRange(offset, length);
+    await this.#beforeWrite(offset, length);
     const jobs: Promise<void>[] = [];
     for (const { index, inBlock, length: n } of blockSpans(offset, length, this.chunkSize)) {
       if (n === this.#blockLength(index)) jobs.push(this.#setBlock(index, null));
@@ -226,25 +287,20 @@ export class Image implements BlockDevice {
     if (options.fua) await this.flush();
   }
 
+  async #beforeWrite(offset: number, length: number): Promise<void> {
+    if (this.readOnly) throw new ReadOnlyError(this.name);
+    if (this.#fenced) throw this.#fenced;
+    await this.#ensureOwner();
+    this.#checkRange(offset, length);
+  }
+
   /** Bytes of image data in block `index` (the last block may hold less; its stored chunk is zero-padded). */
   #blockLength(index: number): number {
     return Math.min(this.chunkSize, this.size - index * this.chunkSize);
   }
 
-  /** Runs `fn` after earlier operations on the same block, so read-modify-writes never interleave. */
-  #serialized(index: number, fn: () => Promise<void> | void): Promise<void> {
-    const prev = this.#blockLocks.get(index) ?? Promise.resolve();
-    const next = prev.then(fn);
-    const tail = next.catch(() => {});
-    this.#blockLocks.set(index, tail);
-    void tail.then(() => {
-      if (this.#blockLocks.get(index) === tail) this.#blockLocks.delete(index);
-    });
-    return next;
-  }
-
   #setBlock(index: number, content: Pending): Promise<void> {
-    return this.#serialized(index, () => this.#putDirty(index, content));
+    return this.#cache.serialized(index, () => this.#put(index, content));
   }
 
   /**
@@ -252,37 +308,27 @@ export class Image implements BlockDevice {
    * the read). Blocks are never modified in place: a commit or a read may hold the old one.
    */
   #patchBlock(index: number, patch: (b: Uint8Array) => void, whole: boolean): Promise<void> {
-    return this.#serialized(index, async () => {
+    return this.#cache.serialized(index, async () => {
       const next = new Uint8Array(this.chunkSize);
       if (!whole) {
         const current = await this.#block(index);
         if (current) next.set(current);
       }
       patch(next);
-      this.#putDirty(index, next);
+      this.#put(index, next);
     });
   }
 
-  #putDirty(index: number, content: Pending): void {
-    const old = this.#dirty.get(index);
-    if (old) this.#dirtyBytes -= old.byteLength;
-    if (this.#dirty.size === 0) this.#dirtySince = Date.now();
-    this.#dirty.set(index, content);
-    if (content) this.#dirtyBytes += content.byteLength;
+  #put(index: number, content: Pending): void {
+    if (this.#fenced) throw this.#fenced;
+    this.#cache.put(index, content);
     this.#maybeBackgroundCommit(false);
   }
 
-  async #waitForSpace(): Promise<void> {
-    while (this.#dirtyBytes >= this.ctx.cache.maxDirtyBytes) {
-      void this.#queueCommit();
-      await new Promise<void>((resolve) => this.#spaceWaiters.push(resolve));
-    }
-  }
-
   #maybeBackgroundCommit(timer: boolean): void {
-    if (this.#dirty.size === 0 || this.#commitQueued) return;
-    const old = timer && Date.now() - this.#dirtySince >= this.ctx.cache.flushIntervalMs;
-    if (old || this.#dirtyBytes >= this.ctx.cache.flushThresholdBytes) {
+    if (this.#cache.dirtyBlocks === 0 || this.#commitQueued || this.#fenced) return;
+    const old = timer && Date.now() - this.#cache.dirtySince >= this.#ctx.cache.flushIntervalMs;
+    if (old || this.#cache.dirtyBytes >= this.#ctx.cache.flushThresholdBytes) {
       this.#queueCommit().catch(() => {}); // a background failure is reported to the next flush
     }
   }
@@ -291,12 +337,12 @@ export class Image implements BlockDevice {
 
   /**
    * Resolves once every write that resolved before the call is on at least `minReplicas`
-   * stores and its head is on a majority of head holders. A failed background commit put
+   * stores and its head is on a majority of the register. A failed background commit put
    * its blocks back, so this retries them and reports the error if it fails again.
    */
   async flush(): Promise<void> {
     if (this.#fenced) throw this.#fenced;
-    if (!this.readOnly) await this.#queueCommit();
+    if (!this.readOnly && this.#owner) await this.#queueCommit();
   }
 
   /** Queues a commit after the running one; concurrent callers share the queued one. */
@@ -313,195 +359,147 @@ export class Image implements BlockDevice {
     return queued;
   }
 
+  #serializedCommit<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#commitRunning.catch(() => {}).then(fn);
+    this.#commitRunning = run.then(
+      () => {},
+      () => {},
+    );
+    return run;
+  }
+
   async #commitOnce(): Promise<void> {
-    if (this.#dirty.size === 0) return;
-    const batch = new Map(this.#dirty);
-    this.#dirty.clear();
-    for (const [i, c] of batch) this.#flushing.set(i, c);
-    this.#dirtyBytes = 0;
-    this.#wakeWriters();
+    if (this.#fenced) throw this.#fenced;
+    if (this.#cache.dirtyBlocks === 0) return;
+    const batch = this.#cache.take();
+    const commitId = crypto.randomUUID();
     try {
-      const hashes = await this.#hashBlocks(batch);
-      const chunks: { hash: Hash; bytes: Uint8Array }[] = [];
-      for (const [index, content] of batch) {
-        const hash = hashes.get(index)!;
-        if (hash !== ZERO_HASH && content) chunks.push({ hash, bytes: content });
-      }
-      const dataOutcome = await this.ctx.stores.putChunks(chunks);
-      for (const [index] of batch) await this.#map.set(index, hashes.get(index)!);
-      const { root, pages } = await this.#map.commit();
-      const pageOutcome = await this.ctx.stores.putChunks(pages);
-      const failed = new Set([...dataOutcome.failedStores, ...pageOutcome.failedStores]);
-      await this.#commitHead({ root }, failed);
-      for (const [index, content] of batch) {
-        if (this.#flushing.get(index) === content) this.#flushing.delete(index);
-        if (content) this.ctx.chunkCache.set(hashes.get(index)!, content);
-      }
+      const { head, hashes } = await commitBatch(this.#ctx, {
+        head: this.#head,
+        base: this.#committed,
+        ownAttempts: this.#inDoubt,
+        commitId,
+        batch,
+        map: this.#map,
+        chunkSize: this.chunkSize,
+        pending: this.#pending,
+      });
+      this.#landed(head);
+      this.#cache.committed(batch);
+      for (const [index, content] of batch)
+        if (content) this.#ctx.chunkCache.set(hashes.get(index)!, content);
     } catch (err) {
-      if (err instanceof StaleEpochError) {
-        // Another gateway owns the image now: what we hold can never be committed.
-        this.#fenced = err;
-        this.#dirty.clear();
-        this.#flushing.clear();
-        this.#dirtyBytes = 0;
-        this.#wakeWriters();
+      this.#pending.clear();
+      if (err instanceof StaleEpochError || err instanceof ImageDeletedError) {
+        this.#fence(err);
         throw err;
       }
-      // Nothing is lost: put the batch back unless a newer write replaced a block meanwhile.
-      for (const [index, content] of batch) {
-        if (!this.#dirty.has(index)) {
-          this.#dirty.set(index, content);
-          if (content) this.#dirtyBytes += content.byteLength;
-        }
-        if (this.#flushing.get(index) === content) this.#flushing.delete(index);
-      }
+      // Nothing is lost: the blocks go back. The head write may have landed all the same;
+      // the next commit, which includes these blocks, recognises it.
+      this.#inDoubt.add(commitId);
+      if (this.#inDoubt.size > MAX_ATTEMPTS_IN_DOUBT)
+        this.#inDoubt.delete(this.#inDoubt.values().next().value!);
+      this.#cache.failed(batch);
       throw err;
     }
   }
 
-  #wakeWriters(): void {
-    const waiters = this.#spaceWaiters;
-    this.#spaceWaiters = [];
-    for (const w of waiters) w();
+  #landed(head: Head): void {
+    this.#head = head;
+    this.#committed = { root: head.root, size: head.size };
+    this.#inDoubt.clear();
   }
 
-  /** Hashes the batch's blocks in the worker pool; holes and all-zero blocks get ZERO_HASH. */
-  async #hashBlocks(batch: Map<number, Pending>): Promise<Map<number, Hash>> {
-    const out = new Map<number, Hash>();
-    const cs = this.chunkSize;
-    const perTask = Math.max(1, Math.floor(HASH_TASK_BYTES / cs));
-    const entries: [number, Pending][] = [];
-    for (const [i, c] of batch) {
-      if (c) entries.push([i, c]);
-      else out.set(i, ZERO_HASH);
-    }
-    const tasks: Promise<void>[] = [];
-    for (let t = 0; t < entries.length; t += perTask) {
-      const group = entries.slice(t, t + perTask);
-      // Blocks are packed into one buffer (a copy: the originals stay readable) and moved to the worker.
-      const packed = takePackBuffer(group.length * cs);
-      group.forEach(([, c], k) => {
-        packed.set(c!, k * cs);
-      });
-      tasks.push(
-        this.ctx.pool
-          .run(
-            "hashBlocks",
-            { data: packed, blockSize: cs, zeroIsHole: true },
-            { transfer: [packed.buffer as ArrayBuffer] },
-          )
-          .then((r) => {
-            group.forEach(([index], k) => {
-              out.set(index, toHex(r.hashes.subarray(k * 32, k * 32 + 32)));
-            });
-            givePackBuffer(r.data);
-          }),
-      );
-    }
-    await Promise.all(tasks);
-    return out;
+  /** Another gateway owns the image now, or it was deleted: what is cached can never be committed. */
+  #fence(err: StaleEpochError | ImageDeletedError): void {
+    if (this.#fenced) return;
+    this.#fenced = err;
+    this.#owner = false;
+    clearInterval(this.#timer);
+    const lost = this.#cache.dirtyBytes;
+    this.#cache.drop();
+    this.#ctx.log(`image ${this.name}: ${err.message}${lost ? ` (${lost} unflushed bytes dropped)` : ""}`);
   }
 
-  /** Compare-and-sets the head to a new generation; advances `synced` for stores that got everything. */
-  async #commitHead(
-    change: {
-      root?: Hash;
-      size?: number;
-      snapshots?: Head["snapshots"];
-      syncedOverride?: Record<string, SyncedVersion>;
-    },
-    failedStores: ReadonlySet<string>,
-  ): Promise<void> {
-    const prev = this.#state;
-    const generation = prev.head.generation + 1;
-    const root = change.root ?? prev.head.root;
-    const size = change.size ?? prev.head.size;
-    const dataIds = this.ctx.stores.dataMembers.map((m) => m.id);
-    const synced = {
-      ...advanceSynced(prev.head, { generation, root, size }, dataIds, failedStores),
-      ...change.syncedOverride,
-    };
-    const next: Head = {
-      ...prev.head,
-      root,
-      size,
-      snapshots: change.snapshots ?? prev.head.snapshots,
-      generation,
-      synced,
-    };
-    this.#state = await this.ctx.heads.commit(prev, next);
-  }
-
-  /**
-   * Heal's last step, run between commits so no commit is in flight: if `store` holds
-   * every chunk of the current version (`check` answers that, for the version about to
-   * be committed), record it as in sync from this commit on. Resolves whether it did.
-   * No VM request waits on this: writes go on into the cache; only the next commit
-   * starts after it.
-   */
-  markSynced(store: string, check: (head: Head) => Promise<boolean>): Promise<boolean> {
-    let marked = false;
-    return this.#serializedCommit(async () => {
-      const head = this.#state.head;
-      if (!(await check(head))) return;
-      const generation = head.generation + 1;
-      await this.#commitHead(
-        { syncedOverride: { [store]: { generation, root: head.root, size: head.size } } },
-        new Set(),
-      );
-      marked = true;
-    }).then(() => marked);
+  /** Marks the image deleted (this gateway deleted it): every later I/O fails. */
+  deleted(): void {
+    this.#fence(new ImageDeletedError(this.name, this.#head.incarnation, "deleted through this gateway"));
   }
 
   // ---- image-level operations (HTTP API)
 
-  /** Flushes and freezes the current version as snapshot `name`. */
-  async snapshot(name: string): Promise<void> {
-    this.#checkWritable();
+  /**
+   * Freezes the current version as snapshot `name`: on the owner after a flush (so it holds
+   * every write acknowledged before), elsewhere the last committed version.
+   */
+  async snapshot(name: string): Promise<Head> {
+    if (this.readOnly) throw new ReadOnlyError(this.name);
+    if (this.#fenced) throw this.#fenced;
     await this.flush();
-    await this.#serializedCommit(async () => {
-      const head = this.#state.head;
-      if (head.snapshots[name]) throw new RangeError(`Snapshot "${name}" of "${head.name}" exists already`);
-      const frozen = {
-        root: head.root,
-        size: head.size,
-        generation: head.generation,
-        createdAt: new Date().toISOString(),
-      };
-      await this.#commitHead({ snapshots: { ...head.snapshots, [name]: frozen } }, new Set());
+    return this.#serializedCommit(async () => {
+      const { head } = await this.#ctx.heads.change(
+        this.name,
+        addSnapshot(this.name, this.#head.incarnation, name),
+      );
+      return this.#adopt(head as Head);
     });
   }
 
   /** Removes snapshot `name` (its chunks stay until garbage collection). */
-  async deleteSnapshot(name: string): Promise<void> {
-    this.#checkWritable();
-    await this.#serializedCommit(async () => {
-      const { [name]: gone, ...rest } = this.#state.head.snapshots;
-      if (!gone) throw new ImageNotFoundError(`${this.name}@${name}`);
-      await this.#commitHead({ snapshots: rest }, new Set());
+  async deleteSnapshot(name: string): Promise<Head> {
+    if (this.readOnly) throw new ReadOnlyError(this.name);
+    return this.#serializedCommit(async () => {
+      const { head } = await this.#ctx.heads.change(
+        this.name,
+        removeSnapshot(this.name, this.#head.incarnation, name),
+      );
+      return this.#adopt(head as Head);
     });
   }
 
-  /** Grows the image to `size` bytes (shrinking would drop data: refused). */
-  async resize(size: number): Promise<void> {
-    this.#checkWritable();
+  /** A head changed without new content: keep it (the owner's committed version is unchanged). */
+  #adopt(head: Head): Head {
+    if (!this.#owner || head.root === this.#committed.root) this.#head = head;
+    return head;
+  }
+
+  /** Grows the image to `size` bytes (a write: it takes the image over; shrinking would drop data: refused). */
+  async resize(size: number): Promise<Head> {
+    if (this.readOnly) throw new ReadOnlyError(this.name);
     if (size < this.size)
       throw new RangeError(`Image "${this.name}" can only grow (from ${this.size} to ${size} refused)`);
+    await this.#ensureOwner();
     await this.flush();
-    await this.#serializedCommit(async () => {
-      const blocks = Math.max(1, blockCount({ size, chunkSize: this.chunkSize }));
-      const grown = growRoot(this.#map.root, this.#map.levels, levelsFor(blocks));
-      const outcome = await this.ctx.stores.putChunks(grown.pages);
-      await this.#commitHead({ root: grown.root, size }, outcome.failedStores);
-      this.#map = new BlockMap((h) => this.#loadPage(h), grown.root, blocks);
+    return this.#serializedCommit(async () => {
+      const blocks = (bytes: number) => Math.max(1, blockCount({ size: bytes, chunkSize: this.chunkSize }));
+      const grown = growRoot(
+        this.#committed.root,
+        levelsFor(blocks(this.#committed.size)),
+        levelsFor(blocks(size)),
+      );
+      const put = await this.#ctx.stores.putChunks(grown.pages, this.#ctx.cluster.leaving());
+      const { head } = await this.#ctx.heads.change(
+        this.name,
+        commitContent({
+          name: this.name,
+          incarnation: this.#head.incarnation,
+          epoch: this.#head.epoch,
+          owner: this.#ctx.gatewayId,
+          base: this.#committed,
+          ownAttempts: this.#inDoubt,
+          root: grown.root,
+          size,
+          put,
+          leaving: await this.#ctx.cluster.freshLeaving(),
+          minReplicas: this.#ctx.stores.options.minReplicas,
+        }),
+      );
+      const h = head as Head;
+      this.#landed(h);
+      this.#map = this.#newMap(h.root, size);
       this.#viewSize = size;
+      return h;
     });
-  }
-
-  #serializedCommit(fn: () => Promise<void>): Promise<void> {
-    const run = this.#commitRunning.catch(() => {}).then(fn);
-    this.#commitRunning = run;
-    return run;
   }
 
   #checkRange(offset: number, length: number): void {
@@ -516,45 +514,12 @@ export class Image implements BlockDevice {
     }
   }
 
-  #checkWritable(): void {
-    if (this.readOnly) throw new ReadOnlyError(this.name);
-    if (this.#fenced) throw this.#fenced;
-  }
-
-  #fenced: StaleEpochError | null = null;
-
-  /** Set once another gateway took the image over; every later write and flush fails with it. */
-  get fenced(): StaleEpochError | null {
-    return this.#fenced;
-  }
-
-  /** Commits what is dirty and stops the background flusher. */
+  /** Commits what is dirty (if this gateway owns it) and stops the background flusher. */
   async close(): Promise<void> {
-    clearInterval(this.#timer);
-    if (!this.readOnly && !this.#fenced) await this.flush();
-  }
-}
-
-/**
- * Reused buffers for packing blocks to hash: a fresh buffer per task makes the kernel
- * fault in and zero every page again (about 10 us per 4 KiB page on this VM, more CPU
- * than the hashing). They come back from the worker (moved both ways) for the next task.
- */
-const packBuffers: Uint8Array[] = [];
-/** Pack buffers kept: enough for the tasks of one commit in flight. */
-const MAX_PACK_BUFFERS = 16;
-
-function takePackBuffer(size: number): Uint8Array {
-  const i = packBuffers.findIndex((b) => b.byteLength === size);
-  return i >= 0 ? packBuffers.splice(i, 1)[0]! : new Uint8Array(size);
-}
-
-function givePackBuffer(buffer: Uint8Array): void {
-  if (
-    packBuffers.length < MAX_PACK_BUFFERS &&
-    buffer.byteOffset === 0 &&
-    buffer.byteLength === buffer.buffer.byteLength
-  ) {
-    packBuffers.push(buffer);
+    try {
+      if (this.#owner && !this.#fenced) await this.flush();
+    } finally {
+      clearInterval(this.#timer);
+    }
   }
 }

@@ -39,7 +39,8 @@ async function* walk(
   if (newHash === oldHash || newHash === ZERO_HASH) return;
   yield { hash: newHash, page: true };
   const [oldPage, newPage] = await Promise.all([
-    oldHash === ZERO_HASH ? null : pages(oldHash).then(decodePage),
+    // An old page no replica has any more only costs work: walk that subtree in full.
+    oldHash === ZERO_HASH ? null : pages(oldHash).then(decodePage, () => null),
     pages(newHash).then(decodePage),
   ]);
   for (let slot = 0; slot < FANOUT; slot++) {

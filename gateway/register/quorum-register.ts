@@ -79,6 +79,12 @@ const MEMBER_CAS_TRIES = 4;
 /** Keys whose member states are cached (an entry is a few hundred bytes): bounds memory. */
 const CACHED_KEYS = 50_000;
 
+/** Who a round asks and how many must accept: normally a majority of the eligible members. */
+interface Scope {
+  readonly members: readonly RegisterMember[];
+  readonly need: number;
+}
+
 type Outcome =
   | { readonly ok: true; readonly before: AcceptorState | null }
   | { readonly ok: false; readonly state: AcceptorState | null };
@@ -100,6 +106,8 @@ export class QuorumRegister implements Register {
   readonly #highest = new LRUCache<string, Ballot>({ max: CACHED_KEYS });
   /** Per key: the tail of the updates queued in this process (one ballot carries one value). */
   readonly #queues = new Map<string, Promise<unknown>>();
+  /** Members kept out of every round (a replaced store until it has rejoined). */
+  readonly #excluded = new Set<string>();
 
   constructor(members: readonly RegisterMember[], options: QuorumRegisterOptions) {
     if (members.length === 0) throw new RangeError("A register needs at least one member that holds refs");
@@ -124,8 +132,13 @@ export class QuorumRegister implements Register {
   }
 
   update<T>(key: string, change: Change<T>): Promise<T> {
+    return this.#queued(key, () => this.#update(key, change));
+  }
+
+  /** Runs `fn` after the updates of `key` queued before it in this process. */
+  #queued<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.#queues.get(key) ?? Promise.resolve();
-    const run = prev.catch(() => {}).then(() => this.#update(key, change));
+    const run = prev.catch(() => {}).then(fn);
     const tail = run.catch(() => {});
     this.#queues.set(key, tail);
     void tail.then(() => {
@@ -244,8 +257,12 @@ export class QuorumRegister implements Register {
    * whether that value was already accepted by a majority of them), or null if no majority
    * promised.
    */
-  async #prepare(key: string, ballot: Ballot): Promise<{ value: Stored | null; chosen: boolean } | null> {
-    const outcome = await this.#round(key, (state) =>
+  async #prepare(
+    key: string,
+    ballot: Ballot,
+    scope = this.#scope(),
+  ): Promise<{ value: Stored | null; chosen: boolean } | null> {
+    const outcome = await this.#round(key, scope, (state) =>
       compareBallots(state?.promised ?? ZERO_BALLOT, ballot) >= 0 ||
       compareBallots(state?.accepted ?? ZERO_BALLOT, ballot) >= 0
         ? null
@@ -261,13 +278,13 @@ export class QuorumRegister implements Register {
     const agreeing = [...outcome.values()].filter((b) =>
       top === null ? !b?.accepted : b?.accepted && compareBallots(b.accepted, top) === 0,
     ).length;
-    return { value: asStored(best?.value), chosen: agreeing >= this.majority };
+    return { value: asStored(best?.value), chosen: agreeing >= scope.need };
   }
 
   /** Phase 2, also promising this proposer's next ballot. True once a majority accepted. */
-  async #accept(key: string, ballot: Ballot, value: Stored | null): Promise<boolean> {
+  async #accept(key: string, ballot: Ballot, value: Stored | null, scope = this.#scope()): Promise<boolean> {
     const next = nextBallot(ballot, this.#proposer);
-    const outcome = await this.#round(key, (state) =>
+    const outcome = await this.#round(key, scope, (state) =>
       compareBallots(state?.promised ?? ZERO_BALLOT, ballot) > 0
         ? null
         : { promised: next, accepted: ballot, value },
@@ -285,9 +302,10 @@ export class QuorumRegister implements Register {
    */
   async #round(
     key: string,
+    scope: Scope,
     transform: (state: AcceptorState | null) => AcceptorState | null,
   ): Promise<Map<string, AcceptorState | null> | null> {
-    const members = this.#eligible();
+    const { members, need } = scope;
     const { done, errors } = await firstQuorum(
       members,
       (m) => this.#casMember(m, key, transform),
@@ -295,16 +313,16 @@ export class QuorumRegister implements Register {
         let ok = 0;
         let refused = 0;
         for (const o of d.values()) o.ok ? ok++ : refused++;
-        return ok >= this.majority || members.length - refused - e.size < this.majority;
+        return ok >= need || members.length - refused - e.size < need;
       },
       { deadlineMs: this.#deadlineMs },
     );
     const refused = [...done.values()].filter((o) => !o.ok).length;
-    if (done.size - refused < this.majority && refused === 0) {
+    if (done.size - refused < need && refused === 0) {
       // Not a lost race: too few members answered at all. Retrying cannot help now.
       const why = [...errors].map(([id, e]) => `${id}: ${(e as Error)?.message ?? e}`).join("; ");
       throw new RegisterUnavailableError(
-        `only ${done.size} of ${this.members.length} members answered for "${key}" (need ${this.majority})${why ? `: ${why}` : ""}`,
+        `only ${done.size} of ${this.members.length} members answered for "${key}" (need ${need})${why ? `: ${why}` : ""}`,
       );
     }
     const accepted = new Map<string, AcceptorState | null>();
@@ -312,7 +330,7 @@ export class QuorumRegister implements Register {
       if (o.ok) accepted.set(id, o.before);
       else if (o.state) this.#note(key, maxBallot(o.state.promised, o.state.accepted)!);
     }
-    return accepted.size >= this.majority ? accepted : null;
+    return accepted.size >= need ? accepted : null;
   }
 
   /** One member: compare-and-set its state through `transform`, retrying when it moved. */
@@ -418,8 +436,78 @@ export class QuorumRegister implements Register {
   // ---- bookkeeping
 
   #eligible(): RegisterMember[] {
-    const up = this.members.filter((m) => !this.#isDown(m.id));
-    return up.length >= this.majority ? up : [...this.members];
+    const usable = this.members.filter((m) => !this.#excluded.has(m.id));
+    const up = usable.filter((m) => !this.#isDown(m.id));
+    return up.length >= this.majority ? up : usable;
+  }
+
+  #scope(): Scope {
+    return { members: this.#eligible(), need: this.majority };
+  }
+
+  // ---- replaced members
+
+  /** Keeps `member` out of every round (and every read) until {@link include}. */
+  exclude(member: string): void {
+    if (!this.members.some((m) => m.id === member)) throw new RangeError(`No register member "${member}"`);
+    this.#excluded.add(member);
+  }
+
+  include(member: string): void {
+    this.#excluded.delete(member);
+  }
+
+  /** Members kept out now. */
+  get excluded(): ReadonlySet<string> {
+    return this.#excluded;
+  }
+
+  /**
+   * Brings back an excluded member that lost its state (a wiped disk answering with a new
+   * identity; its store object must already expect that identity). A member that forgot
+   * its promises could let a proposal made before the wipe complete against a value chosen
+   * since, so for every key a full round writes the current value back at a ballot above
+   * all in use, and must be accepted by EVERY member, the returning one included: after
+   * that no older proposal can complete anywhere. Then the member is included again.
+   * Resolves with the number of keys copied; throws if a member did not answer (retry later).
+   */
+  async rejoin(member: string): Promise<number> {
+    if (!this.#excluded.has(member)) throw new RangeError(`Register member "${member}" is not excluded`);
+    const all: Scope = { members: [...this.members], need: this.members.length };
+    const keys = await this.#allKeys();
+    for (const key of keys) await this.#queued(key, () => this.#rewrite(key, all));
+    this.#excluded.delete(member);
+    return keys.length;
+  }
+
+  async #allKeys(): Promise<string[]> {
+    const valid = this.#eligible();
+    const { done, errors } = await firstQuorum(
+      valid,
+      (m) => this.#scanMember(m, ""),
+      (d, e) => d.size + e.size >= valid.length,
+      { deadlineMs: this.#deadlineMs },
+    );
+    if (errors.size > 0 || done.size < valid.length) {
+      throw new RegisterUnavailableError(
+        `every member must answer a rejoin; ${[...errors.keys()].join(", ")} did not`,
+      );
+    }
+    const keys = new Set<string>();
+    for (const states of done.values()) for (const k of states.keys()) keys.add(k);
+    return [...keys].sort();
+  }
+
+  /** One key: prepare and write back its current value, accepted by every member of `scope`. */
+  async #rewrite(key: string, scope: Scope): Promise<void> {
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      this.#reserved.delete(key);
+      const ballot = nextBallot(this.#highest.get(key) ?? null, this.#proposer);
+      const promised = await this.#prepare(key, ballot, scope);
+      if (promised && (await this.#accept(key, ballot, promised.value, scope))) return;
+      await sleep(Math.random() * 10 * (round + 1));
+    }
+    throw new RegisterUnavailableError(`could not rewrite key "${key}" on every member`);
   }
 
   #cached(key: string): Map<string, Seen> {

@@ -1,27 +1,34 @@
 /**
- * Health of every store as the gateway sees it: `in-sync`, `healing` or `down`, since
- * when and why. A probe runs about once a second; any failed or timed-out request
- * marks a store down at once. A store that answers again becomes `healing` (the heal
- * scheduler takes it from there) and `in-sync` once no image lags on it.
+ * Reachability of every store as this gateway sees it. A probe (`ChunkStore.probe`, which
+ * also returns the store's identity) runs about once a second; any failed or timed-out
+ * request marks a store down at once, and the next good probe brings it back. A store
+ * that answers with another identity than the cluster record's (a wiped or replaced disk)
+ * counts as down, whatever it answers, until the record names its new identity.
+ *
+ * Upper layers listen: `returned` (down -> up: start a heal), `identitySeen` (a store
+ * answered with an identity other than expected: a replacement to handle).
  */
-import type { StoreMember } from "./store-set.ts";
+import { StoreIdentityError } from "../../chunkstore/errors.ts";
+import { Listeners } from "../_listeners.ts";
+import type { StoreMember } from "./store-member.ts";
 
-/** The three states an operator sees. */
-export type StoreState = "in-sync" | "healing" | "down";
-
-/** What `GET /v1/stores` reports per store (counters kept current, never crawled). */
-export interface StoreStatus {
+/** What `GET /v1/stores` reports of a store's reachability (counters kept current, never crawled). */
+export interface StoreHealthStatus {
   readonly id: string;
   readonly url: string;
-  readonly state: StoreState;
-  /** When the store entered its state (ISO 8601). */
+  readonly up: boolean;
+  /** When the store was last seen to go up or down (ISO 8601). */
   readonly since: string;
-  /** Why it is down, or the last error; null when none. */
+  /** Why it is down, or null. */
   readonly reason: string | null;
-  readonly chunks: number | null;
-  readonly bytes: number | null;
+  /** The identity it last answered with (null: never reached). */
+  readonly identity: string | null;
   /** Failed or timed-out requests and probes since the gateway started. */
   readonly failures: number;
+  readonly chunks: number | null;
+  readonly bytes: number | null;
+  readonly freeBytes: number | null;
+  readonly lastProbe: string | null;
 }
 
 /** Probe timing. */
@@ -33,11 +40,11 @@ export interface HealthOptions {
 
 export const DEFAULT_HEALTH_OPTIONS: HealthOptions = { probeIntervalMs: 1000, probeTimeoutMs: 1000 };
 
-/** A hash no store holds: probing `has` exercises the real request path of every backend. */
-const PROBE_HASH = "f".repeat(64);
+/** How often store counters (chunks, bytes, free space) are refreshed. */
+const STATS_INTERVAL_MS = 5000;
 
 /** Rejects after `ms` unless `promise` settles first. */
-function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
@@ -47,90 +54,122 @@ function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise
 
 interface Entry {
   member: StoreMember;
-  state: StoreState;
+  up: boolean;
   since: string;
   reason: string | null;
+  identity: string | null;
+  failures: number;
   chunks: number | null;
   bytes: number | null;
-  failures: number;
+  freeBytes: number | null;
+  lastProbe: string | null;
   lastStats: number;
 }
 
-/** Tracks store states and runs the probe loop. */
+/** Tracks store reachability and runs the probe loop. */
 export class StoreHealth {
   readonly #entries = new Map<string, Entry>();
   readonly #options: HealthOptions;
+  readonly #expected: (id: string) => string | null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
-  /** Called when a down store answers again (the heal scheduler listens). */
-  onReturn: (id: string) => void = () => {};
+  /** A store answered again after being down. */
+  readonly returned = new Listeners<[id: string]>();
+  /** A store went down (a failed request or probe). */
+  readonly wentDown = new Listeners<[id: string, reason: string]>();
+  /** A store answered with another identity than expected. */
+  readonly identitySeen = new Listeners<[id: string, identity: string]>();
 
-  constructor(members: readonly StoreMember[], options: HealthOptions = DEFAULT_HEALTH_OPTIONS) {
+  /**
+   * @param expected the identity each store should have (the cluster record's), or null
+   *   while unknown.
+   */
+  constructor(
+    members: readonly StoreMember[],
+    expected: (id: string) => string | null,
+    options: HealthOptions = DEFAULT_HEALTH_OPTIONS,
+  ) {
     this.#options = options;
+    this.#expected = expected;
     const now = new Date().toISOString();
     for (const member of members) {
       this.#entries.set(member.id, {
         member,
-        state: "in-sync",
+        up: false,
         since: now,
-        reason: null,
+        reason: "not probed yet",
+        identity: null,
+        failures: 0,
         chunks: null,
         bytes: null,
-        failures: 0,
+        freeBytes: null,
+        lastProbe: null,
         lastStats: 0,
       });
     }
   }
 
   /** Every store's status, in configuration order. */
-  all(): StoreStatus[] {
+  all(): StoreHealthStatus[] {
     return [...this.#entries.values()].map((e) => this.#status(e));
   }
 
-  status(id: string): StoreStatus | undefined {
+  status(id: string): StoreHealthStatus | undefined {
     const e = this.#entries.get(id);
     return e && this.#status(e);
   }
 
-  #status(e: Entry): StoreStatus {
-    const { member, state, since, reason, chunks, bytes, failures } = e;
-    return { id: member.id, url: member.url, state, since, reason, chunks, bytes, failures };
+  #status(e: Entry): StoreHealthStatus {
+    const { member, up, since, reason, identity, failures, chunks, bytes, freeBytes, lastProbe } = e;
+    return {
+      id: member.id,
+      url: member.url,
+      up,
+      since,
+      reason,
+      identity,
+      failures,
+      chunks,
+      bytes,
+      freeBytes,
+      lastProbe,
+    };
   }
 
   isDown(id: string): boolean {
-    return this.#entries.get(id)?.state === "down";
-  }
-
-  #set(e: Entry, state: StoreState, reason: string | null): void {
-    if (e.state !== state) e.since = new Date().toISOString();
-    e.state = state;
-    e.reason = reason;
+    return this.#entries.get(id)?.up !== true;
   }
 
   /** A request to the store failed or timed out: it is down from now on, until a probe succeeds. */
-  reportFailure(id: string, reason: string): void {
+  reportFailure(id: string, error: unknown): void {
     const e = this.#entries.get(id);
     if (!e) return;
     e.failures++;
-    this.#set(e, "down", reason);
+    if (error instanceof StoreIdentityError && error.actual) this.#sawIdentity(e, error.actual);
+    this.#down(e, error instanceof Error ? error.message : String(error));
   }
 
-  /** The heal scheduler found images lagging on a reachable store. */
-  markHealing(id: string): void {
-    const e = this.#entries.get(id);
-    if (e && e.state !== "down") this.#set(e, "healing", null);
+  #down(e: Entry, reason: string): void {
+    const was = e.up;
+    e.up = false;
+    e.reason = reason;
+    if (was) {
+      e.since = new Date().toISOString();
+      this.wentDown.emit(e.member.id, reason);
+    }
   }
 
-  /** The heal scheduler found nothing lagging on a reachable store. */
-  markInSync(id: string): void {
-    const e = this.#entries.get(id);
-    if (e && e.state !== "down") this.#set(e, "in-sync", null);
+  #sawIdentity(e: Entry, identity: string): void {
+    const changed = e.identity !== identity;
+    e.identity = identity;
+    const expected = this.#expected(e.member.id);
+    if (expected !== null && identity !== expected && changed) this.identitySeen.emit(e.member.id, identity);
   }
 
-  /** Starts probing every store about once per interval. */
+  /** Starts probing every store about once per interval (the first round at once). */
   start(): void {
     const tick = async () => {
-      await Promise.all([...this.#entries.values()].map((e) => this.#probe(e)));
+      await this.probeAll();
       if (!this.#stopped) {
         this.#timer = setTimeout(tick, this.#options.probeIntervalMs);
         (this.#timer as { unref?: () => void }).unref?.();
@@ -139,27 +178,47 @@ export class StoreHealth {
     void tick();
   }
 
-  /** Probes one store now; resolves true when it answered. */
+  /** Probes every store now (deadline: the probe timeout); resolves when all answered or timed out. */
+  async probeAll(): Promise<void> {
+    await Promise.all([...this.#entries.values()].map((e) => this.#probe(e)));
+  }
+
+  /** Probes one store now; resolves true when it answered with the expected identity. */
   async #probe(e: Entry): Promise<boolean> {
     const { store } = e.member;
+    let identity: string;
     try {
-      await withDeadline(store.has([PROBE_HASH]), this.#options.probeTimeoutMs, `probe of ${e.member.id}`);
+      identity = (await withDeadline(store.probe(), this.#options.probeTimeoutMs, `probe of ${e.member.id}`))
+        .identity;
     } catch (err) {
       e.failures++;
-      this.#set(e, "down", (err as Error).message);
+      this.#down(e, (err as Error).message);
       return false;
     }
-    if (e.state === "down") {
-      this.#set(e, "healing", null);
-      this.onReturn(e.member.id);
+    e.lastProbe = new Date().toISOString();
+    this.#sawIdentity(e, identity);
+    const expected = this.#expected(e.member.id);
+    if (expected !== null && identity !== expected) {
+      this.#down(
+        e,
+        `answers as another store (identity ${identity}, expected ${expected}): wiped or replaced`,
+      );
+      return false;
+    }
+    if (!e.up) {
+      e.up = true;
+      e.reason = null;
+      e.since = new Date().toISOString();
+      this.returned.emit(e.member.id);
     }
     // Counters for the status API, refreshed now and then (S3 stats are a listing: skip them).
-    if (store.capabilities.chunks && !e.member.url.startsWith("s3:") && Date.now() - e.lastStats > 5000) {
+    if (e.member.chunks && !e.member.url.startsWith("s3:") && Date.now() - e.lastStats > STATS_INTERVAL_MS) {
       e.lastStats = Date.now();
       store.stats().then(
         (s) => {
           e.chunks = s.chunks;
           e.bytes = s.bytes;
+          e.freeBytes = s.freeBytes;
         },
         () => {},
       );

@@ -1,38 +1,33 @@
 /**
  * The data stores of a gateway as one replicated chunk store: placement, replicated
- * puts that need at least `minReplicas` copies, and verified reads that fall back to
- * another replica on a missing, corrupt, unreachable or slow copy.
+ * puts that need at least `minReplicas` copies outside stores in maintenance, and verified
+ * reads that fall back to another replica on a missing, corrupt, unreachable or slow copy.
  *
  * A hung store (a cable pull, a SIGSTOP) must not freeze VM I/O: reads are hedged (the
- * next replica is asked when the first is slow), and a put that has `minReplicas`
- * copies waits only a short grace for the rest before it counts the slow store as
- * failed for this commit (its `synced` generation then stays behind, and heal catches
- * it up). Stores known to be down are skipped at once.
+ * next replica is asked when the first is slow), and a put that has `minReplicas` copies
+ * waits only a short grace for the rest before it counts the slow store as incomplete
+ * for this commit (its replica state then stays behind, and heal catches it up). Stores
+ * known to be down are skipped at once.
  */
-import type { ChunkPut, ChunkStore, Hash } from "../../chunkstore/chunk-store.ts";
+import type { ChunkPut, Hash } from "../../chunkstore/chunk-store.ts";
 import { ChunkCorruptError, ChunkNotFoundError } from "../../chunkstore/errors.ts";
+import { Listeners } from "../_listeners.ts";
 import { NotEnoughReplicasError } from "../errors.ts";
 import { Rendezvous } from "./placement.ts";
-
-/** One configured store. */
-export interface StoreMember {
-  readonly id: string;
-  readonly url: string;
-  readonly store: ChunkStore;
-}
+import type { StoreMember } from "./store-member.ts";
 
 /** Replication settings. */
 export interface ReplicationOptions {
   /** Copies of each chunk (placement width). */
   readonly replicas: number;
-  /** Copies that must be durable before a write counts as done. */
+  /** Copies that must be durable, outside stores in maintenance, before a write counts as done. */
   readonly minReplicas: number;
 }
 
-/** What the store set tells the health tracker, and asks it. */
+/** What the store set asks the health tracker, and tells it. */
 export interface HealthView {
   isDown(id: string): boolean;
-  reportFailure(id: string, reason: string): void;
+  reportFailure(id: string, error: unknown): void;
 }
 
 /** Chunks per putMany call to one store: bounded so one request stays well under the batch limits. */
@@ -42,15 +37,46 @@ export const STRAGGLER_GRACE_MS = 500;
 /** Ask the next replica when a read has not answered in this long (hedged reads). */
 export const HEDGE_AFTER_MS = 150;
 
-/** Listener for copies found missing or corrupt on a read (read-repair hooks here). */
-export type BadCopyListener = (storeId: string, hash: Hash, reason: "missing" | "corrupt") => void;
-
-/** The outcome of a replicated put: which stores failed or were skipped (their `synced` must not advance). */
-export interface PutOutcome {
+/**
+ * How a replicated put went. A store is `complete` when it received every chunk placed on
+ * it (the identity is the one its requests were conditioned on); copies per chunk tell
+ * whether the put has enough outside a given set of leaving stores.
+ */
+export class PutOutcome {
+  readonly complete: ReadonlyMap<string, string>;
   readonly failedStores: ReadonlySet<string>;
-}
+  readonly #copies: ReadonlyMap<Hash, ReadonlySet<string>>;
 
-const NO_HEALTH: HealthView = { isDown: () => false, reportFailure: () => {} };
+  constructor(
+    complete: ReadonlyMap<string, string>,
+    failed: ReadonlySet<string>,
+    copies: ReadonlyMap<Hash, ReadonlySet<string>>,
+  ) {
+    this.complete = complete;
+    this.failedStores = failed;
+    this.#copies = copies;
+  }
+
+  /** True if every chunk put has at least `min` copies on stores outside `leaving`. */
+  enoughCopies(leaving: ReadonlySet<string>, min: number): boolean {
+    for (const stores of this.#copies.values()) {
+      let n = 0;
+      for (const s of stores) if (!leaving.has(s)) n++;
+      if (n < min) return false;
+    }
+    return true;
+  }
+
+  /** Both puts together (a commit's data chunks and its map pages). */
+  static merge(a: PutOutcome, b: PutOutcome): PutOutcome {
+    const complete = new Map<string, string>();
+    for (const [id, identity] of a.complete) if (b.complete.get(id) === identity) complete.set(id, identity);
+    const copies = new Map<Hash, Set<string>>();
+    for (const o of [a, b])
+      for (const [h, s] of o.#copies) copies.set(h, new Set([...(copies.get(h) ?? []), ...s]));
+    return new PutOutcome(complete, new Set([...a.failedStores, ...b.failedStores]), copies);
+  }
+}
 
 /** Replicated chunk storage over the data stores. */
 export class StoreSet {
@@ -59,15 +85,36 @@ export class StoreSet {
   readonly options: ReplicationOptions;
   readonly #byId: Map<string, StoreMember>;
   readonly #rendezvous: Rendezvous;
-  health: HealthView = NO_HEALTH;
-  onBadCopy: BadCopyListener = () => {};
+  readonly #health: HealthView;
+  readonly #identity: (id: string) => string | null;
+  /** A read found a copy missing or corrupt on a placement store (read-repair listens). */
+  readonly badCopy = new Listeners<[store: string, hash: Hash, reason: "missing" | "corrupt"]>();
 
-  constructor(members: readonly StoreMember[], options: ReplicationOptions) {
+  /**
+   * @param identity the identity each store is expected to have now (puts are conditioned
+   *   on it by the store objects; the outcome records it).
+   */
+  constructor(
+    members: readonly StoreMember[],
+    options: ReplicationOptions,
+    health: HealthView,
+    identity: (id: string) => string | null,
+  ) {
     this.options = options;
     this.members = members;
-    this.dataMembers = members.filter((m) => m.store.capabilities.chunks);
-    if (options.minReplicas < 1 || options.minReplicas > options.replicas) {
-      throw new RangeError(`minReplicas must be between 1 and replicas (${options.replicas})`);
+    this.#health = health;
+    this.#identity = identity;
+    this.dataMembers = members.filter((m) => m.chunks);
+    if (!Number.isInteger(options.replicas) || options.replicas < 1)
+      throw new RangeError(`replicas must be a positive integer; got ${options.replicas}`);
+    if (
+      !Number.isInteger(options.minReplicas) ||
+      options.minReplicas < 1 ||
+      options.minReplicas > options.replicas
+    ) {
+      throw new RangeError(
+        `minReplicas must be between 1 and replicas (${options.replicas}); got ${options.minReplicas}`,
+      );
     }
     if (this.dataMembers.length < options.replicas) {
       throw new RangeError(
@@ -87,27 +134,40 @@ export class StoreSet {
     return this.#rendezvous.order(hash).slice(0, this.options.replicas);
   }
 
-  #fail(id: string, reason: string, failed: Set<string>): void {
-    failed.add(id);
-    if (reason) this.health.reportFailure(id, reason);
-  }
-
   /**
-   * Puts chunks on their placement stores in parallel. Resolves once every chunk is on
-   * at least `minReplicas` stores (spilling to the next stores in rendezvous order when
-   * placement stores are down or fail), after at most a short grace for slower stores;
-   * throws NotEnoughReplicasError when `minReplicas` cannot be reached.
+   * Puts chunks on their placement stores in parallel. Resolves once every chunk is on at
+   * least `minReplicas` stores outside `leaving` (spilling to the next stores in rendezvous
+   * order when placement stores are down, failing or leaving), after at most a short grace
+   * for slower stores; throws NotEnoughReplicasError when that cannot be reached.
+   * `pending`, if given, holds the stores that have not yet received all chunks placed on
+   * them, kept current while the put runs (safe-to-remove reads it).
    */
-  async putChunks(chunks: readonly ChunkPut[]): Promise<PutOutcome> {
+  async putChunks(
+    chunks: readonly ChunkPut[],
+    leaving: ReadonlySet<string> = new Set(),
+    pending?: Set<string>,
+  ): Promise<PutOutcome> {
     const failed = new Set<string>();
-    const copies = new Map<Hash, number>();
-    const orders = new Map<Hash, string[]>();
     const unique = [...new Map(chunks.map((c) => [c.hash, c])).values()];
-    if (unique.length === 0) return { failedStores: failed };
-    for (const c of unique) orders.set(c.hash, this.#rendezvous.order(c.hash));
-    for (const m of this.dataMembers) if (this.health.isDown(m.id)) this.#fail(m.id, "", failed);
+    const copies = new Map<Hash, Set<string>>(unique.map((c) => [c.hash, new Set<string>()]));
+    const identities = new Map(this.dataMembers.map((m) => [m.id, this.#identity(m.id)]));
+    const placed = new Map<string, number>(); // store id -> chunks placed on it
+    const stored = new Map<string, number>(); // store id -> placed chunks it acknowledged
+    const orders = new Map<Hash, string[]>();
+    for (const c of unique) {
+      const order = this.#rendezvous.order(c.hash);
+      orders.set(c.hash, order);
+      for (const id of order.slice(0, this.options.replicas)) placed.set(id, (placed.get(id) ?? 0) + 1);
+    }
+    for (const m of this.dataMembers) if (this.#health.isDown(m.id)) failed.add(m.id);
+    for (const id of placed.keys()) pending?.add(id);
+    const counted = (h: Hash) => {
+      let n = 0;
+      for (const s of copies.get(h)!) if (!leaving.has(s)) n++;
+      return n;
+    };
+    const enough = () => unique.every((c) => counted(c.hash) >= this.options.minReplicas);
 
-    const enough = () => unique.every((c) => (copies.get(c.hash) ?? 0) >= this.options.minReplicas);
     let wake: () => void = () => {};
     const settledAll: Promise<void>[] = [];
     const writing = new Map<string, number>(); // store id -> puts still running
@@ -123,12 +183,18 @@ export class StoreSet {
             batches.map(async (batch) => {
               await store.putMany(batch);
               if (failed.has(id)) return; // given up on as a straggler: its copies do not count
-              for (const c of batch) copies.set(c.hash, (copies.get(c.hash) ?? 0) + 1);
+              for (const c of batch) {
+                copies.get(c.hash)!.add(id);
+                if (orders.get(c.hash)!.slice(0, this.options.replicas).includes(id))
+                  stored.set(id, (stored.get(id) ?? 0) + 1);
+              }
+              if ((stored.get(id) ?? 0) === (placed.get(id) ?? 0)) pending?.delete(id);
               wake();
             }),
           );
         } catch (err) {
-          this.#fail(id, (err as Error).message, failed);
+          failed.add(id);
+          this.#health.reportFailure(id, err);
         } finally {
           writing.set(id, writing.get(id)! - 1);
           wake();
@@ -138,60 +204,74 @@ export class StoreSet {
       return p;
     };
 
-    // Round 0 writes every placement copy; later rounds spill to further stores.
-    for (let round = 0; ; round++) {
-      const pending = unique.filter((c) => (copies.get(c.hash) ?? 0) < this.options.minReplicas);
-      if (pending.length === 0) break;
-      const perStore = new Map<string, ChunkPut[]>();
-      for (const c of pending) {
-        const order = orders.get(c.hash)!;
-        const targets =
-          round === 0
-            ? order.slice(0, this.options.replicas)
-            : order.slice(this.options.replicas + round - 1, this.options.replicas + round);
-        for (const id of targets) {
-          if (failed.has(id)) continue;
-          const list = perStore.get(id) ?? [];
-          perStore.set(id, list);
-          list.push(c);
+    if (unique.length > 0) {
+      // Round 0 writes every placement copy; later rounds spill to further stores.
+      for (let round = 0; ; round++) {
+        const pending = unique.filter((c) => counted(c.hash) < this.options.minReplicas);
+        if (pending.length === 0) break;
+        const perStore = new Map<string, ChunkPut[]>();
+        for (const c of pending) {
+          const order = orders.get(c.hash)!;
+          const targets =
+            round === 0
+              ? order.slice(0, this.options.replicas)
+              : order.slice(this.options.replicas + round - 1, this.options.replicas + round);
+          for (const id of targets) {
+            if (failed.has(id)) continue;
+            const list = perStore.get(id) ?? [];
+            perStore.set(id, list);
+            list.push(c);
+          }
+        }
+        const running = [...perStore].map(([id, list]) => putTo(id, list));
+        // Wait until enough copies exist, or every put of this round has settled.
+        let roundDone = false;
+        void Promise.allSettled(running).then(() => {
+          roundDone = true;
+          wake();
+        });
+        while (!enough() && !roundDone) await new Promise<void>((r) => (wake = r));
+        if (enough() || this.options.replicas + round >= this.dataMembers.length) break;
+      }
+      if (!enough()) {
+        const short = unique.filter((c) => counted(c.hash) < this.options.minReplicas).length;
+        const outside = leaving.size ? ` outside stores in maintenance (${[...leaving].join(", ")})` : "";
+        throw new NotEnoughReplicasError(
+          `${short} chunk(s) reached fewer than ${this.options.minReplicas} stores${outside} (failed: ${[...failed].join(", ") || "none"})`,
+        );
+      }
+      // Give slower placement stores a short grace, then count them as incomplete for this commit.
+      let graceTimer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<"timeout">(
+        (r) => (graceTimer = setTimeout(() => r("timeout"), STRAGGLER_GRACE_MS)),
+      );
+      const outcome = await Promise.race([Promise.allSettled(settledAll).then(() => "done" as const), grace]);
+      clearTimeout(graceTimer);
+      if (outcome === "timeout") {
+        for (const [id, n] of writing) {
+          if (n > 0 && !failed.has(id)) {
+            failed.add(id);
+            this.#health.reportFailure(
+              id,
+              new Error(`no answer to a put within ${STRAGGLER_GRACE_MS} ms of the other replicas`),
+            );
+          }
         }
       }
-      const running = [...perStore].map(([id, list]) => putTo(id, list));
-      // Wait until enough copies exist, or every put of this round has settled.
-      let roundDone = false;
-      void Promise.allSettled(running).then(() => {
-        roundDone = true;
-        wake();
-      });
-      while (!enough() && !roundDone) await new Promise<void>((r) => (wake = r));
-      if (enough() || this.options.replicas + round >= this.dataMembers.length) break;
     }
-    if (!enough()) {
-      const short = unique.filter((c) => (copies.get(c.hash) ?? 0) < this.options.minReplicas).length;
-      throw new NotEnoughReplicasError(
-        `${short} chunk(s) reached fewer than ${this.options.minReplicas} stores (failed: ${[...failed].join(", ") || "none"})`,
-      );
+    const complete = new Map<string, string>();
+    for (const m of this.dataMembers) {
+      const identity = identities.get(m.id);
+      if (failed.has(m.id) || !identity) continue;
+      if ((stored.get(m.id) ?? 0) === (placed.get(m.id) ?? 0)) complete.set(m.id, identity);
     }
-    // Give slower placement stores a short grace, then count them as failed for this commit.
-    let graceTimer: ReturnType<typeof setTimeout> | undefined;
-    const grace = new Promise<"timeout">(
-      (r) => (graceTimer = setTimeout(() => r("timeout"), STRAGGLER_GRACE_MS)),
-    );
-    const outcome = await Promise.race([Promise.allSettled(settledAll).then(() => "done" as const), grace]);
-    clearTimeout(graceTimer);
-    if (outcome === "timeout") {
-      for (const [id, n] of writing) {
-        if (n > 0 && !failed.has(id))
-          this.#fail(id, `no answer to a put within ${STRAGGLER_GRACE_MS} ms of the other replicas`, failed);
-      }
-    }
-    return { failedStores: new Set(failed) };
+    return new PutOutcome(complete, new Set(failed), copies);
   }
 
   /**
    * Reads a chunk from its placement stores, then any other data store, skipping stores
    * that are down and `exclude`. When a store is slow, the next one is asked too and the
-   * first good answer wins. A missing or corrupt copy is reported to `onBadCopy`.
+   * first good answer wins. A missing or corrupt copy is reported on `badCopy`.
    */
   async getChunk(hash: Hash, exclude?: string): Promise<Uint8Array> {
     const placement = this.placement(hash);
@@ -200,8 +280,8 @@ export class StoreSet {
       ...this.dataMembers.map((m) => m.id).filter((id) => !placement.includes(id)),
     ].filter((id) => id !== exclude);
     const order = [
-      ...all.filter((id) => !this.health.isDown(id)),
-      ...all.filter((id) => this.health.isDown(id)),
+      ...all.filter((id) => !this.#health.isDown(id)),
+      ...all.filter((id) => this.#health.isDown(id)),
     ];
     const errors: string[] = [];
     return new Promise<Uint8Array>((resolve, reject) => {
@@ -229,11 +309,11 @@ export class StoreSet {
             (err) => {
               running--;
               if (err instanceof ChunkNotFoundError) {
-                if (placement.includes(id)) this.onBadCopy(id, hash, "missing");
+                if (placement.includes(id)) this.badCopy.emit(id, hash, "missing");
               } else if (err instanceof ChunkCorruptError) {
-                this.onBadCopy(id, hash, "corrupt");
+                this.badCopy.emit(id, hash, "corrupt");
               } else {
-                this.health.reportFailure(id, (err as Error).message);
+                this.#health.reportFailure(id, err);
               }
               errors.push(`${id}: ${(err as Error).message}`);
               if (done) return;

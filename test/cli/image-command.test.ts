@@ -22,7 +22,7 @@ let server: HttpServer;
 let dir: string;
 
 beforeAll(async () => {
-  service = imageService().service;
+  service = (await imageService()).service;
   server = await serveHttp(createGatewayApp(service).fetch, { hostname: "127.0.0.1", port: 0 });
   dir = await mkdtemp(join(tmpdir(), "blockmend-image-cli-"));
 });

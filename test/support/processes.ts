@@ -3,6 +3,9 @@
  * says where it listens, and make sure every process a test started is stopped.
  */
 
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Subprocess } from "bun";
 
@@ -77,16 +80,23 @@ export interface StartedGateway extends StartedProcess {
 
 /**
  * Starts `blockmend gateway` over the given stores (id -> URL) with 2 replicas, min 1,
- * NBD and HTTP on free loopback ports.
+ * NBD and HTTP on free loopback ports, and its own state directory (a new one unless
+ * `stateDir` names one: a restarted gateway keeps its id).
  */
-export async function startGatewayProcess(stores: Record<string, string>): Promise<StartedGateway> {
+export async function startGatewayProcess(
+  stores: Record<string, string>,
+  options: { stateDir?: string; extra?: string[] } = {},
+): Promise<StartedGateway & { stateDir: string }> {
+  const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "blockmend-gw-"));
   const gw = await startBlockmend([
     "gateway",
     ...Object.entries(stores).flatMap(([id, url]) => ["--store", `${id}=${url}`]),
     ...["--replicas", "2", "--min-replicas", "1", "--nbd", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+    ...["--state-dir", stateDir],
+    ...(options.extra ?? []),
   ]);
   const nbd = /(nbd:\/\/127\.0\.0\.1:(\d+))/.exec(gw.output())!;
-  return { ...gw, nbd: nbd[1]!, nbdPort: Number(nbd[2]) };
+  return { ...gw, nbd: nbd[1]!, nbdPort: Number(nbd[2]), stateDir };
 }
 
 /** Starts `blockmend chunkstore` on `dir` (a witness if asked), on `port` or a free one. */

@@ -22,8 +22,8 @@ afterEach(async () => {
   services = [];
 });
 
-function setup(options: Parameters<typeof createGatewayApp>[1] = {}) {
-  const { service } = imageService();
+async function setup(options: Parameters<typeof createGatewayApp>[1] = {}) {
+  const { service } = await imageService();
   services.push(service);
   const app = createGatewayApp(service, options);
   const request = async (path: string, init?: RequestInit) => app.request(`${H}${path}`, init);
@@ -62,7 +62,7 @@ async function errorOf(res: Response): Promise<{ code: string; message: string }
 
 describe("gateway HTTP API: images", () => {
   test("create, list, info, grow and delete", async () => {
-    const { request, json } = setup();
+    const { request, json } = await setup();
     const created = await json("POST", "/v1/images", { name: "web01", size: 8 * MiB });
     expect(created.status).toBe(201);
     expect(created.headers.get("location")).toBe("/v1/images/web01");
@@ -99,7 +99,7 @@ describe("gateway HTTP API: images", () => {
   });
 
   test("data written before a grow reads back after it, and the new tail reads as zeroes", async () => {
-    const { json, put, read } = setup();
+    const { json, put, read } = await setup();
     await json("POST", "/v1/images", { name: "g", size: MiB });
     const data = pattern(MiB, 3);
     expect((await put("g", 0, data)).status).toBe(204);
@@ -109,7 +109,7 @@ describe("gateway HTTP API: images", () => {
   });
 
   test("shrinking is refused with 400 and the image keeps its size", async () => {
-    const { request, json } = setup();
+    const { request, json } = await setup();
     await json("POST", "/v1/images", { name: "s", size: 2 * MiB });
     const res = await json("PATCH", "/v1/images/s", { size: MiB });
     expect(res.status).toBe(400);
@@ -120,7 +120,7 @@ describe("gateway HTTP API: images", () => {
 
 describe("gateway HTTP API: snapshots and clones", () => {
   test("a snapshot keeps its data while the image changes; list and delete it", async () => {
-    const { request, json, put, read } = setup();
+    const { request, json, put, read } = await setup();
     await json("POST", "/v1/images", { name: "vm", size: 2 * MiB });
     const before = pattern(100_000, 1);
     await put("vm", 5000, before);
@@ -153,7 +153,7 @@ describe("gateway HTTP API: snapshots and clones", () => {
   // Guards a bug: a clone grown past its snapshot kept the snapshot's root under a taller block
   // map, so its reads looked up map pages that do not exist (chunk_unavailable).
   test("a clone, grown past its snapshot, starts with the snapshot's data and diverges on its own", async () => {
-    const { json, put, read } = setup();
+    const { json, put, read } = await setup();
     await json("POST", "/v1/images", { name: "base", size: MiB, chunkSize: 4096 });
     await put("base", 0, pattern(MiB, 7));
     await json("POST", "/v1/images/base/snapshots", { name: "gold" });
@@ -175,7 +175,7 @@ describe("gateway HTTP API: snapshots and clones", () => {
 
 describe("gateway HTTP API: data", () => {
   test("a write at an unaligned offset reads back through Range, with 206 and Content-Range", async () => {
-    const { request, json, put } = setup();
+    const { request, json, put } = await setup();
     await json("POST", "/v1/images", { name: "d", size: 4 * MiB });
     const data = pattern(300_000, 4);
     expect((await put("d", 123_457, data)).status).toBe(204);
@@ -195,7 +195,7 @@ describe("gateway HTTP API: data", () => {
   });
 
   test("a write is durable when answered: a fresh gateway over the same stores reads it", async () => {
-    const fixture = imageService(undefined, { cache: { flushIntervalMs: 60_000 } });
+    const fixture = await imageService(undefined, { cache: { flushIntervalMs: 60_000 } });
     services.push(fixture.service);
     const app = createGatewayApp(fixture.service);
     await app.request(`${H}/v1/images`, { method: "POST", body: JSON.stringify({ name: "dur", size: MiB }) });
@@ -206,7 +206,7 @@ describe("gateway HTTP API: data", () => {
       headers: { "content-range": "bytes 1000-70999/*" },
     });
     expect(res.status).toBe(204);
-    const fresh = imageService(fixture.stores).service; // the first gateway's cache is not consulted
+    const fresh = (await imageService(fixture.stores)).service; // the first gateway's cache is not consulted
     services.push(fresh);
     const back = await createGatewayApp(fresh).request(`${H}/v1/images/dur/data`, {
       headers: { range: "bytes=1000-70999" },
@@ -215,7 +215,7 @@ describe("gateway HTTP API: data", () => {
   });
 
   test("a whole-image GET streams every byte in pieces of at most DATA_PIECE_BYTES", async () => {
-    const { request, json, put } = setup();
+    const { request, json, put } = await setup();
     const size = 2 * DATA_PIECE_BYTES + 3 * 65536;
     await json("POST", "/v1/images", { name: "big", size });
     const head = pattern(65536, 5);
@@ -244,7 +244,7 @@ describe("gateway HTTP API: data", () => {
   });
 
   test("HEAD gives the size without a body", async () => {
-    const { request, json } = setup();
+    const { request, json } = await setup();
     await json("POST", "/v1/images", { name: "h", size: MiB });
     const res = await request("/v1/images/h/data", { method: "HEAD" });
     expect(res.status).toBe(200);
@@ -252,7 +252,7 @@ describe("gateway HTTP API: data", () => {
   });
 
   test("the zero route makes a range zero, and the map shows data and holes", async () => {
-    const { request, json, put, read } = setup();
+    const { request, json, put, read } = await setup();
     await json("POST", "/v1/images", { name: "z", size: 2 * MiB });
     await put("z", 0, pattern(MiB, 1));
     await put("z", MiB + 65536, pattern(65536, 2));
@@ -277,7 +277,7 @@ describe("gateway HTTP API: data", () => {
   });
 
   test("a snapshot's map and data are readable; writes to it are refused as read_only", async () => {
-    const { request, json, put } = setup();
+    const { request, json, put } = await setup();
     await json("POST", "/v1/images", { name: "r", size: MiB });
     await put("r", 0, pattern(65536, 1));
     await json("POST", "/v1/images/r/snapshots", { name: "s" });
@@ -297,7 +297,7 @@ describe("gateway HTTP API: data", () => {
 
 describe("gateway HTTP API: errors have one shape", () => {
   test("404: unknown image, unknown route", async () => {
-    const { request } = setup();
+    const { request } = await setup();
     const img = await request("/v1/images/nope");
     expect(img.status).toBe(404);
     expect((await errorOf(img)).code).toBe("image_not_found");
@@ -309,7 +309,7 @@ describe("gateway HTTP API: errors have one shape", () => {
   });
 
   test("409: an image name taken", async () => {
-    const { json } = setup();
+    const { json } = await setup();
     await json("POST", "/v1/images", { name: "dup", size: 512 });
     const res = await json("POST", "/v1/images", { name: "dup", size: 512 });
     expect(res.status).toBe(409);
@@ -319,7 +319,7 @@ describe("gateway HTTP API: errors have one shape", () => {
   });
 
   test("400: bad JSON, bad names, sizes, chunk sizes, offsets and ranges", async () => {
-    const { request, json, put } = setup();
+    const { request, json, put } = await setup();
     await json("POST", "/v1/images", { name: "ok", size: MiB });
     const cases: [Promise<Response>, string][] = [
       [request("/v1/images", { method: "POST", body: "{nope" }), "bad_request"],
@@ -357,7 +357,7 @@ describe("gateway HTTP API: errors have one shape", () => {
   });
 
   test("416: a range past the end, with Content-Range: bytes */size", async () => {
-    const { request, json } = setup();
+    const { request, json } = await setup();
     await json("POST", "/v1/images", { name: "e", size: 1024 });
     const res = await request("/v1/images/e/data", { headers: { range: "bytes=1024-" } });
     expect(res.status).toBe(416);
@@ -366,7 +366,7 @@ describe("gateway HTTP API: errors have one shape", () => {
   });
 
   test("413: a data body over the limit, and an oversized JSON body", async () => {
-    const { request, json } = setup();
+    const { request, json } = await setup();
     await json("POST", "/v1/images", { name: "big", size: 128 * MiB });
     const res = await request("/v1/images/big/data?offset=0", {
       method: "PUT",
@@ -382,12 +382,12 @@ describe("gateway HTTP API: errors have one shape", () => {
 
 describe("gateway HTTP API: health, OpenAPI and extension routes", () => {
   test("health answers", async () => {
-    const { request } = setup();
+    const { request } = await setup();
     expect(await (await request("/v1/health")).json()).toEqual({ ok: true, api: 1 });
   });
 
   test("openapi.json is OpenAPI 3.1 and describes every route the app serves", async () => {
-    const { app, request } = setup();
+    const { app, request } = await setup();
     const doc = (await (await request("/v1/openapi.json")).json()) as {
       openapi: string;
       paths: Record<string, Record<string, unknown>>;
@@ -412,7 +412,7 @@ describe("gateway HTTP API: health, OpenAPI and extension routes", () => {
   });
 
   test("routes mounted through the extension point share the error mapping and the document", async () => {
-    const { request } = setup({
+    const { request } = await setup({
       routes: (app) => {
         app.get("/v1/heal", (c) => c.json({ running: false }));
         app.get("/v1/boom", () => {

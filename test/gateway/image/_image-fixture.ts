@@ -1,39 +1,46 @@
-/** Builds an image service over in-memory stores for unit tests of the image layer. */
-import { LRUCache } from "lru-cache";
+/**
+ * In-process gateways over in-memory stores, for unit tests of the image layer: every
+ * layer wired as a real gateway wires it (`assembleGateway`), with the same-thread worker
+ * pool, no listeners and no background loops (a test drives probes itself).
+ */
 import type { ChunkStore } from "../../../chunkstore/chunk-store.ts";
 import { StoreUnavailableError } from "../../../chunkstore/errors.ts";
 import { MemoryStore } from "../../../chunkstore/memory-store.ts";
-import { DEFAULT_CACHE_OPTIONS, type ImageCacheOptions } from "../../../gateway/image/image.ts";
-import { ImageService } from "../../../gateway/image/image-service.ts";
-import { HeadStore } from "../../../gateway/replication/head-store.ts";
-import { type StoreMember, StoreSet } from "../../../gateway/replication/store-set.ts";
+import { assembleGateway, type GatewayCore } from "../../../gateway/gateway.ts";
+import type { ImageCacheOptions } from "../../../gateway/image/image-context.ts";
+import type { ImageService } from "../../../gateway/image/image-service.ts";
+import type { StoreSet } from "../../../gateway/replication/store-set.ts";
 import { InlinePool } from "../../../workers/inline-pool.ts";
 
-/** A gateway's image service over the given stores (fresh memory stores by default). */
-export function imageService(
+let gateways = 0;
+
+/** A gateway over the given stores (fresh memory stores by default), named a, b, c, ... */
+export async function imageService(
   stores: ChunkStore[] = [new MemoryStore("a"), new MemoryStore("b"), new MemoryStore("c")],
-  options: { replicas?: number; minReplicas?: number; cache?: Partial<ImageCacheOptions> } = {},
-): { service: ImageService; stores: ChunkStore[]; set: StoreSet } {
-  const members: StoreMember[] = stores.map((store, i) => ({
-    id: String.fromCharCode(97 + i),
-    url: store.name,
-    store,
-  }));
-  const set = new StoreSet(members, {
-    replicas: options.replicas ?? 2,
-    minReplicas: options.minReplicas ?? 1,
-  });
-  const service = new ImageService({
-    stores: set,
-    heads: new HeadStore(members),
-    pool: new InlinePool(),
-    chunkCache: new LRUCache({
-      maxSize: 64 * 1024 * 1024,
-      sizeCalculation: (b: Uint8Array) => b.byteLength || 1,
-    }),
-    cache: { ...DEFAULT_CACHE_OPTIONS, ...options.cache },
-  });
-  return { service, stores, set };
+  options: {
+    replicas?: number;
+    minReplicas?: number;
+    cache?: Partial<ImageCacheOptions>;
+    dirtyBudgetBytes?: number;
+    log?: (line: string) => void;
+    health?: { probeIntervalMs: number; probeTimeoutMs: number };
+  } = {},
+): Promise<{ service: ImageService; stores: ChunkStore[]; set: StoreSet; core: GatewayCore }> {
+  const core = await assembleGateway(
+    stores.map((store, i) => ({ id: String.fromCharCode(97 + i), url: store.name, store })),
+    {
+      replicas: options.replicas ?? 2,
+      minReplicas: options.minReplicas ?? 1,
+      gatewayId: `gw-test${String(++gateways).padStart(8, "0")}`,
+      pool: new InlinePool(),
+      cache: { lingerMs: 60_000, ...options.cache },
+      dirtyBudgetBytes: options.dirtyBudgetBytes,
+      background: false,
+      health: options.health ?? { probeIntervalMs: 50, probeTimeoutMs: 500 },
+      log: options.log ?? (() => {}),
+    },
+  );
+  return { service: core.images, stores, set: core.stores, core };
 }
 
 /** Deterministic pseudo-random bytes. */
@@ -56,6 +63,10 @@ export class SwitchableStore extends MemoryStore {
   #check(): void {
     if (this.down) throw new StoreUnavailableError(this.name, "switched off by the test");
   }
+  override async probe() {
+    this.#check();
+    return super.probe();
+  }
   override async has(h: readonly string[]) {
     this.#check();
     return super.has(h);
@@ -63,6 +74,10 @@ export class SwitchableStore extends MemoryStore {
   override async get(h: string) {
     this.#check();
     return super.get(h);
+  }
+  override async getMany(h: readonly string[]) {
+    this.#check();
+    return super.getMany(h);
   }
   override async put(h: string, b: Uint8Array) {
     this.#check();
@@ -83,5 +98,9 @@ export class SwitchableStore extends MemoryStore {
   override async listRefs(p?: string) {
     this.#check();
     return super.listRefs(p);
+  }
+  override async scanRefs(p: string, o?: { after?: string; limit?: number }) {
+    this.#check();
+    return super.scanRefs(p, o);
   }
 }

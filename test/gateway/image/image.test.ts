@@ -1,6 +1,5 @@
 import { describe, expect, test } from "bun:test";
 import type { ChunkStore } from "../../../chunkstore/chunk-store.ts";
-import { StoreUnavailableError } from "../../../chunkstore/errors.ts";
 import { MemoryStore } from "../../../chunkstore/memory-store.ts";
 import {
   ImageExistsError,
@@ -14,7 +13,7 @@ const MiB = 1024 * 1024;
 
 describe("image layer", () => {
   test("unaligned writes read back, before and after a flush, and from a fresh gateway", async () => {
-    const { service, stores } = imageService();
+    const { service, stores } = await imageService();
     await service.create("web01", 8 * MiB);
     const img = await service.open("web01");
     const writes = [
@@ -29,7 +28,7 @@ describe("image layer", () => {
     for (const w of writes) expect(await img.read(w.off, w.data.length)).toEqual(w.data);
     await service.close();
 
-    const again = imageService(stores).service;
+    const again = (await imageService(stores)).service;
     const img2 = await again.open("web01");
     for (const w of writes) expect(await img2.read(w.off, w.data.length)).toEqual(w.data);
     expect(await img2.read(200, 1000)).toEqual(new Uint8Array(1000));
@@ -37,12 +36,12 @@ describe("image layer", () => {
   });
 
   test("unflushed writes are gone after a gateway is dropped, flushed ones stay, the image stays readable", async () => {
-    const { service, stores } = imageService(undefined, { cache: { flushIntervalMs: 60_000 } });
+    const { service, stores } = await imageService(undefined, { cache: { flushIntervalMs: 60_000 } });
     await service.create("vm", 4 * MiB);
     const img = await service.open("vm");
     await img.write(0, pattern(65536, 5), { fua: true });
     await img.write(MiB, pattern(65536, 6), { fua: false });
-    const again = imageService(stores).service; // the first gateway "crashed": its cache is gone
+    const again = (await imageService(stores)).service; // the first gateway "crashed": its cache is gone
     const img2 = await again.open("vm");
     expect(await img2.read(0, 65536)).toEqual(pattern(65536, 5));
     expect(await img2.read(MiB, 65536)).toEqual(new Uint8Array(65536));
@@ -50,7 +49,7 @@ describe("image layer", () => {
   });
 
   test("trim and write-zeroes make holes; block status reports them", async () => {
-    const { service } = imageService();
+    const { service } = await imageService();
     await service.create("z", 2 * MiB);
     const img = await service.open("z");
     await img.write(0, pattern(2 * MiB, 7), { fua: false });
@@ -68,7 +67,7 @@ describe("image layer", () => {
   });
 
   test("every chunk lands on `replicas` stores; identical blocks are stored once", async () => {
-    const { service, stores } = imageService(undefined, { replicas: 2 });
+    const { service, stores } = await imageService(undefined, { replicas: 2 });
     await service.create("r", 4 * MiB);
     const img = await service.open("r");
     const block = pattern(65536, 8);
@@ -86,27 +85,28 @@ describe("image layer", () => {
 
   test("with one store down, reads and writes go on (minReplicas 1) and its synced generation stays behind", async () => {
     const stores = [new SwitchableStore("a"), new SwitchableStore("b"), new SwitchableStore("c")];
-    const { service } = imageService(stores, { replicas: 2, minReplicas: 1 });
+    const { service, core } = await imageService(stores, { replicas: 2, minReplicas: 1 });
     await service.create("d", 4 * MiB);
     const img = await service.open("d");
     await img.write(0, pattern(4 * MiB, 9), { fua: true });
     stores[1]!.down = true;
+    await core.health.probeAll();
     expect(await img.read(0, 4 * MiB)).toEqual(pattern(4 * MiB, 9));
     await img.write(0, pattern(MiB, 10), { fua: true });
-    const head = img.head;
+    const head = await service.info("d");
     expect(head.synced.b!.generation).toBeLessThan(head.generation);
     expect(
       head.synced.a!.generation === head.generation || head.synced.c!.generation === head.generation,
     ).toBe(true);
-    const fresh = imageService(stores, { replicas: 2, minReplicas: 1 }).service;
-    const img2 = await fresh.open("d@nosuch").catch((e) => e);
+    const fresh = (await imageService(stores, { replicas: 2, minReplicas: 1 })).service;
+    const img2 = await fresh.open("d@nosuch").catch((e: unknown) => e);
     expect(img2).toBeInstanceOf(ImageNotFoundError);
     await fresh.close();
     await service.close();
   });
 
   test("snapshots are frozen and read-only; clones start from them and diverge", async () => {
-    const { service } = imageService();
+    const { service } = await imageService();
     await service.create("base", 2 * MiB);
     const img = await service.open("base");
     await img.write(0, pattern(MiB, 11), { fua: false });
@@ -126,7 +126,7 @@ describe("image layer", () => {
   });
 
   test("create refuses a duplicate name, bad names and bad chunk sizes; an image can grow", async () => {
-    const { service } = imageService();
+    const { service } = await imageService();
     await service.create("g", MiB, { chunkSize: 4096 });
     await expect(service.create("g", MiB)).rejects.toBeInstanceOf(ImageExistsError);
     await expect(service.create("bad/name", MiB)).rejects.toBeInstanceOf(TypeError);
@@ -142,25 +142,52 @@ describe("image layer", () => {
     await service.close();
   });
 
-  test("fencing: a second gateway opening the image stops the first from committing", async () => {
+  test("looking is free: a second gateway opening and reading an image does not fence the writer", async () => {
     const stores: ChunkStore[] = [new MemoryStore("a"), new MemoryStore("b"), new MemoryStore("c")];
-    const a = imageService(stores).service;
-    const b = imageService(stores).service;
+    const a = (await imageService(stores)).service;
+    const b = (await imageService(stores)).service;
+    await a.create("f", MiB);
+    const imgA = await a.open("f");
+    await imgA.write(0, pattern(100, 16), { fua: true });
+    const imgB = await b.open("f");
+    expect(await imgB.read(0, 100)).toEqual(pattern(100, 16));
+    await b.info("f");
+    await b.snapshot("f", "seen-from-b");
+    // The owner goes on committing; the reader sees each flush at once.
+    await imgA.write(0, pattern(100, 17), { fua: true });
+    expect(await imgB.read(0, 100)).toEqual(pattern(100, 17));
+    expect((await a.info("f")).owner).toBe(imgA.head.owner);
+    await a.close();
+    await b.close();
+  });
+
+  test("ownership moves on a write: the first write through a second gateway fences the first one's flushes", async () => {
+    const stores: ChunkStore[] = [new MemoryStore("a"), new MemoryStore("b"), new MemoryStore("c")];
+    const lines: string[] = [];
+    const a = (await imageService(stores, { log: (l) => lines.push(l) })).service;
+    const b = (await imageService(stores)).service;
     await a.create("f", MiB);
     const imgA = await a.open("f");
     await imgA.write(0, pattern(100, 16), { fua: true });
     const imgB = await b.open("f");
     await imgA.write(0, pattern(100, 17), { fua: false });
-    await expect(imgA.flush()).rejects.toBeInstanceOf(StaleEpochError);
+    await imgB.write(4096, pattern(100, 18), { fua: true }); // takes the image over
+    const fenced = await imgA.flush().catch((e) => e);
+    expect(fenced).toBeInstanceOf(StaleEpochError);
+    expect((fenced as StaleEpochError).owner).toBe((await b.info("f")).owner);
+    expect(lines.some((l) => l.includes("now owned by gateway"))).toBe(true);
+    // A's unflushed write never lands; B's does; A's later writes fail too.
     expect(await imgB.read(0, 100)).toEqual(pattern(100, 16));
-    await imgB.write(0, pattern(100, 18), { fua: true });
-    expect(await imgB.read(0, 100)).toEqual(pattern(100, 18));
+    expect(await imgB.read(4096, 100)).toEqual(pattern(100, 18));
+    await expect(imgA.write(0, pattern(100, 19), { fua: true })).rejects.toBeInstanceOf(StaleEpochError);
     await b.close();
+    await a.close();
   });
 
   test("a writer waits when dirty memory is full instead of growing without bound", async () => {
-    const { service } = imageService(undefined, {
-      cache: { maxDirtyBytes: 4 * 65536, flushThresholdBytes: 1 << 30 },
+    const { service } = await imageService(undefined, {
+      dirtyBudgetBytes: 4 * 65536,
+      cache: { flushThresholdBytes: 1 << 30 },
     });
     await service.create("w", 8 * MiB);
     const img = await service.open("w");
@@ -177,7 +204,7 @@ describe("image layer", () => {
 });
 
 test("a clone larger than its snapshot reads the snapshot's data (the block map grows a level)", async () => {
-  const { service } = imageService();
+  const { service } = await imageService();
   await service.create("small", 1024 * 1024, { chunkSize: 4096 });
   const img = await service.open("small");
   await img.write(4096 * 3, pattern(5000, 21), { fua: true });

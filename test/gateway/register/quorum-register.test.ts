@@ -205,4 +205,31 @@ describe("QuorumRegister", () => {
       ["head.y", { y: 1 }],
     ]);
   });
+
+  test("a wiped member rejoins: every key is rewritten on all members, then it votes again", async () => {
+    const { stores, members, register } = cluster();
+    for (const s of stores) s.expectIdentity((await s.probe()).identity);
+    const a = register("gw-a", 1000);
+    for (const k of ["head.x", "head.y", "cluster"]) await a.update(k, () => write(`${k}-v1`, null));
+    await a.update("head.x", () => write("head.x-v2", null));
+    (stores[0]!.inner as MemoryStore).wipe();
+    const r = new QuorumRegister(members, { proposer: "gw-r", deadlineMs: 1000 });
+    r.exclude("s0");
+    stores[0]!.expectIdentity((await stores[0]!.probe()).identity);
+    // With another member down, a rejoin cannot be safe: it must fail and change nothing.
+    stores[2]!.faults.down = true;
+    await expect(r.rejoin("s0")).rejects.toBeInstanceOf(RegisterUnavailableError);
+    expect(r.excluded.has("s0")).toBe(true);
+    stores[2]!.faults.down = false;
+    expect(await r.rejoin("s0")).toBe(3);
+    expect(r.excluded.size).toBe(0);
+    // The rejoined member and one other now form a majority that remembers everything.
+    stores[2]!.faults.down = true;
+    expect(await r.read("head.x")).toBe("head.x-v2");
+    expect(await r.read("head.y")).toBe("head.y-v1");
+    await r.update("head.y", () => write("head.y-v2", null));
+    stores[2]!.faults.down = false;
+    stores[1]!.faults.down = true;
+    expect(await register("gw-z", 1000).read("head.y")).toBe("head.y-v2");
+  });
 });

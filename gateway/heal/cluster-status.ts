@@ -1,0 +1,180 @@
+/**
+ * The answers of the status routes (`/v1/stores`, `/v1/heal`, safe-to-remove), for the
+ * whole cluster from any gateway: each is computed from the cluster record and every head
+ * read fresh from the register, what this gateway sees of each store, and the heals (run
+ * here, or published by the gateway that runs them in its lease).
+ */
+import { type Head, liveHead } from "../image/head.ts";
+import type { HeadWriter } from "../image/head-writer.ts";
+import type { InflightCommit } from "../image/image-context.ts";
+import type { Cluster } from "../replication/cluster.ts";
+import type { StoreHealth } from "../replication/store-health.ts";
+import type { StoreSet } from "../replication/store-set.ts";
+import type { HealProgress, HealScheduler } from "./heal-scheduler.ts";
+import type { RepairQueue } from "./read-repair.ts";
+import { type ReplicaInputs, type StoreState, storeStates } from "./replica-state.ts";
+import { type SafeToRemove, safeToRemove } from "./safe-to-remove.ts";
+import type { Scrubber, ScrubStatus } from "./scrub.ts";
+import type { HealLimits, HealThrottle } from "./throttle.ts";
+
+/** What the status answers are made from. */
+export interface StatusDeps {
+  readonly cluster: Cluster;
+  readonly heads: HeadWriter;
+  readonly health: StoreHealth;
+  readonly stores: StoreSet;
+  readonly inflight: () => InflightCommit[];
+  readonly heal: HealScheduler;
+  readonly scrub: Scrubber;
+  readonly repairs: RepairQueue;
+  readonly throttle: HealThrottle;
+}
+
+/** One store in `GET /v1/stores`. */
+export interface StoreAnswer {
+  readonly id: string;
+  readonly url: string;
+  readonly role: "data" | "witness";
+  readonly state: StoreState;
+  readonly reasons: readonly string[];
+  readonly since: string;
+  readonly identity: string;
+  readonly observedIdentity: string | null;
+  readonly maintenance: { readonly since: string; readonly by: string } | null;
+  readonly damagedChunks: number;
+  readonly chunks: number | null;
+  readonly bytes: number | null;
+  readonly freeBytes: number | null;
+  readonly failures: number;
+  readonly lag: readonly { image: string; syncedGeneration: number; generation: number; reason: string }[];
+}
+
+/** One data store in `GET /v1/heal`. */
+export interface StoreHealAnswer {
+  readonly id: string;
+  readonly state: StoreState;
+  readonly imagesBehind: number;
+  readonly running: boolean;
+  /** The gateway running (or that last ran) its heal. */
+  readonly gateway: string | null;
+  readonly missingBytes: number;
+  readonly copiedBytes: number;
+  readonly rateBytesPerSecond: number;
+  readonly etaSeconds: number | null;
+  readonly converges: boolean;
+  readonly lostChunks: number;
+  readonly lastError: string | null;
+  readonly startedAt: string | null;
+  readonly finishedAt: string | null;
+  readonly images: HealProgress["images"];
+}
+
+/** Builds the status answers. */
+export class ClusterStatus {
+  readonly #d: StatusDeps;
+
+  constructor(deps: StatusDeps) {
+    this.#d = deps;
+  }
+
+  /** Fresh inputs: the record and every head from the register; with `probe`, every store probed now. */
+  async inputs(options: { probe?: boolean } = {}): Promise<ReplicaInputs> {
+    const [record, scanned] = await Promise.all([
+      this.#d.cluster.fresh(),
+      this.#d.heads.scan(),
+      options.probe ? this.#d.health.probeAll() : Promise.resolve(),
+    ]);
+    const heads = [...scanned.values()].map(liveHead).filter((h): h is Head => h !== null);
+    return {
+      record,
+      heads,
+      up: (id) => !this.#d.health.isDown(id),
+      observed: (id) => this.#d.health.status(id)?.identity ?? null,
+      inflight: this.#d.inflight(),
+    };
+  }
+
+  async stores(): Promise<{ replicas: number; minReplicas: number; stores: StoreAnswer[] }> {
+    const inputs = await this.inputs();
+    return {
+      replicas: this.#d.stores.options.replicas,
+      minReplicas: this.#d.stores.options.minReplicas,
+      stores: storeStates(inputs).map((s) => {
+        const h = this.#d.health.status(s.id)!;
+        return {
+          id: s.id,
+          url: h.url,
+          role: s.role,
+          state: s.state,
+          reasons: s.reasons,
+          since: h.since,
+          identity: s.identity,
+          observedIdentity: s.observedIdentity,
+          maintenance: s.maintenance,
+          damagedChunks: s.damagedChunks,
+          chunks: h.chunks,
+          bytes: h.bytes,
+          freeBytes: h.freeBytes,
+          failures: h.failures,
+          lag: s.lag,
+        };
+      }),
+    };
+  }
+
+  async heal(): Promise<{
+    healing: boolean;
+    limits: HealLimits;
+    stores: StoreHealAnswer[];
+    scrub: ScrubStatus[];
+    repairedChunks: number;
+  }> {
+    const [inputs, heals] = await Promise.all([this.inputs(), this.#d.heal.status()]);
+    const states = new Map(storeStates(inputs).map((s) => [s.id, s]));
+    const limit = this.#d.throttle.limits().rateBytesPerSecond;
+    const stores = heals.map(({ store, running, progress: p, rateBytesPerSecond: rate }) => {
+      const s = states.get(store)!;
+      const remaining = p ? Math.max(0, p.missingBytes - p.copiedBytes) : 0;
+      return {
+        id: store,
+        state: s.state,
+        imagesBehind: s.lag.length,
+        running,
+        gateway: p?.gateway ?? null,
+        missingBytes: p?.missingBytes ?? 0,
+        copiedBytes: p?.copiedBytes ?? 0,
+        rateBytesPerSecond: running ? rate : 0,
+        etaSeconds: running
+          ? remaining === 0
+            ? 0
+            : Math.ceil(remaining / Math.max(1, Math.min(limit, rate || limit)))
+          : null,
+        // The backlog only shrinks while the store is reachable (new writes reach it directly).
+        converges: s.state !== "down" && s.state !== "replaced",
+        lostChunks: p?.lostChunks ?? 0,
+        lastError: p?.lastError ?? null,
+        startedAt: p?.startedAt ?? null,
+        finishedAt: p?.finishedAt ?? null,
+        images: p?.images ?? [],
+      } satisfies StoreHealAnswer;
+    });
+    return {
+      healing: stores.some((s) => s.running || s.state === "healing" || s.state === "replaced"),
+      limits: this.#d.throttle.limits(),
+      stores,
+      scrub: this.#d.scrub.status(),
+      repairedChunks: this.#d.repairs.repairedChunks,
+    };
+  }
+
+  /** Safe-to-remove from a fresh probe of every store and fresh heads. */
+  async safeToRemove(store: string): Promise<SafeToRemove> {
+    const inputs = await this.inputs({ probe: true });
+    return safeToRemove(store, {
+      ...inputs,
+      replicas: this.#d.stores.options.replicas,
+      minReplicas: this.#d.stores.options.minReplicas,
+      healing: this.#d.heal.healing(),
+    });
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * The copy engine: heal, repair and (later) backup copy chunks with it. It reads each
+ * chunk from another replica (verified by the store that reads it), puts batches on the
+ * target with one request each, keeps `concurrency` batches in flight, and spends the
+ * throttle's bytes before each batch.
+ */
+import type { ChunkPut, Hash } from "../../chunkstore/chunk-store.ts";
+import { ChunkNotFoundError } from "../../chunkstore/errors.ts";
+import type { StoreSet } from "../replication/store-set.ts";
+import type { HealThrottle } from "./throttle.ts";
+
+/** Chunks per batch: one has/put request each (64 x 64 KiB = 4 MiB). */
+const COPY_BATCH = 64;
+
+/** A chunk to copy and the bytes it is expected to weigh (for the throttle and progress). */
+export interface CopyItem {
+  readonly hash: Hash;
+  readonly estimate: number;
+}
+
+/** What a copy did. */
+export interface CopyResult {
+  readonly copiedChunks: number;
+  readonly copiedBytes: number;
+  /** Chunks no other replica had a good copy of (data loss, unless the target has one). */
+  readonly lost: Hash[];
+}
+
+/** Copies chunks onto a store from the other replicas. */
+export class CopyEngine {
+  readonly #stores: StoreSet;
+  readonly #throttle: HealThrottle;
+
+  constructor(stores: StoreSet, throttle: HealThrottle) {
+    this.#stores = stores;
+    this.#throttle = throttle;
+  }
+
+  /**
+   * Copies `items` onto store `target`. Stops starting batches when `proceed()` turns false
+   * (a lost lease, a stop); `onBatch` hears of each batch put.
+   */
+  async copy(
+    target: string,
+    items: readonly CopyItem[],
+    options: { proceed?: () => boolean; onBatch?: (chunks: number, bytes: number) => void } = {},
+  ): Promise<CopyResult> {
+    const store = this.#stores.member(target)?.store;
+    if (!store) throw new RangeError(`No store "${target}"`);
+    const proceed = options.proceed ?? (() => true);
+    let next = 0;
+    let copiedChunks = 0;
+    let copiedBytes = 0;
+    const lost: Hash[] = [];
+    const worker = async () => {
+      while (next < items.length && proceed()) {
+        const batch = items.slice(next, next + COPY_BATCH);
+        next += batch.length;
+        await this.#throttle.rate.take(batch.reduce((a, i) => a + i.estimate, 0));
+        const read = await Promise.all(
+          batch.map((i) =>
+            this.#stores.getChunk(i.hash, target).then(
+              (bytes): ChunkPut => ({ hash: i.hash, bytes }),
+              (err) => {
+                if (err instanceof ChunkNotFoundError) {
+                  lost.push(i.hash);
+                  return null;
+                }
+                throw err;
+              },
+            ),
+          ),
+        );
+        const found = read.filter((r): r is ChunkPut => r !== null);
+        if (found.length === 0) continue;
+        await store.putMany(found);
+        const bytes = found.reduce((a, c) => a + c.bytes.byteLength, 0);
+        copiedChunks += found.length;
+        copiedBytes += bytes;
+        options.onBatch?.(found.length, bytes);
+      }
+    };
+    const lanes = Math.max(
+      1,
+      Math.min(this.#throttle.limits().concurrency, Math.ceil(items.length / COPY_BATCH)),
+    );
+    await Promise.all(Array.from({ length: lanes }, worker));
+    return { copiedChunks, copiedBytes, lost };
+  }
+
+  /**
+   * Replaces a bad copy of `hash` on `target` with a good one from another replica: a
+   * corrupt copy is dropped first (the file store keeps its bytes in the segment, out of
+   * reach, until compaction). Resolves true if a good copy is there now.
+   */
+  async repair(target: string, hash: Hash, corrupt: boolean): Promise<boolean> {
+    const store = this.#stores.member(target)?.store;
+    if (!store) return false;
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.#stores.getChunk(hash, target);
+    } catch (err) {
+      if (err instanceof ChunkNotFoundError) return false;
+      throw err;
+    }
+    await this.#throttle.rate.take(bytes.byteLength);
+    if (corrupt) await store.delete(hash);
+    await store.put(hash, bytes);
+    return true;
+  }
+}

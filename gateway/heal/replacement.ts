@@ -1,0 +1,89 @@
+/**
+ * A store that answers with a new identity is a wiped or replaced disk behind the same
+ * address: it holds nothing it held before. This brings it back:
+ * 1. a head holder first rejoins the register (every key rewritten on every member; until
+ *    then it is kept out of every quorum, since a member that forgot its promises must not
+ *    vote, see quorum-register.ts);
+ * 2. the cluster record then names the new identity; every gateway's requests expect it
+ *    from then on, and every replica state recorded for the old identity counts as nothing;
+ * 3. the heal copies it everything by a full walk (heal-scheduler.ts), image by image.
+ * Steps 1-2 retry until they succeed (every register member must answer for a rejoin).
+ */
+import type { QuorumRegister } from "../register/quorum-register.ts";
+import type { Cluster } from "../replication/cluster.ts";
+import type { StoreMember } from "../replication/store-member.ts";
+
+/** How long to wait before trying a failed rejoin again. */
+const RETRY_MS = 2000;
+
+/** Handles replaced stores; one at a time per store. */
+export class Replacements {
+  readonly #members: ReadonlyMap<string, StoreMember>;
+  readonly #register: QuorumRegister;
+  readonly #cluster: Cluster;
+  readonly #log: (line: string) => void;
+  readonly #running = new Map<string, Promise<void>>();
+  #stopped = false;
+
+  constructor(
+    members: readonly StoreMember[],
+    register: QuorumRegister,
+    cluster: Cluster,
+    log: (line: string) => void,
+  ) {
+    this.#members = new Map(members.map((m) => [m.id, m]));
+    this.#register = register;
+    this.#cluster = cluster;
+    this.#log = log;
+    // Recorded by another gateway (after its rejoin): take the member back into quorums.
+    cluster.identityChanged.add((id) => {
+      if (this.#register.excluded.has(id) && !this.#running.has(id)) this.#register.include(id);
+    });
+  }
+
+  /** Store `id` answered as `identity`, not the recorded one: bring it back as a new store. */
+  handle(id: string, identity: string): void {
+    if (this.#stopped || this.#running.has(id)) return;
+    const member = this.#members.get(id);
+    if (!member || this.#cluster.identity(id) === identity) return;
+    const run = this.#bringBack(member, identity).finally(() => this.#running.delete(id));
+    this.#running.set(id, run);
+  }
+
+  /** Stores being brought back now. */
+  get running(): ReadonlySet<string> {
+    return new Set(this.#running.keys());
+  }
+
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  async #bringBack(member: StoreMember, identity: string): Promise<void> {
+    const old = this.#cluster.identity(member.id);
+    this.#log(
+      `store ${member.id}: answers with a new identity ${identity} (recorded ${old}): treated as a new, empty store`,
+    );
+    if (member.refs && !this.#register.excluded.has(member.id)) this.#register.exclude(member.id);
+    member.store.expectIdentity(identity);
+    for (let attempt = 1; !this.#stopped; attempt++) {
+      try {
+        if (this.#cluster.identity(member.id) !== identity) {
+          if (member.refs) {
+            const keys = await this.#register.rejoin(member.id);
+            this.#log(`store ${member.id}: rejoined the register (${keys} keys rewritten on every member)`);
+          }
+          await this.#cluster.recordIdentity(member.id, identity);
+        }
+        if (member.refs) this.#register.include(member.id);
+        this.#log(`store ${member.id}: recorded with identity ${identity}; a full heal follows`);
+        return;
+      } catch (err) {
+        if (attempt === 1 || attempt % 10 === 0)
+          this.#log(`store ${member.id}: bringing it back failed (${(err as Error).message}); retrying`);
+        if (!this.#register.excluded.has(member.id) && member.refs) this.#register.exclude(member.id);
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
+    }
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * One commit of an image's dirty blocks: hash them in the worker pool, put the chunks on
+ * their stores, update the block map, put its changed pages, and advance the head (the
+ * one head writer). The cluster record is read fresh while the chunks travel, so a store
+ * that entered maintenance meanwhile is not counted; if it had been, the chunks are put
+ * again, spilling past it, before the head moves.
+ */
+import type { ChunkPut, Hash } from "../../chunkstore/chunk-store.ts";
+import { toHex } from "../../chunkstore/hash.ts";
+import type { TaskPool } from "../../workers/task-pool.ts";
+import { PutOutcome } from "../replication/store-set.ts";
+import { type BlockMap, ZERO_HASH } from "./block-map.ts";
+import type { Head } from "./head.ts";
+import { commitContent, NeedMoreCopiesError } from "./head-writer.ts";
+import type { ImageContext } from "./image-context.ts";
+import type { Pending } from "./write-cache.ts";
+
+/** Blocks hashed per worker task: 16 x 64 KiB = 1 MiB, enough to amortize the hand-off. */
+const HASH_TASK_BYTES = 1024 * 1024;
+
+/** Times a commit re-puts its chunks because stores entered maintenance while it ran. */
+const MAX_REPUTS = 3;
+
+/** What one commit needs from its image. */
+export interface CommitInput {
+  readonly head: Head;
+  /** The committed version the batch applies to (the head's, unless an earlier attempt is in doubt). */
+  readonly base: { readonly root: Hash; readonly size: number };
+  readonly ownAttempts: ReadonlySet<string>;
+  readonly commitId: string;
+  readonly batch: ReadonlyMap<number, Pending>;
+  readonly map: BlockMap;
+  readonly chunkSize: number;
+  /** Live set of data stores that have not yet received everything (safe-to-remove reads it). */
+  readonly pending: Set<string>;
+}
+
+/** Commits `input.batch`; resolves with the new head and the hash of each block. */
+export async function commitBatch(
+  ctx: ImageContext,
+  input: CommitInput,
+): Promise<{ head: Head; hashes: Map<number, Hash> }> {
+  const { head, batch, map } = input;
+  const freshLeaving = ctx.cluster.freshLeaving();
+  freshLeaving.catch(() => {}); // awaited below; a failure there fails the commit
+  const hashes = await hashBlocks(ctx.pool, batch, input.chunkSize);
+  const chunks: ChunkPut[] = [];
+  for (const [index, content] of batch) {
+    const hash = hashes.get(index)!;
+    if (hash !== ZERO_HASH && content) chunks.push({ hash, bytes: content });
+  }
+  const leaving = ctx.cluster.leaving();
+  const dataOutcome = await ctx.stores.putChunks(chunks, leaving, input.pending);
+  for (const [index] of batch) await map.set(index, hashes.get(index)!);
+  const { root, pages } = await map.commit();
+  const pageOutcome = await ctx.stores.putChunks(pages, leaving, input.pending);
+  let put = PutOutcome.merge(dataOutcome, pageOutcome);
+  let fresh = await freshLeaving;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const { head: written } = await ctx.heads.change(
+        head.name,
+        commitContent({
+          name: head.name,
+          incarnation: head.incarnation,
+          epoch: head.epoch,
+          owner: ctx.gatewayId,
+          base: input.base,
+          ownAttempts: input.ownAttempts,
+          root,
+          size: head.size,
+          put,
+          leaving: fresh,
+          minReplicas: ctx.stores.options.minReplicas,
+        }),
+        input.commitId,
+      );
+      input.pending.clear();
+      return { head: written as Head, hashes };
+    } catch (err) {
+      if (!(err instanceof NeedMoreCopiesError) || attempt >= MAX_REPUTS) throw err;
+      // A store entered maintenance while the chunks travelled: spill past it, then try again.
+      fresh = err.leaving;
+      const again = await ctx.stores.putChunks([...chunks, ...pages], err.leaving);
+      put = PutOutcome.merge(put, again);
+    }
+  }
+}
+
+/** Hashes the batch's blocks in the worker pool; holes and all-zero blocks get ZERO_HASH. */
+export async function hashBlocks(
+  pool: TaskPool,
+  batch: ReadonlyMap<number, Pending>,
+  chunkSize: number,
+): Promise<Map<number, Hash>> {
+  const out = new Map<number, Hash>();
+  const perTask = Math.max(1, Math.floor(HASH_TASK_BYTES / chunkSize));
+  const entries: [number, Uint8Array][] = [];
+  for (const [i, c] of batch) {
+    if (c) entries.push([i, c]);
+    else out.set(i, ZERO_HASH);
+  }
+  const tasks: Promise<void>[] = [];
+  for (let t = 0; t < entries.length; t += perTask) {
+    const group = entries.slice(t, t + perTask);
+    // Blocks are packed into one buffer (a copy: the originals stay readable) and moved to the worker.
+    const packed = takePackBuffer(group.length * chunkSize);
+    group.forEach(([, c], k) => {
+      packed.set(c, k * chunkSize);
+    });
+    tasks.push(
+      pool
+        .run(
+          "hashBlocks",
+          { data: packed, blockSize: chunkSize, zeroIsHole: true },
+          { transfer: [packed.buffer as ArrayBuffer] },
+        )
+        .then((r) => {
+          group.forEach(([index], k) => {
+            out.set(index, toHex(r.hashes.subarray(k * 32, k * 32 + 32)));
+          });
+          givePackBuffer(r.data);
+        }),
+    );
+  }
+  await Promise.all(tasks);
+  return out;
+}
+
+/**
+ * Reused buffers for packing blocks to hash: a fresh buffer per task makes the kernel
+ * fault in and zero every page again (about 10 us per 4 KiB page on this VM, more CPU
+ * than the hashing). They come back from the worker (moved both ways) for the next task.
+ */
+const packBuffers: Uint8Array[] = [];
+/** Pack buffers kept: enough for the tasks of one commit in flight. */
+const MAX_PACK_BUFFERS = 16;
+
+function takePackBuffer(size: number): Uint8Array {
+  const i = packBuffers.findIndex((b) => b.byteLength === size);
+  return i >= 0 ? packBuffers.splice(i, 1)[0]! : new Uint8Array(size);
+}
+
+function givePackBuffer(buffer: Uint8Array): void {
+  if (
+    packBuffers.length < MAX_PACK_BUFFERS &&
+    buffer.byteOffset === 0 &&
+    buffer.byteLength === buffer.buffer.byteLength
+  ) {
+    packBuffers.push(buffer);
+  }
+}
