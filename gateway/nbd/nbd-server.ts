@@ -216,6 +216,7 @@ export async function startNbdServer(
   const server = net.createServer((socket) => {
     if (connections.size >= maxConnections) {
       // Refused before any byte is sent: NBD has no way to say "busy" before the greeting.
+      const peer = peerOf(socket);
       socket.destroy();
       const now = Date.now();
       if (now - lastRefusalReport < REFUSAL_LOG_INTERVAL_MS) {
@@ -224,7 +225,7 @@ export async function startNbdServer(
       }
       const more = refusedSinceReport > 0 ? ` (and ${refusedSinceReport} more since the last report)` : "";
       warn(
-        `refused a connection from ${peerOf(socket)}: ${connections.size} connections open, the limit is ${maxConnections}${more}`,
+        `refused a connection from ${peer}: ${connections.size} connections open, the limit is ${maxConnections}${more}`,
       );
       lastRefusalReport = now;
       refusedSinceReport = 0;
@@ -443,7 +444,11 @@ class Connection {
       if (this.#parser !== null) {
         this.#parser.push(chunk, this.#dispatch);
         this.#lastProgress = Date.now();
-        if (this.#parser.midRequest) this.#armStallTimer();
+        // A payload still arriving counts against the in-flight limit (see #updateReading).
+        if (this.#parser.midRequest) {
+          this.#updateReading();
+          this.#armStallTimer();
+        }
       } else {
         this.#drive(this.#handshake.feed(chunk));
       }

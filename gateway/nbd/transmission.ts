@@ -51,8 +51,13 @@ export class NbdProtocolError extends Error {
  */
 const SMALL_PIECE_BYTES = 16 * 1024;
 
-/** Size of the segments small pieces are copied into. */
-const SEGMENT_BYTES = 64 * 1024;
+/**
+ * Sizes of the segments small pieces are copied into: the first is small (a flood of
+ * connections that each sent a few KiB costs a few KiB each), each next one twice
+ * the last, up to the maximum.
+ */
+const FIRST_SEGMENT_BYTES = 4 * 1024;
+const MAX_SEGMENT_BYTES = 64 * 1024;
 
 /**
  * Parses requests from a byte stream that arrives in arbitrary pieces. Leftover
@@ -84,6 +89,7 @@ export class RequestParser {
   /** The segment small pieces are being copied into, and how much of it is used. */
   #segment: Uint8Array | null = null;
   #segmentFill = 0;
+  #nextSegmentBytes = FIRST_SEGMENT_BYTES;
   #dropLeft = 0;
 
   constructor(options: { maxPayload: number }) {
@@ -184,8 +190,9 @@ export class RequestParser {
       if (this.#segment === null) {
         // Never larger than what the payload still needs, counting this piece.
         const needed = this.#length - (this.#payloadFill - n + at);
-        this.#segment = new Uint8Array(Math.min(SEGMENT_BYTES, needed));
+        this.#segment = new Uint8Array(Math.min(this.#nextSegmentBytes, needed));
         this.#segmentFill = 0;
+        this.#nextSegmentBytes = Math.min(2 * this.#nextSegmentBytes, MAX_SEGMENT_BYTES);
       }
       const take = Math.min(n - at, this.#segment.byteLength - this.#segmentFill);
       this.#segment.set(piece.subarray(at, at + take), this.#segmentFill);
@@ -208,6 +215,7 @@ export class RequestParser {
     const pieces = this.#pieces!;
     this.#pieces = null;
     this.#payloadFill = 0;
+    this.#nextSegmentBytes = FIRST_SEGMENT_BYTES;
     if (pieces.length === 1) return pieces[0]!;
     const payload = new Uint8Array(this.#length);
     let at = 0;
