@@ -16,7 +16,7 @@ import { mountStatusRoutes, STATUS_OPENAPI_PATHS } from "./http/status-api.ts";
 import { DEFAULT_CACHE_OPTIONS } from "./image/image.ts";
 import { ImageExports } from "./image/image-exports.ts";
 import { ImageService } from "./image/image-service.ts";
-import { startNbdServer } from "./nbd/nbd-server.ts";
+import { type NbdServerOptions, startNbdServer } from "./nbd/nbd-server.ts";
 import { HeadStore } from "./replication/head-store.ts";
 import { StoreHealth } from "./replication/store-health.ts";
 import { type StoreMember, StoreSet } from "./replication/store-set.ts";
@@ -32,7 +32,8 @@ export interface GatewayConfig {
   readonly stores: readonly StoreConfig[];
   readonly replicas: number;
   readonly minReplicas: number;
-  readonly nbd: { hostname: string; port: number };
+  /** The NBD listener: TCP or unix socket, TLS, limits (passed to startNbdServer as they are). */
+  readonly nbd: NbdServerOptions;
   readonly http: { hostname: string; port: number };
   /** Bearer token for `http(s)://` stores. */
   readonly storeToken?: string;

@@ -41,6 +41,23 @@ export function isLoopbackHost(hostname: string): boolean {
 }
 
 /**
+ * Throws {@link NbdConfigError} if this runtime cannot do the TLS features asked for
+ * (TLS-PSK, client certificate verification), naming the runtime and why.
+ */
+export function checkTlsSupport(
+  tls: { readonly verifyPeer?: boolean; readonly psk?: unknown },
+  support: TlsServerSupport = tlsServerSupport(),
+): void {
+  if (tls.psk && support.psk)
+    throw new NbdConfigError(`TLS-PSK (--tls-psk) is not available: ${support.psk}`);
+  if (tls.verifyPeer && support.verifyPeer) {
+    throw new NbdConfigError(
+      `Client certificate verification (--tls-verify-peer) is not available: ${support.verifyPeer}`,
+    );
+  }
+}
+
+/**
  * Throws {@link NbdConfigError} for a configuration the server refuses:
  * - TLS-PSK, or client certificate verification, on a runtime that cannot do it;
  * - an address other machines can reach without TLS and client authentication (anyone
@@ -52,13 +69,7 @@ export function checkNbdListen(
   support: TlsServerSupport = tlsServerSupport(),
 ): void {
   const { tls } = settings;
-  if (tls?.psk && support.psk)
-    throw new NbdConfigError(`TLS-PSK (--tls-psk) is not available: ${support.psk}`);
-  if (tls?.verifyPeer && support.verifyPeer) {
-    throw new NbdConfigError(
-      `Client certificate verification (--tls-verify-peer) is not available: ${support.verifyPeer}`,
-    );
-  }
+  if (tls) checkTlsSupport(tls, support);
   if (settings.path !== undefined) {
     const bytes = new TextEncoder().encode(settings.path).byteLength;
     if (bytes === 0 || bytes > MAX_UNIX_SOCKET_PATH_BYTES) {
