@@ -26,7 +26,7 @@ const server = await startNbdServer(
   },
   { port: 0, ...config.options },
 );
-console.log(server.path === null ? `listening ${server.port}` : `listening unix:${server.path}`);
+console.log(server.path ? `listening unix:${server.path}` : `listening ${server.port}`);
 const stop = () => server.close().then(() => process.exit(0));
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
