@@ -559,8 +559,10 @@ class Connection {
     const cipher = tls.getCipher?.()?.name ?? "?";
     const peer = credentials.verifyPeer ? `, client ${subjectOf(tls)}` : "";
     this.#log(`#${this.#id} TLS established (${tls.getProtocol?.()}, ${cipher}${peer})`);
-    // Read only once TLS is up: nothing unencrypted ever reaches the handshake.
+    // Read only once TLS is up: nothing unencrypted ever reaches the handshake. The TLS socket
+    // starts afresh: a full send buffer of the plain socket is now the TLS socket's to drain.
     this.#paused = false;
+    this.#waitingForDrain = false;
     tls.on("data", this.#onData);
     tls.on("drain", this.#onDrain);
     this.#updateReading();
