@@ -4,7 +4,9 @@ import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { defaultMinReplicas, parseStoreFlag, startGateway } from "../gateway/gateway.ts";
 import { isLoopback, parseListenAddress } from "./listen-address.ts";
+import { NBD_LISTEN_DESCRIPTION, NBD_TLS_ARGS, nbdServerOptions, nbdUsage } from "./nbd-flags.ts";
 import { onShutdown } from "./shutdown.ts";
+import { strictCommand } from "./strict-flags.ts";
 
 /** All values of a repeatable flag (citty keeps only the last one). */
 function repeated(flag: string, argv: readonly string[]): string[] {
@@ -16,7 +18,7 @@ function repeated(flag: string, argv: readonly string[]): string[] {
   return out;
 }
 
-export default defineCommand({
+const command = defineCommand({
   meta: { name: "gateway", description: "Serve images from chunk stores over NBD and an HTTP API" },
   args: {
     store: { type: "string", description: "ID=URL of a store (repeat for each store)", required: true },
@@ -26,7 +28,8 @@ export default defineCommand({
       description:
         "Copies that must be durable before a write is acknowledged (default: a majority of replicas)",
     },
-    nbd: { type: "string", description: "HOST:PORT for NBD", default: "127.0.0.1:10809" },
+    nbd: { type: "string", description: NBD_LISTEN_DESCRIPTION, default: "127.0.0.1:10809" },
+    ...NBD_TLS_ARGS,
     http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
     "store-token-file": { type: "string", description: "Bearer token for http(s) stores" },
     "state-dir": {
@@ -39,17 +42,12 @@ export default defineCommand({
     const stores = repeated("--store", rawArgs).map(parseStoreFlag);
     const replicas = Number(args.replicas);
     const minReplicas = args["min-replicas"] ? Number(args["min-replicas"]) : defaultMinReplicas(replicas);
-    const nbd = parseListenAddress(args.nbd, "--nbd");
+    const nbd = nbdServerOptions(args); // refuses a reachable NBD listener without TLS client auth
     const http = parseListenAddress(args.http, "--http");
-    for (const [flag, a] of [
-      ["--nbd", nbd],
-      ["--http", http],
-    ] as const) {
-      if (!isLoopback(a.hostname)) {
-        console.error(
-          `blockmend gateway: warning: ${flag} ${a.hostname} is reachable from other machines and has no authentication`,
-        );
-      }
+    if (!isLoopback(http.hostname)) {
+      console.error(
+        `blockmend gateway: warning: --http ${http.hostname} is reachable from other machines and has no authentication`,
+      );
     }
     const storeToken = args["store-token-file"]
       ? (await readFile(args["store-token-file"], "utf8")).trim()
@@ -64,8 +62,10 @@ export default defineCommand({
       stateDir: resolve(args["state-dir"]),
     });
     console.log(
-      `blockmend gateway ${gw.id}: ${stores.length} stores, ${replicas} replicas (min ${minReplicas}); NBD on nbd://${nbd.hostname}:${gw.nbdPort}, HTTP API on ${gw.httpUrl}`,
+      `blockmend gateway ${gw.id}: ${stores.length} stores, ${replicas} replicas (min ${minReplicas}); NBD on ${nbdUsage(nbd, gw.nbdPort).where}, HTTP API on ${gw.httpUrl}`,
     );
     onShutdown(() => gw.close());
   },
 });
+
+export default strictCommand(command);

@@ -7,21 +7,24 @@ import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { defaultMinReplicas, startGateway } from "../gateway/gateway.ts";
 import { parseListenAddress } from "./listen-address.ts";
+import { NBD_LISTEN_DESCRIPTION, NBD_TLS_ARGS, nbdServerOptions, nbdUsage } from "./nbd-flags.ts";
 import { onShutdown } from "./shutdown.ts";
+import { strictCommand } from "./strict-flags.ts";
 
 const REPLICAS = 2;
 
-export default defineCommand({
+const command = defineCommand({
   meta: { name: "up", description: "Run blockmend on this machine with its embedded defaults" },
   args: {
     data: { type: "string", description: "Data directory", default: "./blockmend-data" },
-    nbd: { type: "string", description: "HOST:PORT for NBD", default: "127.0.0.1:10809" },
+    nbd: { type: "string", description: NBD_LISTEN_DESCRIPTION, default: "127.0.0.1:10809" },
+    ...NBD_TLS_ARGS,
     http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
   },
   async run({ args }) {
     const data = resolve(args.data);
     const stores = ["a", "b", "c"].map((id) => ({ id, url: `file:${data}/store-${id}` }));
-    const nbd = parseListenAddress(args.nbd, "--nbd");
+    const nbd = nbdServerOptions(args);
     const http = parseListenAddress(args.http, "--http");
     const gw = await startGateway({
       stores,
@@ -33,17 +36,15 @@ export default defineCommand({
     });
     const api = gw.httpUrl;
     const apiFlag = api === "http://127.0.0.1:8080" ? "" : ` --api ${api}`;
-    const nbdUrl = `nbd://${nbd.hostname}:${gw.nbdPort}`;
+    const usage = nbdUsage(nbd, gw.nbdPort);
     console.log(`blockmend up: 3 file stores under ${data}, ${REPLICAS} replicas`);
-    console.log(`  NBD:      ${nbdUrl}/<image>   (image@snapshot: read-only)`);
+    console.log(`  NBD:      ${usage.exportUri("<image>")}   (image@snapshot: read-only)`);
     console.log(`  HTTP API: ${api}/v1   (OpenAPI: ${api}/v1/openapi.json)`);
     console.log("Try, in another terminal:");
     console.log(`  npx blockmend image create web01 1G${apiFlag}`);
-    console.log(`  qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' ${nbdUrl}/web01`);
-    console.log(`  qemu-img convert -n -O raw disk.raw ${nbdUrl}/web01   # write a disk image into it`);
-    console.log(
-      `  qemu-system-x86_64 -m 1G -drive file=${nbdUrl}/web01,format=raw,cache=writeback   # boot it`,
-    );
+    for (const line of usage.tryLines("web01")) console.log(`  ${line}`);
     onShutdown(() => gw.close());
   },
 });
+
+export default strictCommand(command);

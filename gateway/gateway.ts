@@ -31,7 +31,7 @@ import {
 import { ImageExports } from "./image/image-exports.ts";
 import { ImageService } from "./image/image-service.ts";
 import { DirtyBudget } from "./image/write-cache.ts";
-import { startNbdServer } from "./nbd/nbd-server.ts";
+import { type NbdServerOptions, startNbdServer } from "./nbd/nbd-server.ts";
 import type { QuorumRegister } from "./register/quorum-register.ts";
 import { bootstrapCluster, Cluster, type ConfiguredStore } from "./replication/cluster.ts";
 import { DEFAULT_HEALTH_OPTIONS, type HealthOptions, StoreHealth } from "./replication/store-health.ts";
@@ -48,7 +48,8 @@ export interface GatewayConfig {
   readonly stores: readonly StoreConfig[];
   readonly replicas: number;
   readonly minReplicas: number;
-  readonly nbd: { hostname: string; port: number };
+  /** The NBD listener: TCP or unix socket, TLS, limits (passed to startNbdServer as they are). */
+  readonly nbd: NbdServerOptions;
   readonly http: { hostname: string; port: number };
   /** The gateway's state directory (its id and lock). */
   readonly stateDir: string;

@@ -10,11 +10,20 @@
  *
  * Supported options (proto.md "Option types"): EXPORT_NAME, ABORT, LIST, INFO,
  * GO, STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (only
- * `base:allocation`). Everything else gets NBD_REP_ERR_UNSUP (STARTTLS gets
- * NBD_REP_ERR_POLICY: known, but this server does not offer TLS).
+ * `base:allocation`), and STARTTLS when TLS is configured. Everything else gets
+ * NBD_REP_ERR_UNSUP.
+ *
+ * TLS (proto.md "TLS support"): with `{ tls: "none" }` (the default) the server
+ * is in NOTLS mode and STARTTLS gets NBD_REP_ERR_POLICY. With
+ * `{ tls: "required" }` it is in FORCEDTLS mode: until STARTTLS succeeds every
+ * option but STARTTLS and ABORT is answered NBD_REP_ERR_TLS_REQD (its data
+ * skipped, never buffered) and EXPORT_NAME ends the session. STARTTLS is
+ * acknowledged and the step says "starttls": the caller sends the ACK,
+ * upgrades the connection, calls {@link Handshake.tlsStarted} and feeds the
+ * decrypted bytes from then on; option haggling starts over inside TLS.
  *
  * @example
- * const hs = new Handshake();
+ * const hs = new Handshake({ tls: "required" });
  * socket.write(hs.start());
  * socket.on("data", (chunk) => drive(hs.feed(chunk)));
  *
@@ -70,6 +79,20 @@ export interface NegotiatedSession {
   readonly metaContextId: number | null;
   /** Bytes received after the handshake: the start of the transmission phase. */
   readonly leftover: Uint8Array;
+  /** Option haggling ended inside TLS. */
+  readonly tls: boolean;
+}
+
+/**
+ * TLS policy of a handshake. "none": NOTLS mode, STARTTLS is refused.
+ * "required": FORCEDTLS mode, nothing but STARTTLS and ABORT before TLS.
+ */
+export type HandshakeTls = "none" | "required";
+
+/** Options of a {@link Handshake}. */
+export interface HandshakeOptions {
+  /** Default "none". */
+  readonly tls?: HandshakeTls;
 }
 
 /** Why the handshake asks for an export lookup. */
@@ -85,6 +108,12 @@ export type HandshakeNext =
   | { readonly kind: "list" }
   /** Look the export up and call `answerLookup`. With purpose "go" a positive answer ends the handshake. */
   | { readonly kind: "lookup"; readonly name: string; readonly purpose: LookupPurpose }
+  /**
+   * NBD_OPT_STARTTLS was acknowledged: send `send` in plaintext, upgrade the
+   * connection to TLS (server side), then call `tlsStarted()` and feed only
+   * decrypted bytes. Nothing was buffered past the option (that is refused).
+   */
+  | { readonly kind: "starttls" }
   /** The handshake is over: serve the export. */
   | { readonly kind: "transmission"; readonly session: NegotiatedSession }
   /** Close the connection (after sending `send`). */
@@ -97,7 +126,7 @@ export interface HandshakeStep {
   readonly next: HandshakeNext;
 }
 
-type Phase = "flags" | "option-header" | "option-data" | "option-skip" | "waiting" | "done";
+type Phase = "flags" | "option-header" | "option-data" | "option-skip" | "waiting" | "tls-upgrade" | "done";
 
 type Pending =
   | { kind: "list" }
@@ -156,6 +185,9 @@ export function encodeGreeting(): Uint8Array {
  * feed every received chunk until the step says "transmission" or "close".
  */
 export class Handshake {
+  readonly #tlsRequired: boolean;
+  /** STARTTLS succeeded: every byte fed since then came out of TLS. */
+  #tls = false;
   #phase: Phase = "flags";
   /** Unprocessed received bytes: a view of a received chunk or of `#storage`. */
   #buf: Uint8Array = EMPTY;
@@ -171,6 +203,10 @@ export class Handshake {
   #pending: Pending | null = null;
   #closed: string | null = null;
 
+  constructor(options: HandshakeOptions = {}) {
+    this.#tlsRequired = (options.tls ?? "none") === "required";
+  }
+
   /** The greeting to send as soon as the client connects. */
   start(): Uint8Array {
     return encodeGreeting();
@@ -181,10 +217,17 @@ export class Handshake {
     return this.#structured;
   }
 
+  /** TLS is active (STARTTLS succeeded and {@link tlsStarted} was called). */
+  get tls(): boolean {
+    return this.#tls;
+  }
+
   /** Processes received bytes. */
   feed(chunk: Uint8Array): HandshakeStep {
     if (this.#phase === "done")
       throw new Error("Handshake is over: feed transmission bytes to the request parser");
+    if (this.#phase === "tls-upgrade")
+      throw new Error("Handshake is waiting for the TLS upgrade: call tlsStarted() first");
     if (this.#closed !== null) return { send: [], next: { kind: "close", reason: this.#closed } };
     this.#append(chunk);
     if (this.#phase === "waiting") return { send: [], next: { kind: "wait" } };
@@ -229,6 +272,23 @@ export class Handshake {
       default:
         throw new Error("Handshake is not waiting for an export lookup");
     }
+  }
+
+  /**
+   * Reports that the connection was upgraded after a "starttls" step. Option
+   * haggling continues from a clean state inside TLS (what was negotiated in
+   * plaintext was only errors); the returned step asks for more bytes.
+   */
+  tlsStarted(): HandshakeStep {
+    if (this.#phase !== "tls-upgrade") throw new Error("Handshake did not ask for a TLS upgrade");
+    this.#tls = true;
+    this.#phase = "option-header";
+    return this.#run();
+  }
+
+  /** FORCEDTLS and TLS not yet active: options other than STARTTLS and ABORT get ERR_TLS_REQD. */
+  get #mustStartTls(): boolean {
+    return this.#tlsRequired && !this.#tls;
   }
 
   #takePending(what: string): Pending {
@@ -304,6 +364,11 @@ export class Handshake {
           if ((flags & ~KNOWN_CLIENT_FLAGS) !== 0) {
             return this.#close(`client sent unknown client flags 0x${flags.toString(16)}`);
           }
+          // proto.md "Server-side requirements": without C_FIXED_NEWSTYLE the server MUST stay in
+          // NOTLS mode; such a client can only send EXPORT_NAME, which FORCEDTLS refuses anyway.
+          if (this.#tlsRequired && (flags & NBD_CLIENT_FLAG.C_FIXED_NEWSTYLE) === 0) {
+            return this.#close("TLS is required but the client does not use fixed newstyle");
+          }
           // Fixed newstyle is honoured even without NBD_FLAG_C_FIXED_NEWSTYLE (proto.md allows it);
           // such a client only ever sends NBD_OPT_EXPORT_NAME.
           this.#noZeroes = (flags & NBD_CLIENT_FLAG.C_NO_ZEROES) !== 0;
@@ -317,6 +382,21 @@ export class Handshake {
             return this.#close("client sent an option without the IHAVEOPT magic");
           this.#option = r.u32();
           this.#optionLength = r.u32();
+          if (this.#mustStartTls) {
+            // proto.md "FORCEDTLS mode": EXPORT_NAME cannot be answered with an error, so the
+            // session ends. Other options are skipped unread (an unauthenticated client gets no
+            // buffer) and answered when their data is past; STARTTLS without data runs at once.
+            if (this.#option === NBD_OPT.EXPORT_NAME) {
+              return this.#close("client sent NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS (TLS is required)");
+            }
+            if (this.#option === NBD_OPT.STARTTLS && this.#optionLength === 0) {
+              this.#phase = "option-data";
+            } else {
+              this.#skipLeft = this.#optionLength;
+              this.#phase = "option-skip";
+            }
+            break;
+          }
           if (this.#optionLength > MAX_OPTION_BYTES) {
             if (this.#option === NBD_OPT.EXPORT_NAME) {
               return this.#close(`NBD_OPT_EXPORT_NAME of ${this.#optionLength} bytes is too long`);
@@ -334,7 +414,10 @@ export class Handshake {
           this.#skipLeft -= n;
           if (this.#skipLeft > 0) return this.#step({ kind: "more" });
           this.#phase = "option-header";
-          if (this.#isKnownOption(this.#option)) {
+          if (this.#mustStartTls) {
+            const step = this.#refuseBeforeTls(this.#option);
+            if (step) return step;
+          } else if (this.#isKnownOption(this.#option)) {
             this.#error(
               this.#option,
               NBD_REP.ERR_TOO_BIG,
@@ -354,10 +437,50 @@ export class Handshake {
         }
         case "waiting":
           return this.#step({ kind: "wait" });
+        case "tls-upgrade":
+          return this.#step({ kind: "starttls" });
         case "done":
           throw new Error("Handshake is over");
       }
     }
+  }
+
+  /** FORCEDTLS before TLS: the answer to an option whose data was skipped. */
+  #refuseBeforeTls(option: number): HandshakeStep | null {
+    switch (option) {
+      case NBD_OPT.ABORT:
+        // proto.md: ABORT is allowed before TLS and MUST be acknowledged.
+        this.#reply(option, NBD_REP.ACK);
+        return this.#close("client sent NBD_OPT_ABORT");
+      case NBD_OPT.STARTTLS:
+        this.#error(option, NBD_REP.ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+        return null;
+      default:
+        this.#error(option, NBD_REP.ERR_TLS_REQD, "TLS is required: send NBD_OPT_STARTTLS first");
+        return null;
+    }
+  }
+
+  /** NBD_OPT_STARTTLS without data. */
+  #startTls(): HandshakeStep | null {
+    if (!this.#tlsRequired) {
+      this.#error(NBD_OPT.STARTTLS, NBD_REP.ERR_POLICY, "This server does not offer TLS");
+      return null;
+    }
+    if (this.#tls) {
+      // proto.md "FORCEDTLS mode": STARTTLS when TLS is already negotiated MUST get ERR_INVALID.
+      this.#error(NBD_OPT.STARTTLS, NBD_REP.ERR_INVALID, "TLS is already active");
+      return null;
+    }
+    if (this.#buf.byteLength > 0) {
+      // The client MUST wait for our reply before it starts TLS, so bytes already here were sent
+      // in plaintext after STARTTLS: treating them as TLS-protected would let a man in the middle
+      // inject options (the STARTTLS command-injection class of bugs). Hard disconnect.
+      return this.#close("client sent data after NBD_OPT_STARTTLS before the TLS handshake");
+    }
+    this.#reply(NBD_OPT.STARTTLS, NBD_REP.ACK);
+    this.#phase = "tls-upgrade";
+    return this.#step({ kind: "starttls" });
   }
 
   #isKnownOption(option: number): boolean {
@@ -389,8 +512,9 @@ export class Handshake {
           if (data.byteLength !== 0) throw new BadOption("NBD_OPT_LIST takes no data");
           return this.#wait({ kind: "list" }, { kind: "list" });
         case NBD_OPT.STARTTLS:
-          this.#error(option, NBD_REP.ERR_POLICY, "This server does not offer TLS");
-          return null;
+          if (this.#tlsRequired && data.byteLength !== 0)
+            throw new BadOption("NBD_OPT_STARTTLS takes no data");
+          return this.#startTls();
         case NBD_OPT.INFO:
         case NBD_OPT.GO: {
           const request = parseInfoRequest(data);
@@ -527,7 +651,15 @@ export class Handshake {
     this.#buf = EMPTY;
     return this.#step({
       kind: "transmission",
-      session: { name, details, flags, structuredReplies: this.#structured, metaContextId, leftover },
+      session: {
+        name,
+        details,
+        flags,
+        structuredReplies: this.#structured,
+        metaContextId,
+        leftover,
+        tls: this.#tls,
+      },
     });
   }
 }

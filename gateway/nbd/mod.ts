@@ -4,7 +4,12 @@
  * See README.md in this folder for the support matrix.
  *
  * @example
- * const server = await startNbdServer(provider, { hostname: "0.0.0.0", port: 10809 });
+ * // Other machines may connect only with TLS and a client certificate (else NbdConfigError).
+ * const server = await startNbdServer(provider, {
+ *   hostname: "0.0.0.0",
+ *   port: 10809,
+ *   tls: { certDir: "/etc/blockmend/pki/server", verifyPeer: true },
+ * });
  *
  * @module
  */
@@ -19,13 +24,18 @@ export {
   exportFlags,
 } from "./block-device.ts";
 export { errnoFor, type NbdErrno } from "./errno.ts";
+export { checkNbdListen, checkTlsSupport, isLoopbackHost, NbdConfigError } from "./listen-policy.ts";
 export { ALL_CAPABILITIES, MemoryDevice, type MemoryDeviceOptions } from "./memory-device.ts";
 export {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_IN_FLIGHT_BYTES,
   DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+  DEFAULT_SOCKET_MODE,
+  DEFAULT_STALLED_REQUEST_TIMEOUT_MS,
   NBD_DEFAULT_PORT,
   type NbdServer,
   type NbdServerOptions,
+  type NbdTlsOptions,
   startNbdServer,
 } from "./nbd-server.ts";

@@ -14,11 +14,26 @@
  * request or that connection fails; the server keeps serving the others.
  * Set BLOCKMEND_DEBUG_NBD=1 to log connection events and errors to stderr.
  *
+ * TLS: with `tls` the server requires it (FORCEDTLS, see handshake.ts). When the
+ * handshake acknowledges NBD_OPT_STARTTLS, the connection is upgraded in place
+ * (`runtime/tls-server.ts`) and reads and writes go through the TLS socket from
+ * then on. Limits: `maxConnections` at accept, the handshake timeout (which
+ * also bounds a stalled TLS handshake), and a stall timeout that closes a
+ * connection whose request stopped arriving halfway; an idle connection
+ * between requests is never timed out.
+ *
  * @module
  */
 import { Buffer } from "node:buffer";
+import { chmod, lstat, unlink } from "node:fs/promises";
 import net from "node:net";
 import process from "node:process";
+import type tls from "node:tls";
+import {
+  loadTlsServerCredentials,
+  type TlsServerCredentials,
+  upgradeServerSocket,
+} from "../../runtime/tls-server.ts";
 import { assertValidDevice, type BlockDevice, type ExportProvider } from "./block-device.ts";
 import { NBD_CMD, NBD_CMD_FLAG, NBD_ERRNO, NBD_REPLY_FLAG } from "./constants.ts";
 import { errnoFor } from "./errno.ts";
@@ -29,6 +44,7 @@ import {
   type LookupPurpose,
   type NegotiatedSession,
 } from "./handshake.ts";
+import { checkNbdListen, NbdConfigError } from "./listen-policy.ts";
 import {
   commandName,
   encodeBlockStatus,
@@ -53,8 +69,28 @@ export const DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 /** Default bound on requests in flight per connection: far above any client's queue depth (qemu 16, nbdcopy 64). */
 export const DEFAULT_MAX_IN_FLIGHT_REQUESTS = 512;
 
-/** Default time a client has to finish the handshake before it is disconnected. */
+/** Default time a client has to finish the handshake (TLS included) before it is disconnected. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
+
+/**
+ * Default cap on open connections: a hypervisor host opens one or a few per disk
+ * (qemu multi-conn up to 16); 256 leaves room while bounding what a flood can hold
+ * (each connection may hold up to maxInFlightBytes).
+ */
+export const DEFAULT_MAX_CONNECTIONS = 256;
+
+/**
+ * Default time a request may stall halfway (header or payload started, no byte for
+ * this long, while the server is reading) before the connection is closed. Between
+ * requests there is no timeout: a VM's disk can be idle for hours.
+ */
+export const DEFAULT_STALLED_REQUEST_TIMEOUT_MS = 30_000;
+
+/** Default file mode of a unix socket: owner only, like nbdkit -U. */
+export const DEFAULT_SOCKET_MODE = 0o600;
+
+/** At most one "refused at the connection cap" line per this interval, with a count of the rest. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 /**
  * Replies are queued and written once per turn of the event loop. Buffers
@@ -69,21 +105,51 @@ const CLOSE_GRACE_MS = 2000;
 /** Largest buffer built by coalescing small replies. */
 const MAX_COALESCED_BYTES = 1024 * 1024;
 
+/** TLS settings (nbdkit's and qemu-nbd's conventions). */
+export interface NbdTlsOptions {
+  /** Directory in qemu's x509 layout: ca-cert.pem, server-cert.pem, server-key.pem. */
+  certDir: string;
+  /** Require a client certificate signed by ca-cert.pem (nbdkit --tls-verify-peer). */
+  verifyPeer?: boolean;
+  /**
+   * TLS-PSK keys, psktool format (`identity:hexkey` per line). No runtime blockmend runs
+   * on supports a PSK server today: startNbdServer refuses it with the reason.
+   */
+  psk?: { file: string };
+}
+
 export interface NbdServerOptions {
-  /** Address to listen on; default 127.0.0.1. */
+  /** Address to listen on; default 127.0.0.1. Other machines need TLS with client authentication. */
   hostname?: string;
   /** Port; 0 picks a free one. Default 10809. */
   port?: number;
+  /** Listen on this unix socket instead of TCP (hostname and port are ignored). */
+  path?: string;
+  /** File mode of the unix socket; default 0o600 (owner only). 0o660 gives the file's group access. */
+  socketMode?: number;
+  /** Require TLS (FORCEDTLS). Without it STARTTLS is refused with NBD_REP_ERR_POLICY. */
+  tls?: NbdTlsOptions;
+  /** Open connections beyond which new ones are closed at accept; default 256. */
+  maxConnections?: number;
   maxInFlightBytes?: number;
   maxInFlightRequests?: number;
   handshakeTimeoutMs?: number;
+  /** See DEFAULT_STALLED_REQUEST_TIMEOUT_MS. */
+  stalledRequestTimeoutMs?: number;
+  /** Operator-facing warnings (connections refused at the cap); default one line on stderr. */
+  onWarning?: (message: string) => void;
 }
 
 /** A running server. */
 export interface NbdServer {
+  /** The TCP address listened on; "" for a unix socket. */
   readonly hostname: string;
-  /** The port actually listened on (useful with port 0). */
+  /** The port actually listened on (useful with port 0); 0 for a unix socket. */
   readonly port: number;
+  /** The unix socket listened on, or null for TCP. */
+  readonly path: string | null;
+  /** Clients must use TLS. */
+  readonly tls: boolean;
   /** Number of open client connections. */
   readonly connections: number;
   /**
@@ -107,21 +173,66 @@ export async function startNbdServer(
   provider: ExportProvider,
   options: NbdServerOptions = {},
 ): Promise<NbdServer> {
-  const hostname = options.hostname ?? "127.0.0.1";
-  const limits: Limits = {
-    maxInFlightBytes: options.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES,
-    maxInFlightRequests: options.maxInFlightRequests ?? DEFAULT_MAX_IN_FLIGHT_REQUESTS,
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  checkNbdListen(options);
+  const path = options.path ?? null;
+  const hostname = path === null ? (options.hostname ?? "127.0.0.1") : "";
+  const maxConnections = positive(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS, "maxConnections");
+  let tls: TlsServerCredentials | null = null;
+  if (options.tls) {
+    try {
+      tls = await loadTlsServerCredentials({
+        certDir: options.tls.certDir,
+        verifyPeer: options.tls.verifyPeer ?? false,
+      });
+    } catch (error) {
+      throw new NbdConfigError((error as Error).message, { cause: error });
+    }
+  }
+  const settings: Settings = {
+    maxInFlightBytes: positive(options.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES, "maxInFlightBytes"),
+    maxInFlightRequests: positive(
+      options.maxInFlightRequests ?? DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+      "maxInFlightRequests",
+    ),
+    handshakeTimeoutMs: positive(
+      options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      "handshakeTimeoutMs",
+    ),
+    stalledRequestTimeoutMs: positive(
+      options.stalledRequestTimeoutMs ?? DEFAULT_STALLED_REQUEST_TIMEOUT_MS,
+      "stalledRequestTimeoutMs",
+    ),
+    tls,
   };
   const log: Log = process.env.BLOCKMEND_DEBUG_NBD
     ? (message, error) => console.error(`[nbd] ${message}`, ...(error === undefined ? [] : [error]))
     : () => {};
+  const warn = options.onWarning ?? ((message: string) => console.error(`[nbd] ${message}`));
   const connections = new Set<Connection>();
   let nextId = 1;
+  let lastRefusalReport = Number.NEGATIVE_INFINITY;
+  let refusedSinceReport = 0;
 
   const server = net.createServer((socket) => {
+    if (connections.size >= maxConnections) {
+      // Refused before any byte is sent: NBD has no way to say "busy" before the greeting.
+      const peer = peerOf(socket);
+      socket.destroy();
+      const now = Date.now();
+      if (now - lastRefusalReport < REFUSAL_LOG_INTERVAL_MS) {
+        refusedSinceReport++;
+        return;
+      }
+      const more = refusedSinceReport > 0 ? ` (and ${refusedSinceReport} more since the last report)` : "";
+      warn(
+        `refused a connection from ${peer}: ${connections.size} connections open, the limit is ${maxConnections}${more}`,
+      );
+      lastRefusalReport = now;
+      refusedSinceReport = 0;
+      return;
+    }
     try {
-      const connection = new Connection(nextId++, socket, provider, limits, log, () =>
+      const connection = new Connection(nextId++, socket, provider, settings, log, () =>
         connections.delete(connection),
       );
       connections.add(connection);
@@ -132,23 +243,26 @@ export async function startNbdServer(
   });
   server.on("error", (error) => log("server error", error));
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error) => reject(error);
-    server.once("error", onError);
-    server.listen(options.port ?? NBD_DEFAULT_PORT, hostname, () => {
-      server.off("error", onError);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port =
-    typeof address === "object" && address !== null ? address.port : (options.port ?? NBD_DEFAULT_PORT);
-  log(`listening on ${hostname}:${port}`);
+  let port = 0;
+  if (path === null) {
+    await listen(server, (done) => server.listen(options.port ?? NBD_DEFAULT_PORT, hostname, done));
+    const address = server.address();
+    port =
+      typeof address === "object" && address !== null ? address.port : (options.port ?? NBD_DEFAULT_PORT);
+  } else {
+    await listenUnix(server, path, options.socketMode ?? DEFAULT_SOCKET_MODE);
+  }
+  const where = path === null ? `${hostname}:${port}` : `unix:${path}`;
+  log(
+    `listening on ${where}${tls ? ` (TLS required${tls.verifyPeer ? ", client certificates verified" : ""})` : ""}`,
+  );
 
   let closing: Promise<void> | null = null;
   return {
     hostname,
     port,
+    path,
+    tls: tls !== null,
     get connections() {
       return connections.size;
     },
@@ -157,29 +271,108 @@ export async function startNbdServer(
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         await Promise.all([...connections].map((c) => c.shutdown()));
         await stopped;
-        log(`stopped listening on ${hostname}:${port}`);
+        // Runtimes remove the socket file on close; make sure, without failing if it is gone.
+        if (path !== null) await unlink(path).catch(() => {});
+        log(`stopped listening on ${where}`);
       })();
       return closing;
     },
   };
 }
 
-interface Limits {
+function positive(value: number, name: string): number {
+  if (!Number.isFinite(value) || value <= 0)
+    throw new RangeError(`NBD server option ${name} must be > 0, got ${value}`);
+  return value;
+}
+
+function peerOf(socket: net.Socket): string {
+  return socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "a unix socket client";
+}
+
+/** Starts listening; resolves once listening, rejects with the listen error. */
+function listen(server: net.Server, start: (done: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.once("error", onError);
+    start(() => {
+      server.off("error", onError);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Listens on a unix socket created with mode 0600 (umask set around the bind, which
+ * every runtime does synchronously inside listen(), so no other code runs meanwhile),
+ * then sets `mode`. A socket file left by a server that is gone is replaced; a live
+ * one, or a file that is not a socket, is an error.
+ */
+async function listenUnix(server: net.Server, path: string, mode: number): Promise<void> {
+  const bind = () =>
+    listen(server, (done) => {
+      const previous = process.umask(0o177);
+      try {
+        server.listen(path, done);
+      } finally {
+        process.umask(previous);
+      }
+    });
+  try {
+    await bind();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
+    const info = await lstat(path).catch(() => null);
+    if (info !== null && !info.isSocket()) {
+      throw new NbdConfigError(`Cannot listen on unix:${path}: the file exists and is not a socket`);
+    }
+    if (await isListening(path)) {
+      throw new NbdConfigError(`Cannot listen on unix:${path}: another server is listening there`);
+    }
+    await unlink(path).catch(() => {});
+    await bind();
+  }
+  if (mode !== 0o600) await chmod(path, mode);
+}
+
+/** True if something accepts connections on the unix socket at `path`. */
+function isListening(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+}
+
+interface Settings {
   readonly maxInFlightBytes: number;
   readonly maxInFlightRequests: number;
   readonly handshakeTimeoutMs: number;
+  readonly stalledRequestTimeoutMs: number;
+  /** Credentials when TLS is required, else null. */
+  readonly tls: TlsServerCredentials | null;
 }
 
 /** One client connection, from greeting to close. */
 class Connection {
   readonly #id: number;
-  readonly #socket: net.Socket;
+  /** The accepted socket. */
+  readonly #raw: net.Socket;
+  /** What requests are read from and replies written to: `#raw`, or the TLS socket over it. */
+  #socket: net.Socket;
   readonly #provider: ExportProvider;
-  readonly #limits: Limits;
+  readonly #limits: Settings;
   readonly #log: Log;
   readonly #onGone: () => void;
-  readonly #handshake = new Handshake();
+  readonly #handshake: Handshake;
   #handshakeTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Runs while a request is partly received and the socket is being read. */
+  #stallTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When bytes last arrived (or reading resumed), for the stall timeout. */
+  #lastProgress = 0;
   /** Device opened for an NBD_OPT_GO / EXPORT_NAME whose answer is pending. */
   #candidate: BlockDevice | null = null;
   #device: BlockDevice | null = null;
@@ -206,28 +399,28 @@ class Connection {
     id: number,
     socket: net.Socket,
     provider: ExportProvider,
-    limits: Limits,
+    limits: Settings,
     log: Log,
     onGone: () => void,
   ) {
     this.#id = id;
+    this.#raw = socket;
     this.#socket = socket;
     this.#provider = provider;
     this.#limits = limits;
     this.#log = log;
     this.#onGone = onGone;
-    socket.setNoDelay(true);
-    socket.on("data", (chunk: Uint8Array) => this.#onData(chunk));
+    this.#handshake = new Handshake({ tls: limits.tls ? "required" : "none" });
+    if (socket.remoteAddress) socket.setNoDelay(true); // TCP only
+    socket.on("data", this.#onData);
     socket.on("error", (error) => this.#log(`#${this.#id} socket error`, error));
     socket.on("close", () => this.#onClose());
-    socket.on("drain", () => {
-      this.#waitingForDrain = false;
-      this.#pump();
-      this.#updateReading();
-    });
+    socket.on("drain", this.#onDrain);
+    // Covers the whole handshake, the TLS upgrade included: a client that stalls anywhere
+    // before transmission is cut off.
     this.#handshakeTimer = setTimeout(() => this.#abort("handshake timed out"), limits.handshakeTimeoutMs);
     (this.#handshakeTimer as { unref?: () => void }).unref?.();
-    this.#log(`#${id} connected from ${socket.remoteAddress}:${socket.remotePort}`);
+    this.#log(`#${id} connected from ${peerOf(socket)}`);
     this.#write(this.#handshake.start());
   }
 
@@ -245,11 +438,17 @@ class Connection {
     await this.#release();
   }
 
-  #onData(chunk: Uint8Array): void {
+  readonly #onData = (chunk: Uint8Array): void => {
     if (this.#closed || this.#disconnecting) return;
     try {
       if (this.#parser !== null) {
         this.#parser.push(chunk, this.#dispatch);
+        this.#lastProgress = Date.now();
+        // A payload still arriving counts against the in-flight limit (see #updateReading).
+        if (this.#parser.midRequest) {
+          this.#updateReading();
+          this.#armStallTimer();
+        }
       } else {
         this.#drive(this.#handshake.feed(chunk));
       }
@@ -257,6 +456,41 @@ class Connection {
       if (error instanceof NbdProtocolError) this.#abort(error.message);
       else this.#abort("internal error", error);
     }
+  };
+
+  readonly #onDrain = (): void => {
+    this.#waitingForDrain = false;
+    this.#pump();
+    this.#updateReading();
+  };
+
+  /**
+   * Starts the stall timer if a request is partly received and the socket is read. It
+   * checks when bytes last came (one timer per stall, not one per read).
+   */
+  #armStallTimer(): void {
+    if (this.#stallTimer !== null || this.#paused || this.#closed) return;
+    const check = () => {
+      this.#stallTimer = null;
+      if (this.#closed || this.#paused || !this.#parser?.midRequest) return;
+      const quiet = Date.now() - this.#lastProgress;
+      const limit = this.#limits.stalledRequestTimeoutMs;
+      if (quiet >= limit) {
+        this.#abort(
+          `request stalled: no bytes for ${quiet} ms with ${this.#parser.buffered} bytes of a request received`,
+        );
+        return;
+      }
+      this.#stallTimer = setTimeout(check, limit - quiet);
+      (this.#stallTimer as { unref?: () => void }).unref?.();
+    };
+    this.#stallTimer = setTimeout(check, this.#limits.stalledRequestTimeoutMs);
+    (this.#stallTimer as { unref?: () => void }).unref?.();
+  }
+
+  #clearStallTimer(): void {
+    if (this.#stallTimer !== null) clearTimeout(this.#stallTimer);
+    this.#stallTimer = null;
   }
 
   // -------------------------------------------------------------------------
@@ -290,6 +524,11 @@ class Connection {
             step = this.#handshake.answerLookup(details);
             break;
           }
+          case "starttls":
+            await this.#startTls();
+            if (this.#closed || this.#disconnecting) return;
+            step = this.#handshake.tlsStarted();
+            break;
           case "transmission":
             this.#startTransmission(next.session);
             return;
@@ -297,6 +536,36 @@ class Connection {
       }
     };
     run(first).catch((error) => this.#abort("handshake failed", error));
+  }
+
+  /**
+   * Upgrades to TLS after the STARTTLS ACK was queued. Everything here up to the wrap is
+   * synchronous: the ACK is written and the TLS socket takes over within one turn of the
+   * event loop, so no byte the client sends after the ACK can be read as plaintext.
+   */
+  async #startTls(): Promise<void> {
+    const credentials = this.#limits.tls;
+    if (credentials === null) throw new Error("handshake asked for TLS that is not configured");
+    this.#raw.off("data", this.#onData);
+    this.#raw.off("drain", this.#onDrain);
+    this.#flush(); // the ACK, in plaintext
+    const upgrade = upgradeServerSocket(this.#raw, credentials);
+    const tls = upgrade.socket;
+    this.#socket = tls;
+    tls.on("error", (error) => this.#log(`#${this.#id} TLS error`, error));
+    tls.on("close", () => this.#onClose());
+    await upgrade.secure;
+    if (this.#closed) return;
+    const cipher = tls.getCipher?.()?.name ?? "?";
+    const peer = credentials.verifyPeer ? `, client ${subjectOf(tls)}` : "";
+    this.#log(`#${this.#id} TLS established (${tls.getProtocol?.()}, ${cipher}${peer})`);
+    // Read only once TLS is up: nothing unencrypted ever reaches the handshake. The TLS socket
+    // starts afresh: a full send buffer of the plain socket is now the TLS socket's to drain.
+    this.#paused = false;
+    this.#waitingForDrain = false;
+    tls.on("data", this.#onData);
+    tls.on("drain", this.#onDrain);
+    this.#updateReading();
   }
 
   /** Opens an export for the handshake; keeps it if it is about to be served. */
@@ -340,6 +609,7 @@ class Connection {
     if (device === null) throw new Error("handshake finished without an opened device");
     if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
     this.#handshakeTimer = null;
+    this.#lastProgress = Date.now();
     this.#device = device;
     const { details } = session;
     this.#structured = session.structuredReplies;
@@ -354,7 +624,7 @@ class Connection {
     this.#parser = new RequestParser({ maxPayload: details.blockSizes.maximum });
     this.#log(
       `#${this.#id} serving "${session.name}" (${details.size} bytes, flags 0x${session.flags.toString(16)}, ` +
-        `structured ${session.structuredReplies}, base:allocation ${session.metaContextId !== null})`,
+        `structured ${session.structuredReplies}, base:allocation ${session.metaContextId !== null}, TLS ${session.tls})`,
     );
     if (session.leftover.byteLength > 0) this.#onData(session.leftover);
   }
@@ -582,21 +852,30 @@ class Connection {
     this.#updateReading();
   };
 
-  /** Pauses reading while too much is in flight or the client does not read replies. */
+  /**
+   * Pauses reading while too much is in flight or the client does not read replies.
+   * The part of a request received so far counts too, so payloads still arriving are
+   * bounded by the same limit (except when nothing else is in flight: one request always fits).
+   */
   #updateReading(): void {
     if (this.#closed) return;
+    const busy = this.#inFlight > 0 || this.#outBytes > 0;
+    const partial = busy ? (this.#parser?.buffered ?? 0) : 0;
     const stop =
       this.#disconnecting ||
       this.#waitingForDrain ||
       this.#backlogStart < this.#backlog.length ||
-      this.#inFlightBytes + this.#outBytes > this.#limits.maxInFlightBytes ||
+      this.#inFlightBytes + this.#outBytes + partial > this.#limits.maxInFlightBytes ||
       this.#inFlight >= this.#limits.maxInFlightRequests;
     if (stop && !this.#paused) {
       this.#paused = true;
+      this.#clearStallTimer(); // a request we stopped reading is not stalled by the client
       this.#socket.pause();
     } else if (!stop && this.#paused) {
       this.#paused = false;
       this.#socket.resume();
+      this.#lastProgress = Date.now();
+      if (this.#parser?.midRequest) this.#armStallTimer();
     }
   }
 
@@ -622,8 +901,9 @@ class Connection {
   #closeSoon(): void {
     if (this.#closed) return;
     this.#flush();
-    this.#socket.end(() => this.#socket.destroy());
-    const timer = setTimeout(() => this.#socket.destroy(), CLOSE_GRACE_MS);
+    // With TLS, end() sends close_notify first (proto.md: shut TLS down before the TCP session).
+    this.#socket.end(() => this.#destroy());
+    const timer = setTimeout(() => this.#destroy(), CLOSE_GRACE_MS);
     (timer as { unref?: () => void }).unref?.();
   }
 
@@ -631,7 +911,13 @@ class Connection {
   #abort(reason: string, error?: unknown): void {
     this.#log(`#${this.#id} disconnecting: ${reason}`, error);
     this.#disconnecting = true;
+    this.#destroy();
+  }
+
+  /** Destroys the TLS socket (if any) and the socket under it. */
+  #destroy(): void {
     this.#socket.destroy();
+    if (this.#raw !== this.#socket) this.#raw.destroy();
   }
 
   #onClose(): void {
@@ -639,6 +925,8 @@ class Connection {
     this.#closed = true;
     this.#disconnecting = true;
     if (this.#handshakeTimer !== null) clearTimeout(this.#handshakeTimer);
+    this.#clearStallTimer();
+    if (this.#raw !== this.#socket) this.#destroy(); // one side closed: the other goes too
     this.#log(`#${this.#id} closed`);
     this.#onGone();
     // Held requests can no longer be answered.
@@ -667,6 +955,12 @@ class Connection {
       this.#log(`#${this.#id} release failed`, error);
     }
   }
+}
+
+/** The subject CN of a verified client certificate, for logs. */
+function subjectOf(socket: tls.TLSSocket): string {
+  const cn = socket.getPeerCertificate?.()?.subject?.CN;
+  return typeof cn === "string" ? `CN=${cn}` : "(no CN)";
 }
 
 function toError(error: unknown): Error {

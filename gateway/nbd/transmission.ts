@@ -45,11 +45,29 @@ export class NbdProtocolError extends Error {
 }
 
 /**
+ * Pieces of a WRITE payload smaller than this are copied into a shared segment
+ * instead of being kept as views: a client trickling a payload in tiny TCP
+ * segments would otherwise cost one object per segment.
+ */
+const SMALL_PIECE_BYTES = 16 * 1024;
+
+/**
+ * Sizes of the segments small pieces are copied into: the first is small (a flood of
+ * connections that each sent a few KiB costs a few KiB each), each next one twice
+ * the last, up to the maximum.
+ */
+const FIRST_SEGMENT_BYTES = 4 * 1024;
+const MAX_SEGMENT_BYTES = 64 * 1024;
+
+/**
  * Parses requests from a byte stream that arrives in arbitrary pieces. Leftover
  * bytes (a partial header or payload) are kept until the next `push`. WRITE
  * payloads that arrive whole inside one chunk are passed on as a view of that
- * chunk (no copy); others are assembled in one buffer of the exact size.
- * Payloads longer than `maxPayload` are consumed without being kept.
+ * chunk (no copy); others are kept as they arrive (views of large pieces, small
+ * ones copied together) and assembled into one buffer of the exact size when
+ * the last byte is in, so memory follows the bytes received, never the length a
+ * header announces. Payloads longer than `maxPayload` are consumed without
+ * being kept.
  *
  * @example
  * const parser = new RequestParser({ maxPayload: 32 << 20 });
@@ -65,8 +83,13 @@ export class RequestParser {
   #handle = 0n;
   #offset = 0;
   #length = 0;
-  #payload: Uint8Array | null = null;
+  /** Pieces of the payload being received (null when none is); `#payloadFill` bytes in all. */
+  #pieces: Uint8Array[] | null = null;
   #payloadFill = 0;
+  /** The segment small pieces are being copied into, and how much of it is used. */
+  #segment: Uint8Array | null = null;
+  #segmentFill = 0;
+  #nextSegmentBytes = FIRST_SEGMENT_BYTES;
   #dropLeft = 0;
 
   constructor(options: { maxPayload: number }) {
@@ -79,6 +102,27 @@ export class RequestParser {
   }
 
   /**
+   * Memory held for the payload being received: the buffers its pieces keep alive and
+   * the open segment. Follows the bytes received (at most about twice that, plus one
+   * segment), never the length the header announced.
+   */
+  get retainedBytes(): number {
+    let n = this.#segment?.byteLength ?? 0;
+    const seen = new Set<ArrayBufferLike>();
+    for (const piece of this.#pieces ?? []) {
+      if (seen.has(piece.buffer)) continue;
+      seen.add(piece.buffer);
+      n += piece.buffer.byteLength;
+    }
+    return n;
+  }
+
+  /** A request has begun and not ended: part of a header, or a payload being received or dropped. */
+  get midRequest(): boolean {
+    return this.#headerFill > 0 || this.#pieces !== null || this.#dropLeft > 0;
+  }
+
+  /**
    * Parses `chunk`, calling `onRequest` for every complete request in order.
    * Throws NbdProtocolError on a request without the request magic; the parser
    * is then unusable.
@@ -87,17 +131,11 @@ export class RequestParser {
     const end = chunk.byteLength;
     let pos = 0;
     while (pos < end) {
-      if (this.#payload !== null) {
+      if (this.#pieces !== null) {
         const n = Math.min(this.#length - this.#payloadFill, end - pos);
-        this.#payload.set(chunk.subarray(pos, pos + n), this.#payloadFill);
-        this.#payloadFill += n;
+        this.#keep(chunk.subarray(pos, pos + n));
         pos += n;
-        if (this.#payloadFill === this.#length) {
-          const payload = this.#payload;
-          this.#payload = null;
-          this.#payloadFill = 0;
-          this.#emit(onRequest, payload, false);
-        }
+        if (this.#payloadFill === this.#length) this.#emit(onRequest, this.#assemble(), false);
         continue;
       }
       if (this.#dropLeft > 0) {
@@ -132,10 +170,60 @@ export class RequestParser {
         pos += this.#length;
         this.#emit(onRequest, payload, false);
       } else {
-        this.#payload = new Uint8Array(this.#length);
+        this.#pieces = [];
         this.#payloadFill = 0;
       }
     }
+  }
+
+  /** Keeps a piece of the payload: a view if it is large and most of its buffer, else a copy. */
+  #keep(piece: Uint8Array): void {
+    const n = piece.byteLength;
+    this.#payloadFill += n;
+    if (n >= SMALL_PIECE_BYTES && n * 2 >= piece.buffer.byteLength) {
+      this.#closeSegment();
+      this.#pieces!.push(piece);
+      return;
+    }
+    let at = 0;
+    while (at < n) {
+      if (this.#segment === null) {
+        // Never larger than what the payload still needs, counting this piece.
+        const needed = this.#length - (this.#payloadFill - n + at);
+        this.#segment = new Uint8Array(Math.min(this.#nextSegmentBytes, needed));
+        this.#segmentFill = 0;
+        this.#nextSegmentBytes = Math.min(2 * this.#nextSegmentBytes, MAX_SEGMENT_BYTES);
+      }
+      const take = Math.min(n - at, this.#segment.byteLength - this.#segmentFill);
+      this.#segment.set(piece.subarray(at, at + take), this.#segmentFill);
+      this.#segmentFill += take;
+      at += take;
+      if (this.#segmentFill === this.#segment.byteLength) this.#closeSegment();
+    }
+  }
+
+  #closeSegment(): void {
+    if (this.#segment === null) return;
+    this.#pieces!.push(this.#segment.subarray(0, this.#segmentFill));
+    this.#segment = null;
+    this.#segmentFill = 0;
+  }
+
+  /** The whole payload in one buffer: the only piece as it is, else the pieces copied together. */
+  #assemble(): Uint8Array {
+    this.#closeSegment();
+    const pieces = this.#pieces!;
+    this.#pieces = null;
+    this.#payloadFill = 0;
+    this.#nextSegmentBytes = FIRST_SEGMENT_BYTES;
+    if (pieces.length === 1) return pieces[0]!;
+    const payload = new Uint8Array(this.#length);
+    let at = 0;
+    for (const piece of pieces) {
+      payload.set(piece, at);
+      at += piece.byteLength;
+    }
+    return payload;
   }
 
   #readHeader(b: Uint8Array, at: number): void {

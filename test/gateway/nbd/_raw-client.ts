@@ -54,9 +54,12 @@ export class RawClient {
     socket.on("error", () => {});
   }
 
-  static connect(port: number): Promise<RawClient> {
+  /** Connects to 127.0.0.1:`port`, or to the unix socket at `port` if it is a path. */
+  static connect(port: number | string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect(port, "127.0.0.1", () => resolve(new RawClient(socket)));
+      const ready = () => resolve(new RawClient(socket));
+      const socket =
+        typeof port === "string" ? net.connect(port, ready) : net.connect(port, "127.0.0.1", ready);
       socket.once("error", reject);
     });
   }
@@ -66,7 +69,7 @@ export class RawClient {
    * structured replies and base:allocation, then NBD_OPT_GO.
    */
   static async open(
-    port: number,
+    port: number | string,
     name: string,
     options: { structured?: boolean; meta?: boolean } = {},
   ): Promise<{ client: RawClient; size: number; flags: number }> {

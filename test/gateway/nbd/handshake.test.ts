@@ -5,6 +5,7 @@ import {
   type ExportDetails,
   Handshake,
   type HandshakeNext,
+  type HandshakeTls,
   MAX_OPTION_BYTES,
   type NegotiatedSession,
 } from "../../../gateway/nbd/handshake.ts";
@@ -69,18 +70,31 @@ interface Outcome {
   /** Bytes after the handshake: the session's leftover plus chunks not fed to the handshake. */
   after: Uint8Array;
   lookups: string[];
+  /** Bytes the server sent before it asked for the TLS upgrade (plaintext), or null if it never did. */
+  plaintext: Uint8Array | null;
 }
 
-/** Runs a handshake over `chunks`, answering lookups from EXPORTS and lists from LIST. */
-function drive(chunks: Uint8Array[], list: ExportEntry[] | Error = LIST): Outcome {
-  const hs = new Handshake();
+/**
+ * Runs a handshake over `chunks`, answering lookups from EXPORTS and lists from LIST.
+ * With `tls`, a "starttls" step upgrades: `tlsStarted()` is called and `tlsChunks`
+ * (what the client sends inside TLS) are fed from then on; plaintext chunks left at
+ * that point would go to the TLS layer in a real server, so they count as `after`.
+ */
+function drive(
+  chunks: Uint8Array[],
+  list: ExportEntry[] | Error = LIST,
+  options: { tls?: HandshakeTls; tlsChunks?: Uint8Array[] } = {},
+): Outcome {
+  const hs = new Handshake({ tls: options.tls ?? "none" });
   const sent: Uint8Array[] = [hs.start()];
   const lookups: string[] = [];
   let final: HandshakeNext = { kind: "more" };
   let session: NegotiatedSession | null = null;
+  let plaintext: Uint8Array | null = null;
   const rest: Uint8Array[] = [];
-  for (const chunk of chunks) {
-    if (final.kind === "transmission" || final.kind === "close") {
+  const queue = [...chunks];
+  for (let chunk = queue.shift(); chunk !== undefined; chunk = queue.shift()) {
+    if (final.kind === "transmission" || final.kind === "close" || final.kind === "starttls") {
       rest.push(chunk);
       continue;
     }
@@ -93,6 +107,11 @@ function drive(chunks: Uint8Array[], list: ExportEntry[] | Error = LIST): Outcom
       } else if (next.kind === "lookup") {
         lookups.push(`${next.purpose}:${next.name}`);
         step = hs.answerLookup(EXPORTS[next.name] ?? null);
+      } else if (next.kind === "starttls" && options.tlsChunks !== undefined && plaintext === null) {
+        plaintext = concat(...sent);
+        rest.push(...queue.splice(0)); // would reach the TLS layer, not the handshake
+        queue.push(...options.tlsChunks);
+        step = hs.tlsStarted();
       } else {
         final = next;
         if (next.kind === "transmission") session = next.session;
@@ -106,6 +125,7 @@ function drive(chunks: Uint8Array[], list: ExportEntry[] | Error = LIST): Outcom
     session,
     after: concat(session?.leftover ?? new Uint8Array(0), ...rest),
     lookups,
+    plaintext,
   };
 }
 
@@ -537,5 +557,189 @@ describe("Handshake: asynchronous answers", () => {
     expect(step.next.kind).toBe("lookup");
     expect(hs.answerLookup(DISK).next.kind).toBe("transmission");
     expect(() => hs.feed(hex("00"))).toThrow();
+  });
+});
+
+/**
+ * FORCEDTLS (proto.md "TLS support"): runs `plain` (what the client sends before the
+ * upgrade) and `inside` (what it sends inside TLS), each whole and then split at every
+ * position, and expects the same output, the same ending and the same plaintext part.
+ */
+function everySplitTls(plain: Uint8Array, inside: Uint8Array, check: (outcome: Outcome) => void): void {
+  const run = (p: Uint8Array[], t: Uint8Array[]) => drive(p, LIST, { tls: "required", tlsChunks: t });
+  const whole = run([plain], [inside]);
+  check(whole);
+  const variants = [
+    ...[...splits(plain)].map((s) => ({ label: `plaintext ${s.label}`, p: s.chunks, t: [inside] })),
+    ...[...splits(inside)].map((s) => ({ label: `inside TLS ${s.label}`, p: [plain], t: s.chunks })),
+  ];
+  for (const { label, p, t } of variants) {
+    const split = run(p, t);
+    if (toHex(split.sent) !== toHex(whole.sent)) throw new Error(`${label}: server output differs`);
+    if (split.final.kind !== whole.final.kind) throw new Error(`${label}: ended in ${split.final.kind}`);
+    if (toHex(split.plaintext ?? new Uint8Array(0)) !== toHex(whole.plaintext ?? new Uint8Array(0)))
+      throw new Error(`${label}: plaintext part differs`);
+    expect(split.lookups).toEqual(whole.lookups);
+  }
+}
+
+const STARTTLS = option(NBD_OPT.STARTTLS);
+const TLS_REQD_OPTIONS: [string, Uint8Array][] = [
+  ["NBD_OPT_LIST", option(NBD_OPT.LIST)],
+  ["NBD_OPT_INFO", option(NBD_OPT.INFO, infoData("disk"))],
+  ["NBD_OPT_GO", option(NBD_OPT.GO, infoData("disk"))],
+  ["NBD_OPT_STRUCTURED_REPLY", option(NBD_OPT.STRUCTURED_REPLY)],
+  ["NBD_OPT_LIST_META_CONTEXT", option(NBD_OPT.LIST_META_CONTEXT, metaData("disk", []))],
+  ["NBD_OPT_SET_META_CONTEXT", option(NBD_OPT.SET_META_CONTEXT, metaData("disk", ["base:allocation"]))],
+  ["NBD_OPT_EXTENDED_HEADERS", option(NBD_OPT.EXTENDED_HEADERS)],
+  ["an unknown option", option(99, text("junk"))],
+  ["an option longer than the option limit", option(NBD_OPT.LIST, new Uint8Array(MAX_OPTION_BYTES + 1))],
+];
+
+describe("Handshake: TLS required (FORCEDTLS)", () => {
+  test.each(TLS_REQD_OPTIONS)("%s before STARTTLS gets ERR_TLS_REQD and reaches no export", (_l, opt) => {
+    const client = concat(FLAGS_FIXED_NO_ZEROES, opt, opt);
+    const o = drive([client], LIST, { tls: "required" });
+    const replies = parseReplies(afterGreeting(o));
+    expect(replies).toHaveLength(2);
+    for (const r of replies) expectError(r, NBD_REP.ERR_TLS_REQD, /STARTTLS/);
+    expect(o.lookups).toEqual([]);
+    expect(o.final.kind).toBe("more");
+  });
+
+  test("refused options, then STARTTLS, then qemu's sequence inside TLS reaches transmission", () => {
+    const plain = concat(
+      FLAGS_FIXED_NO_ZEROES,
+      option(NBD_OPT.LIST),
+      option(NBD_OPT.GO, infoData("x")),
+      STARTTLS,
+    );
+    const firstRequest = request(0, { handle: 7n, length: 512 });
+    const inside = concat(
+      option(NBD_OPT.STRUCTURED_REPLY),
+      option(NBD_OPT.SET_META_CONTEXT, metaData("disk", ["base:allocation"])),
+      option(NBD_OPT.GO, infoData("disk")),
+      firstRequest,
+    );
+    everySplitTls(plain, inside, (o) => {
+      const plainReplies = parseReplies(afterGreeting({ ...o, sent: o.plaintext! }));
+      expect(plainReplies.map((r) => [r.option, r.type])).toEqual([
+        [NBD_OPT.LIST, NBD_REP.ERR_TLS_REQD],
+        [NBD_OPT.GO, NBD_REP.ERR_TLS_REQD],
+        [NBD_OPT.STARTTLS, NBD_REP.ACK],
+      ]);
+      expect(plainReplies[2]!.data.byteLength).toBe(0);
+      const insideReplies = parseReplies(o.sent.subarray(o.plaintext!.byteLength));
+      expect(insideReplies.map((r) => [r.option, r.type])).toEqual([
+        [NBD_OPT.STRUCTURED_REPLY, NBD_REP.ACK],
+        [NBD_OPT.SET_META_CONTEXT, NBD_REP.META_CONTEXT],
+        [NBD_OPT.SET_META_CONTEXT, NBD_REP.ACK],
+        [NBD_OPT.GO, NBD_REP.INFO],
+        [NBD_OPT.GO, NBD_REP.INFO],
+        [NBD_OPT.GO, NBD_REP.ACK],
+      ]);
+      expect(o.final.kind).toBe("transmission");
+      expect(o.session).toMatchObject({ name: "disk", structuredReplies: true, metaContextId: 1, tls: true });
+      expect(toHex(o.session!.leftover)).toBe(toHex(firstRequest));
+      expect(o.lookups).toEqual(["meta:disk", "go:disk"]);
+    });
+  });
+
+  test("NBD_OPT_EXPORT_NAME inside TLS is served like without TLS", () => {
+    everySplitTls(concat(FLAGS_FIXED_NO_ZEROES, STARTTLS), option(NBD_OPT.EXPORT_NAME, text("disk")), (o) => {
+      expect(o.final.kind).toBe("transmission");
+      expect(o.session?.tls).toBe(true);
+      expect(toHex(o.sent.subarray(o.plaintext!.byteLength))).toBe(
+        toHex(concat(be64(SIZE), be16(DISK_FLAGS))),
+      );
+    });
+  });
+
+  test("a second STARTTLS inside TLS gets ERR_INVALID, and nothing inside TLS gets ERR_TLS_REQD", () => {
+    everySplitTls(
+      concat(FLAGS_FIXED_NO_ZEROES, STARTTLS),
+      concat(STARTTLS, option(99), option(NBD_OPT.LIST)),
+      (o) => {
+        const replies = parseReplies(o.sent.subarray(o.plaintext!.byteLength));
+        expect(replies.map((r) => [r.option, r.type])).toEqual([
+          [NBD_OPT.STARTTLS, NBD_REP.ERR_INVALID],
+          [99, NBD_REP.ERR_UNSUP],
+          [NBD_OPT.LIST, NBD_REP.SERVER],
+          [NBD_OPT.LIST, NBD_REP.SERVER],
+          [NBD_OPT.LIST, NBD_REP.ACK],
+        ]);
+        expectError(replies[0], NBD_REP.ERR_INVALID, /already/);
+        expect(o.final.kind).toBe("more");
+      },
+    );
+  });
+
+  test("NBD_OPT_EXPORT_NAME before STARTTLS ends the session without a lookup (spec: MUST terminate)", () => {
+    const client = concat(FLAGS_FIXED_NO_ZEROES, option(NBD_OPT.EXPORT_NAME, text("disk")));
+    for (const { label, chunks } of splits(client)) {
+      const o = drive(chunks, LIST, { tls: "required" });
+      expect(o.final, label).toMatchObject({
+        kind: "close",
+        reason: expect.stringMatching(/before NBD_OPT_STARTTLS/),
+      });
+      expect(afterGreeting(o).byteLength).toBe(0);
+      expect(o.lookups).toEqual([]);
+    }
+  });
+
+  test("NBD_OPT_ABORT before STARTTLS is acknowledged, then the session ends", () => {
+    const o = drive([concat(FLAGS_FIXED_NO_ZEROES, option(NBD_OPT.ABORT, text("bye")))], LIST, {
+      tls: "required",
+    });
+    expect(toHex(afterGreeting(o))).toBe(toHex(optionReply(NBD_OPT.ABORT, NBD_REP.ACK)));
+    expect(o.final.kind).toBe("close");
+  });
+
+  test("STARTTLS with data gets ERR_INVALID and TLS is still required", () => {
+    const o = drive(
+      [concat(FLAGS_FIXED_NO_ZEROES, option(NBD_OPT.STARTTLS, text("x")), option(NBD_OPT.LIST))],
+      LIST,
+      {
+        tls: "required",
+      },
+    );
+    const replies = parseReplies(afterGreeting(o));
+    expect(replies.map((r) => r.type)).toEqual([NBD_REP.ERR_INVALID, NBD_REP.ERR_TLS_REQD]);
+  });
+
+  test("bytes sent in plaintext right behind STARTTLS end the session (no option injection)", () => {
+    // A man in the middle appends an option to the client's STARTTLS: it must never be taken as
+    // if it came through TLS.
+    const o = drive([concat(FLAGS_FIXED_NO_ZEROES, STARTTLS, option(NBD_OPT.GO, infoData("disk")))], LIST, {
+      tls: "required",
+      tlsChunks: [],
+    });
+    expect(o.final).toMatchObject({ kind: "close", reason: expect.stringMatching(/after NBD_OPT_STARTTLS/) });
+    expect(afterGreeting(o).byteLength).toBe(0); // not even the ACK
+    expect(o.plaintext).toBeNull();
+  });
+
+  test("a client without C_FIXED_NEWSTYLE is disconnected (TLS needs fixed newstyle)", () => {
+    const o = drive([concat(be32(0), option(NBD_OPT.EXPORT_NAME, text("disk")))], LIST, { tls: "required" });
+    expect(o.final).toMatchObject({ kind: "close", reason: expect.stringMatching(/fixed newstyle/) });
+    expect(o.lookups).toEqual([]);
+  });
+
+  test("without TLS configured STARTTLS stays ERR_POLICY, with or without data", () => {
+    const o = drive([concat(FLAGS_FIXED_NO_ZEROES, STARTTLS, option(NBD_OPT.STARTTLS, text("x")))]);
+    const replies = parseReplies(afterGreeting(o));
+    expect(replies.map((r) => r.type)).toEqual([NBD_REP.ERR_POLICY, NBD_REP.ERR_POLICY]);
+    expect(o.final.kind).toBe("more");
+  });
+
+  test("feeding during the upgrade and tlsStarted() out of turn are errors of the caller", () => {
+    const hs = new Handshake({ tls: "required" });
+    expect(() => hs.tlsStarted()).toThrow();
+    expect(hs.feed(concat(FLAGS_FIXED_NO_ZEROES, STARTTLS)).next.kind).toBe("starttls");
+    expect(hs.tls).toBe(false);
+    expect(() => hs.feed(hex("16030100"))).toThrow(/TLS upgrade/);
+    expect(hs.tlsStarted().next.kind).toBe("more");
+    expect(hs.tls).toBe(true);
+    expect(() => hs.tlsStarted()).toThrow();
   });
 });

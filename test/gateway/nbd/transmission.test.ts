@@ -136,6 +136,63 @@ describe("RequestParser", () => {
     expect(seen).toHaveLength(1);
   });
 
+  test("a WRITE announcing 32 MiB holds only what arrived, not the announced length", () => {
+    // Issue 9: 200 clients each announcing 32 MiB and sending 4 KiB must not cost 6.4 GiB.
+    const parser = new RequestParser({ maxPayload: MAX });
+    const header = request(NBD_CMD.WRITE, { length: MAX }).subarray(0, 28);
+    parser.push(concat(header, new Uint8Array(4096).fill(7)), () => {
+      throw new Error("not complete yet");
+    });
+    expect(parser.buffered).toBe(4096);
+    expect(parser.midRequest).toBe(true);
+    expect(parser.retainedBytes).toBeLessThanOrEqual(64 * 1024);
+  });
+
+  test("a small piece cut from a large read is copied, so the large read is not kept alive", () => {
+    // One 1 MiB socket read: FLUSH requests, then a WRITE header and the first 100 payload bytes.
+    const flush = request(NBD_CMD.FLUSH);
+    const tail = concat(request(NBD_CMD.WRITE, { length: 1 << 20 }).subarray(0, 28), new Uint8Array(100));
+    const count = Math.floor(((1 << 20) - tail.byteLength) / flush.byteLength);
+    const chunk = concat(...Array.from({ length: count }, () => flush), tail);
+    const parser = new RequestParser({ maxPayload: MAX });
+    let flushes = 0;
+    parser.push(chunk, () => flushes++);
+    expect(flushes).toBe(count);
+    expect(parser.buffered).toBe(100);
+    expect(parser.retainedBytes).toBeLessThanOrEqual(64 * 1024);
+  });
+
+  test("a payload trickled a byte at a time is kept in a few segments and reassembled exactly", () => {
+    const parser = new RequestParser({ maxPayload: MAX });
+    const payload = Uint8Array.from({ length: 200_000 }, (_, i) => (i * 7) & 0xff);
+    const stream = request(NBD_CMD.WRITE, { payload });
+    const got: NbdRequest[] = [];
+    parser.push(stream.subarray(0, 28), (r) => got.push(r));
+    for (let i = 28; i < stream.byteLength - 1; i++)
+      parser.push(stream.subarray(i, i + 1), (r) => got.push(r));
+    expect(parser.retainedBytes).toBeLessThanOrEqual(payload.byteLength + 64 * 1024);
+    parser.push(stream.subarray(stream.byteLength - 1), (r) => got.push(r));
+    expect(got).toHaveLength(1);
+    expect(toHex(got[0]!.payload!)).toBe(toHex(payload));
+    expect(parser.midRequest).toBe(false);
+    expect(parser.retainedBytes).toBe(0);
+  });
+
+  test("a payload arriving in mixed large and small pieces is reassembled in order", () => {
+    const payload = Uint8Array.from({ length: 300_000 }, (_, i) => (i * 13 + 5) & 0xff);
+    const stream = request(NBD_CMD.WRITE, { payload });
+    const sizes = [40, 70_000, 3, 20_000, 1, 16_384, 9_000, 100_000];
+    const chunks: Uint8Array[] = [];
+    let at = 0;
+    for (let i = 0; at < stream.byteLength; i++) {
+      const n = sizes[i % sizes.length]!;
+      chunks.push(stream.slice(at, at + n)); // each piece in its own buffer, like socket reads
+      at += n;
+    }
+    const [req] = parseAll(chunks);
+    expect(toHex(req!.payload!)).toBe(toHex(payload));
+  });
+
   test("a WRITE longer than maxPayload is read, dropped and flagged; the next request parses", () => {
     const stream = concat(
       request(NBD_CMD.WRITE, { handle: 1n, payload: new Uint8Array(2048).fill(1) }),
