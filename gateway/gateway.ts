@@ -7,7 +7,7 @@ import { LRUCache } from "lru-cache";
 import type { Hash } from "../chunkstore/chunk-store.ts";
 import { openStore } from "../chunkstore/open-store.ts";
 import { serveHttp } from "../runtime/serve-http.ts";
-import { PiscinaPool } from "../workers/piscina-pool.ts";
+import { createTaskPool } from "../workers/create-task-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
 import { HealScheduler } from "./heal/heal-scheduler.ts";
 import { LatencyMonitor } from "./heal/latency-monitor.ts";
@@ -85,7 +85,7 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
       cleanups.push(() => store.close());
       members.push({ id: s.id, url: s.url, store });
     }
-    const pool: TaskPool = new PiscinaPool({ threads: config.threads });
+    const pool: TaskPool = createTaskPool({ threads: config.threads });
     cleanups.push(() => pool.close());
     const stores = new StoreSet(members, { replicas: config.replicas, minReplicas: config.minReplicas });
     const health = new StoreHealth(members);
