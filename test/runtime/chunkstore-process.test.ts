@@ -7,10 +7,11 @@
  * No `corrupt` target: the process's files are the file backend's own test; the
  * in-process http targets in test/chunkstore/http-store.test.ts cover corrupt copies.
  */
-import { afterAll } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
+import { readlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { ChunkStore } from "../../chunkstore/chunk-store.ts";
 import { HttpStore } from "../../chunkstore/http-store.ts";
 import { describeConformance } from "../chunkstore/conformance.ts";
@@ -43,4 +44,14 @@ describeConformance(`blockmend chunkstore process on ${TEST_RUNTIME}`, {
     await killAll();
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   },
+});
+
+test(`the chunk store processes really run on ${TEST_RUNTIME}`, async () => {
+  const dir = await mkdtemp(join(tmpdir(), "blockmend-store-proc-"));
+  dirs.push(dir);
+  const server = await startStoreProcess(dir);
+  // The executable of the process that listens, not of a wrapper in front of it.
+  const exe = basename(readlinkSync(`/proc/${server.proc.pid}/exe`));
+  expect(exe).toBe(TEST_RUNTIME === "deno" ? "deno" : "bun.exe");
+  expect(server.output()).toContain(`running as pid ${server.proc.pid}`);
 });
