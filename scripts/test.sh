@@ -8,17 +8,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: qemu-img/qemu-io/qemu-nbd (qemu-utils), nbdinfo/nbdcopy
-# (libnbd-bin), and Ceph's S3 gateway for the S3 conformance suite.
-PACKAGES=(qemu-utils libnbd-bin ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime curl python3)
-TOOLS=(qemu-img qemu-io nbdinfo nbdcopy radosgw ceph-osd ceph-mon ceph-mgr uuidgen curl python3)
+# (libnbd-bin), Ceph's S3 gateway for the S3 conformance suite, and the checkers of the
+# deployment files: docker-compose (`config` validates compose.yaml without an engine) and
+# systemd-analyze (verify and security of the units in deploy/systemd).
+PACKAGES=(qemu-utils libnbd-bin ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime curl python3
+  docker-compose systemd)
+TOOLS=(qemu-img qemu-io nbdinfo nbdcopy radosgw ceph-osd ceph-mon ceph-mgr uuidgen curl python3
+  docker-compose systemd-analyze)
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
 if ((${#missing[@]})); then
-  line="apt-get update && apt-get install -y ${PACKAGES[*]}"
+  line="apt-get update && apt-get install -y --no-upgrade ${PACKAGES[*]}"
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "test.sh: installing missing tools (${missing[*]}): $line"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
+    apt-get update -qq && apt-get install -y -qq --no-upgrade "${PACKAGES[@]}" >/dev/null
   else
     echo "test.sh: missing ${missing[*]}. Install them with:" >&2
     echo "  sudo $line" >&2
