@@ -37,7 +37,8 @@ done
 
 # Suites whose servers are real `blockmend` processes (test/support/processes.ts): the chunk
 # store conformance suite, NBD interop with QEMU's and libnbd's clients, the heal scenario,
-# replication and fencing, crash safety, the CLI. Run again with every server under Deno.
+# replication and fencing, crash safety, the CLI, the deployment files' command lines. Run
+# again with every server under Deno.
 DENO_SUITES=(
   test/runtime/chunkstore-process.test.ts
   test/gateway/gateway-interop.test.ts
@@ -46,6 +47,8 @@ DENO_SUITES=(
   test/chunkstore/file-store-kill.test.ts
   test/cli/chunkstore-command.test.ts
   test/cli/config-file.test.ts
+  test/deploy/compose.test.ts
+  test/deploy/systemd.test.ts
 )
 
 s3dir=""
