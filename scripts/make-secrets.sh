@@ -4,7 +4,8 @@
 #                 (64 hex characters from /dev/urandom)
 # Usage: scripts/make-secrets.sh [DIR] [--force]
 #   DIR      where to write them; default deploy/secrets (what compose.yaml reads).
-#            For the systemd units: /etc/blockmend.
+#            For the systemd units: /etc/blockmend/secrets (a directory of its own: the
+#            config files next to it must stay readable by the services' users).
 #   --force  replace secrets that exist (a new token must then reach every store and
 #            gateway before they restart, or they stop trusting each other).
 # The directory is made 0700, so only its owner (and root) can reach the files; the files

@@ -19,7 +19,11 @@ import { killAll, type StartedProcess, startStoreProcess, TEST_RUNTIME } from ".
 
 const dirs: string[] = [];
 const servers = new WeakMap<ChunkStore, { server: StartedProcess; dir: string }>();
-afterAll(killAll);
+async function cleanup(): Promise<void> {
+  await killAll();
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+}
+afterAll(cleanup);
 
 async function openAt(dir: string): Promise<ChunkStore> {
   const server = await startStoreProcess(dir);
@@ -40,10 +44,7 @@ describeConformance(`blockmend chunkstore process on ${TEST_RUNTIME}`, {
     await server.kill("SIGTERM");
     return openAt(dir);
   },
-  cleanup: async () => {
-    await killAll();
-    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-  },
+  cleanup,
 });
 
 test(`the chunk store processes really run on ${TEST_RUNTIME}`, async () => {
