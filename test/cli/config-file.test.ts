@@ -174,6 +174,34 @@ describe("blockmend --config", () => {
     expect((await fetch(`${store.url}/v1/stats`)).status).toBe(200);
   });
 
+  test("the gateway takes its repeatable --store from a TOML list", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "blockmend-config-"));
+    dirs.push(dir);
+    const [a, b] = await Promise.all(
+      ["a", "b"].map((id) =>
+        startBlockmend(["chunkstore", "--dir", join(dir, id), "--listen", "127.0.0.1:0"]),
+      ),
+    );
+    const file = join(dir, "gateway.toml");
+    await writeFile(
+      file,
+      [
+        `store = ["a=${a!.url}", "b=${b!.url}"]`,
+        "replicas = 2",
+        "min-replicas = 1",
+        'nbd = "127.0.0.1:0"',
+        'http = "127.0.0.1:0"',
+      ].join("\n"),
+    );
+    const gw = await startBlockmend(["gateway", "--config", file]);
+    const body = (await (await fetch(`${gw.url}/v1/stores`)).json()) as {
+      replicas: number;
+      stores: { id: string }[];
+    };
+    expect(body.stores.map((s) => s.id)).toEqual(["a", "b"]);
+    expect(body.replicas).toBe(2);
+  });
+
   test("an unknown key stops the command with the key named, before anything starts", async () => {
     const dir = await mkdtemp(join(tmpdir(), "blockmend-config-"));
     dirs.push(dir);
