@@ -165,7 +165,7 @@ describe("bin/blockmend.js", () => {
     await waitUntil("the server is gone", () => !alive(s.serverPid));
     await waitUntil("the wrapper is gone", () => !alive(wrapperPid));
     expect(await portOpen(s.port)).toBe(false);
-    expect(s.output()).toContain("stopped (SIGTERM)");
+    await waitUntil("the stop line is printed", () => s.output().includes("stopped (SIGTERM)"));
   }, 60_000);
 
   test("under npm: npm killed with SIGKILL leaves its sh -c; the server stops all the same", async () => {
@@ -218,6 +218,6 @@ describe("bin/blockmend.js", () => {
     expect(alive(s.serverPid)).toBe(false);
     expect(await portOpen(nbdPort)).toBe(false);
     expect(await portOpen(s.port)).toBe(false);
-    expect(s.output()).toContain("blockmend up: stopped (SIGTERM)");
+    await waitUntil("the stop line is printed", () => s.output().includes("blockmend up: stopped (SIGTERM)"));
   }, 60_000);
 });

@@ -54,5 +54,8 @@ test(`the chunk store processes really run on ${TEST_RUNTIME}`, async () => {
   // The executable of the process that listens, not of a wrapper in front of it.
   const exe = basename(readlinkSync(`/proc/${server.proc.pid}/exe`));
   expect(exe).toBe(TEST_RUNTIME === "deno" ? "deno" : "bun.exe");
+  // The PID line follows the URL line that startStoreProcess waited for.
+  const deadline = Date.now() + 10_000;
+  while (!server.output().includes("running as pid") && Date.now() < deadline) await Bun.sleep(20);
   expect(server.output()).toContain(`running as pid ${server.proc.pid}`);
 });
