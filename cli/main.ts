@@ -1,9 +1,15 @@
 /** The `blockmend` command line: one subcommand per file, loaded lazily. */
 import { defineCommand } from "citty";
+import { argvWithConfigFile, type CommandShape } from "./config-file.ts";
 import { runCli } from "./run-cli.ts";
+import { stopWhenWrapperDies } from "./wrapper-watch.ts";
 
 const main = defineCommand({
-  meta: { name: "blockmend", version: "0.1.0", description: "Replicated chunk storage for VM disk images" },
+  meta: {
+    name: "blockmend",
+    version: "0.1.0",
+    description: "Replicated chunk storage for VM disk images (every command takes --config FILE.toml|json)",
+  },
   subCommands: {
     up: () => import("./up-command.ts").then((m) => m.default),
     gateway: () => import("./gateway-command.ts").then((m) => m.default),
@@ -14,4 +20,9 @@ const main = defineCommand({
   },
 });
 
-await runCli(main);
+stopWhenWrapperDies();
+const rawArgs = await argvWithConfigFile(process.argv.slice(2), main as CommandShape).catch((err: Error) => {
+  console.error(`blockmend: ${err.message}`);
+  process.exit(1);
+});
+await runCli(main, rawArgs);

@@ -8,7 +8,7 @@ import { LRUCache } from "lru-cache";
 import type { Hash } from "../chunkstore/chunk-store.ts";
 import { openStore } from "../chunkstore/open-store.ts";
 import { serveHttp } from "../runtime/serve-http.ts";
-import { PiscinaPool } from "../workers/piscina-pool.ts";
+import { createTaskPool } from "../workers/create-task-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
 import { openGatewayState } from "./gateway-state.ts";
 import { ClusterStatus } from "./heal/cluster-status.ts";
@@ -173,7 +173,7 @@ export async function assembleGateway(
       (id) => cluster.identity(id),
     );
     const heads = new HeadWriter(register, gatewayId);
-    const pool: TaskPool = options.pool ?? new PiscinaPool({ threads: options.threads });
+    const pool: TaskPool = options.pool ?? createTaskPool({ threads: options.threads });
     if (!options.pool) cleanups.push(() => pool.close());
     const images = new ImageService({
       stores,

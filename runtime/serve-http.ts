@@ -1,8 +1,9 @@
 /**
- * Serves a web-standard fetch handler (a Hono `app.fetch`) on a TCP port. This is the
- * one file that detects the runtime: Bun.serve on Bun, Deno.serve on Deno. Node.js
- * would need `@hono/node-server`, which is not a dependency, so it fails clearly.
+ * Serves a web-standard fetch handler (a Hono `app.fetch`) on a TCP port: Bun.serve on
+ * Bun, Deno.serve on Deno (the runtime as `runtime-key.ts` detects it). Node.js would
+ * need `@hono/node-server`, which is not a dependency, so it fails clearly.
  */
+import { runtimeGlobal, runtimeKey } from "./runtime-key.ts";
 
 /** A web-standard request handler, such as a Hono app's `fetch`. */
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
@@ -73,10 +74,10 @@ interface DenoLike {
 export async function serveHttp(handler: FetchHandler, options: ServeOptions = {}): Promise<HttpServer> {
   const hostname = options.hostname ?? "127.0.0.1";
   const port = options.port ?? 0;
-  const g = globalThis as unknown as { Bun?: BunLike; Deno?: DenoLike };
+  const runtime = runtimeKey();
 
-  if (g.Bun) {
-    const server = g.Bun.serve({
+  if (runtime === "bun") {
+    const server = runtimeGlobal<BunLike>("bun")!.serve({
       fetch: handler,
       hostname,
       port,
@@ -94,8 +95,8 @@ export async function serveHttp(handler: FetchHandler, options: ServeOptions = {
     };
   }
 
-  if (g.Deno) {
-    const deno = g.Deno;
+  if (runtime === "deno") {
+    const deno = runtimeGlobal<DenoLike>("deno")!;
     let server!: ReturnType<DenoLike["serve"]>;
     await new Promise<void>((resolve) => {
       server = deno.serve(
@@ -115,7 +116,7 @@ export async function serveHttp(handler: FetchHandler, options: ServeOptions = {
   }
 
   throw new Error(
-    "serveHttp: no HTTP server adapter for this runtime; run under Bun or Deno " +
+    `serveHttp: no HTTP server adapter for this runtime (${runtime}); run under Bun or Deno ` +
       "(Node.js would need @hono/node-server, which blockmend does not install)",
   );
 }

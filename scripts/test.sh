@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): brings the Debian tools the tests use, starts a real
 # S3 server (Ceph radosgw) on loopback for the s3 backend's conformance suite, runs bun test,
-# and stops everything it started. Extra arguments go to `bun test` (e.g. a path filter).
+# then runs the suites that start blockmend processes a second time with those processes
+# under Deno (BLOCKMEND_TEST_RUNTIME=deno), and stops everything it started. Extra
+# arguments go to `bun test` (e.g. a path filter) and skip the Deno pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: qemu-img/qemu-io/qemu-nbd (qemu-utils), nbdinfo/nbdcopy
-# (libnbd-bin), certtool for the NBD TLS tests' certificates (gnutls-bin), and Ceph's S3
-# gateway for the S3 conformance suite.
-PACKAGES=(qemu-utils libnbd-bin gnutls-bin ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime curl python3)
-TOOLS=(qemu-img qemu-io nbdinfo nbdcopy certtool radosgw ceph-osd ceph-mon ceph-mgr uuidgen curl python3)
+# (libnbd-bin), certtool for the NBD TLS tests' certificates (gnutls-bin), Ceph's S3 gateway
+# for the S3 conformance suite, and the checkers of the deployment files: docker-compose
+# (`config` validates compose.yaml without an engine) and systemd-analyze (verify and
+# security of the units in deploy/systemd).
+PACKAGES=(qemu-utils libnbd-bin gnutls-bin ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime curl python3
+  docker-compose systemd)
+TOOLS=(qemu-img qemu-io nbdinfo nbdcopy certtool radosgw ceph-osd ceph-mon ceph-mgr uuidgen curl python3
+  docker-compose systemd-analyze)
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
 if ((${#missing[@]})); then
-  line="apt-get update && apt-get install -y ${PACKAGES[*]}"
+  line="apt-get update && apt-get install -y --no-upgrade ${PACKAGES[*]}"
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "test.sh: installing missing tools (${missing[*]}): $line"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
+    apt-get update -qq && apt-get install -y -qq --no-upgrade "${PACKAGES[@]}" >/dev/null
   else
     echo "test.sh: missing ${missing[*]}. Install them with:" >&2
     echo "  sudo $line" >&2
@@ -26,10 +32,30 @@ if ((${#missing[@]})); then
 fi
 
 BUN=node_modules/.bin/bun
-[ -x "$BUN" ] || { echo "test.sh: run 'npm ci' first (node_modules/.bin/bun is missing)" >&2; exit 1; }
+for bin in bun deno; do
+  [ -x "node_modules/.bin/$bin" ] || { echo "test.sh: run 'npm ci' first (node_modules/.bin/$bin is missing)" >&2; exit 1; }
+done
+
+# Suites whose servers are real `blockmend` processes (test/support/processes.ts): the chunk
+# store conformance suite, NBD interop with QEMU's and libnbd's clients, the heal scenario,
+# replication and fencing, crash safety, the CLI, the deployment files' command lines. Run
+# again with every server under Deno.
+DENO_SUITES=(
+  test/runtime/chunkstore-process.test.ts
+  test/gateway/gateway-interop.test.ts
+  test/gateway/heal/heal-scenario.test.ts
+  test/gateway/replication
+  test/chunkstore/file-store-kill.test.ts
+  test/cli/chunkstore-command.test.ts
+  test/cli/config-file.test.ts
+  test/deploy/compose.test.ts
+  test/deploy/systemd.test.ts
+)
 
 s3dir=""
+out=""
 cleanup() {
+  if [ -n "$out" ]; then rm -f "$out"; fi
   if [ -n "$s3dir" ]; then bash scripts/s3-test-server/stop.sh "$s3dir" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
@@ -59,11 +85,23 @@ print(a.getsockname()[1], b.getsockname()[1])')
   export S3_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
 fi
 
+out=$(mktemp /tmp/blockmend-test-output.XXXXXX)
+# The count bun test prints last for "pass" or "fail" in the run logged in $out (0 if none).
+count() { local n; n=$(grep -Eo "^ *[0-9]+ $1\$" "$out" | tail -1 | tr -dc 0-9); echo "${n:-0}"; }
 set +e
-"$BUN" test --timeout 60000 "$@" 2>&1 | tee /tmp/blockmend-test-output.txt
+"$BUN" test --timeout 60000 "$@" 2>&1 | tee "$out"
 status=${PIPESTATUS[0]}
+pass=$(count pass)
+fail=$(count fail)
+if (($# == 0)); then
+  echo "test.sh: the process-level suites again, with every blockmend server under Deno"
+  BLOCKMEND_TEST_RUNTIME=deno "$BUN" test --timeout 60000 "${DENO_SUITES[@]}" 2>&1 | tee "$out"
+  deno_status=${PIPESTATUS[0]}
+  ((status == 0)) && status=$deno_status
+  pass=$((pass + $(count pass)))
+  fail=$((fail + $(count fail)))
+fi
 set -e
-pass=$(grep -Eo '^ *[0-9]+ pass$' /tmp/blockmend-test-output.txt | tail -1 | tr -dc 0-9)
-fail=$(grep -Eo '^ *[0-9]+ fail$' /tmp/blockmend-test-output.txt | tail -1 | tr -dc 0-9)
-echo "${pass:-0} passed, ${fail:-0} failed"
+rm -f "$out"
+echo "$pass passed, $fail failed"
 exit "$status"

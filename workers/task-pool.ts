@@ -1,7 +1,9 @@
 /**
  * The small interface the rest of blockmend uses to run bulk work (hashing, copying,
  * verifying) off the event loop that serves VM I/O. Implementations: a piscina pool of
- * worker threads (`piscina-pool.ts`) and a same-thread fallback (`inline-pool.ts`).
+ * worker threads (`piscina-pool.ts`, used on Bun), a pool of web Workers
+ * (`web-worker-pool.ts`, used on Deno) and a same-thread fallback (`inline-pool.ts`);
+ * `create-task-pool.ts` picks the one for the running runtime.
  */
 import type { TaskInput, TaskName, TaskOutput } from "./tasks.ts";
 

@@ -3,18 +3,16 @@
  * of each result back to the caller instead of copying them.
  */
 import { move, transferableSymbol, valueSymbol } from "piscina";
+import { transferablesOf } from "./_transferables.ts";
 import { tasks } from "./tasks.ts";
 
 /** Wraps `value` so piscina transfers every ArrayBuffer found in its top-level typed arrays. */
 function movable<T extends object>(value: T): T {
-  const buffers = new Set<ArrayBuffer>();
-  for (const v of Object.values(value)) {
-    if (ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer) buffers.add(v.buffer);
-  }
-  if (buffers.size === 0) return value;
+  const buffers = transferablesOf(value);
+  if (buffers.length === 0) return value;
   return move({
     get [transferableSymbol]() {
-      return [...buffers];
+      return buffers;
     },
     get [valueSymbol]() {
       return value;

@@ -1,6 +1,10 @@
 /**
  * Child processes for tests: start the real `blockmend` CLI, wait for the line that
  * says where it listens, and make sure every process a test started is stopped.
+ *
+ * `BLOCKMEND_TEST_RUNTIME=deno` starts those processes under Deno instead of Bun (the
+ * tests themselves still run on bun:test), so the same suites prove Deno-run stores and
+ * gateways; scripts/test.sh runs the process-level suites a second time that way.
  */
 
 import { mkdtempSync } from "node:fs";
@@ -13,6 +17,21 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const CLI = fileURLToPath(new URL("../../cli/main.ts", import.meta.url));
 const running = new Set<Subprocess>();
 
+/** The runtime that runs the blockmend processes tests start: "bun" (default) or "deno". */
+export const TEST_RUNTIME = parseTestRuntime(process.env.BLOCKMEND_TEST_RUNTIME);
+
+function parseTestRuntime(value: string | undefined): "bun" | "deno" {
+  if (value === undefined || value === "" || value === "bun") return "bun";
+  if (value === "deno") return "deno";
+  throw new TypeError(`BLOCKMEND_TEST_RUNTIME "${value}" is neither "bun" nor "deno"`);
+}
+
+/** The command line that runs `blockmend <args>` under {@link TEST_RUNTIME}. */
+export function blockmendCommand(args: readonly string[]): string[] {
+  if (TEST_RUNTIME === "deno") return [`${ROOT}node_modules/.bin/deno`, "run", "-A", CLI, ...args];
+  return [process.execPath, CLI, ...args];
+}
+
 /** A started blockmend process and the URL it printed. */
 export interface StartedProcess {
   readonly proc: Subprocess<"ignore", "pipe", "pipe">;
@@ -24,11 +43,12 @@ export interface StartedProcess {
 }
 
 /**
- * Runs `blockmend <args>` under Bun and resolves once it prints `http://HOST:PORT`.
+ * Runs `blockmend <args>` (under Bun, or Deno: {@link TEST_RUNTIME}) and resolves once it
+ * prints `http://HOST:PORT`.
  * Rejects with its output if it exits or stays silent for `timeoutMs`.
  */
 export async function startBlockmend(args: string[], timeoutMs = 20_000): Promise<StartedProcess> {
-  const proc = Bun.spawn([process.execPath, CLI, ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn(blockmendCommand(args), { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
   running.add(proc);
   let out = "";
   const pump = async (stream: ReadableStream<Uint8Array>) => {

@@ -9,6 +9,8 @@ const PACKAGE_OF: Record<string, string> = {
   "qemu-nbd": "qemu-utils",
   nbdinfo: "libnbd-bin",
   nbdcopy: "libnbd-bin",
+  "systemd-analyze": "systemd",
+  "docker-compose": "docker-compose",
 };
 
 /** Throws unless every tool is on PATH, naming the apt-get line that brings them. */
