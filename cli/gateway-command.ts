@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { defineCommand } from "citty";
 import { defaultMinReplicas, parseStoreFlag, startGateway } from "../gateway/gateway.ts";
 import { isLoopback, parseListenAddress } from "./listen-address.ts";
+import { readS3Flags, S3_ARGS, s3Banner } from "./s3-flags.ts";
 import { onShutdown } from "./shutdown.ts";
 
 /** All values of a repeatable flag (citty keeps only the last one). */
@@ -28,6 +29,7 @@ export default defineCommand({
     nbd: { type: "string", description: "HOST:PORT for NBD", default: "127.0.0.1:10809" },
     http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
     "store-token-file": { type: "string", description: "Bearer token for http(s) stores" },
+    ...S3_ARGS,
   },
   async run({ args, rawArgs }) {
     const stores = repeated("--store", rawArgs).map(parseStoreFlag);
@@ -48,10 +50,15 @@ export default defineCommand({
     const storeToken = args["store-token-file"]
       ? (await readFile(args["store-token-file"], "utf8")).trim()
       : undefined;
-    const gw = await startGateway({ stores, replicas, minReplicas, nbd, http, storeToken });
+    const s3 = await readS3Flags(args).catch((err: Error) => {
+      console.error(`blockmend gateway: ${err.message}`);
+      process.exit(2);
+    });
+    const gw = await startGateway({ stores, replicas, minReplicas, nbd, http, storeToken, s3: s3?.config });
     console.log(
       `blockmend gateway: ${stores.length} stores, ${replicas} replicas (min ${minReplicas}); NBD on nbd://${nbd.hostname}:${gw.nbdPort}, HTTP API on ${gw.httpUrl}`,
     );
+    if (s3 && gw.s3Url) console.log(`blockmend gateway: ${s3Banner(gw.s3Url, s3)}`);
     onShutdown(() => gw.close());
   },
 });

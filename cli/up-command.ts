@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { defaultMinReplicas, startGateway } from "../gateway/gateway.ts";
 import { parseListenAddress } from "./listen-address.ts";
+import { readS3Flags, S3_ARGS, s3Banner } from "./s3-flags.ts";
 import { onShutdown } from "./shutdown.ts";
 
 const REPLICAS = 2;
@@ -17,13 +18,19 @@ export default defineCommand({
     data: { type: "string", description: "Data directory", default: "./blockmend-data" },
     nbd: { type: "string", description: "HOST:PORT for NBD", default: "127.0.0.1:10809" },
     http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
+    ...S3_ARGS,
   },
   async run({ args }) {
     const data = resolve(args.data);
     const stores = ["a", "b", "c"].map((id) => ({ id, url: `file:${data}/store-${id}` }));
     const nbd = parseListenAddress(args.nbd, "--nbd");
     const http = parseListenAddress(args.http, "--http");
+    const s3 = await readS3Flags(args, { generatedCredentialsDir: data }).catch((err: Error) => {
+      console.error(`blockmend up: ${err.message}`);
+      process.exit(2);
+    });
     const gw = await startGateway({
+      s3: s3?.config,
       stores,
       replicas: REPLICAS,
       minReplicas: defaultMinReplicas(REPLICAS),
@@ -36,6 +43,7 @@ export default defineCommand({
     console.log(`blockmend up: 3 file stores under ${data}, ${REPLICAS} replicas`);
     console.log(`  NBD:      ${nbdUrl}/<image>   (image@snapshot: read-only)`);
     console.log(`  HTTP API: ${api}/v1   (OpenAPI: ${api}/v1/openapi.json)`);
+    if (s3 && gw.s3Url) console.log(`  ${s3Banner(gw.s3Url, s3)}`);
     console.log("Try, in another terminal:");
     console.log(`  npx blockmend image create web01 1G${apiFlag}`);
     console.log(`  qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' ${nbdUrl}/web01`);

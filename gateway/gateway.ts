@@ -20,6 +20,7 @@ import { startNbdServer } from "./nbd/nbd-server.ts";
 import { HeadStore } from "./replication/head-store.ts";
 import { StoreHealth } from "./replication/store-health.ts";
 import { type StoreMember, StoreSet } from "./replication/store-set.ts";
+import { type S3EndpointConfig, startS3Endpoint } from "./s3/s3-endpoint.ts";
 
 /** One `--store ID=URL`. */
 export interface StoreConfig {
@@ -40,6 +41,8 @@ export interface GatewayConfig {
   readonly chunkCacheBytes?: number;
   /** Worker threads for hashing; default one per core. */
   readonly threads?: number;
+  /** The S3-compatible endpoint (`--s3`), on its own listener. */
+  readonly s3?: S3EndpointConfig;
 }
 
 /** A running gateway. */
@@ -50,6 +53,8 @@ export interface Gateway {
   readonly heal: HealScheduler;
   readonly nbdPort: number;
   readonly httpUrl: string;
+  /** Base URL of the S3 endpoint, when configured. */
+  readonly s3Url?: string;
   close(): Promise<void>;
 }
 
@@ -120,7 +125,9 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     });
     const http = await serveHttp(app.fetch, config.http);
     cleanups.push(() => http.close());
-    return { images, stores, health, heal, nbdPort: nbd.port, httpUrl: http.url, close };
+    const s3 = config.s3 ? await startS3Endpoint(images, config.s3) : undefined;
+    if (s3) cleanups.push(() => s3.close());
+    return { images, stores, health, heal, nbdPort: nbd.port, httpUrl: http.url, s3Url: s3?.url, close };
   } catch (err) {
     await close();
     throw err;

@@ -112,6 +112,24 @@ export class ImageService {
     return state;
   }
 
+  /** True while a client (an NBD connection, an HTTP request) has image `name` open for writing here. */
+  isAttached(name: string): boolean {
+    return (this.#open.get(name)?.refs ?? 0) > 0;
+  }
+
+  /**
+   * Closes image `name` if it is open here but unattached, so the next open reads its head
+   * again (used after the head was replaced underneath, by an S3 import). Refused while attached.
+   */
+  async forget(name: string): Promise<void> {
+    const open = this.#open.get(name);
+    if (!open) return;
+    if (open.refs > 0) throw new RangeError(`Image "${name}" is attached; it cannot be closed`);
+    this.#open.delete(name);
+    this.#ready.delete(name);
+    await (await open.image).close().catch(() => {});
+  }
+
   /** Deletes an image's head; its chunks stay until garbage collection. */
   async remove(name: string): Promise<void> {
     const open = this.#open.get(name);
