@@ -47,6 +47,8 @@ const parser = new XMLParser({
   parseTagValue: false,
   trimValues: true,
   processEntities: true,
+  // Numeric character references (Go's encoder writes quotes as &#34;) need this too.
+  htmlEntities: true,
   isArray: (name) => ARRAY_ELEMENTS.has(name),
 });
 
