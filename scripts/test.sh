@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: qemu-img/qemu-io/qemu-nbd (qemu-utils), nbdinfo/nbdcopy
-# (libnbd-bin), and Ceph's S3 gateway for the S3 conformance suite.
-PACKAGES=(qemu-utils libnbd-bin ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime curl python3)
-TOOLS=(qemu-img qemu-io nbdinfo nbdcopy radosgw ceph-osd ceph-mon ceph-mgr uuidgen curl python3)
+# (libnbd-bin), Ceph's S3 gateway for the S3 conformance suite, and the S3 clients the S3
+# endpoint's interop tests drive (awscli, rclone, s3cmd).
+PACKAGES=(qemu-utils libnbd-bin ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime curl python3 awscli rclone s3cmd)
+TOOLS=(qemu-img qemu-io nbdinfo nbdcopy radosgw ceph-osd ceph-mon ceph-mgr uuidgen curl python3 aws rclone s3cmd)
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
 if ((${#missing[@]})); then

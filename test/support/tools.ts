@@ -9,6 +9,10 @@ const PACKAGE_OF: Record<string, string> = {
   "qemu-nbd": "qemu-utils",
   nbdinfo: "libnbd-bin",
   nbdcopy: "libnbd-bin",
+  aws: "awscli",
+  rclone: "rclone",
+  s3cmd: "s3cmd",
+  curl: "curl",
 };
 
 /** Throws unless every tool is on PATH, naming the apt-get line that brings them. */

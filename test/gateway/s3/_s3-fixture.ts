@@ -102,7 +102,7 @@ export async function signedFetch(
   return fetch(`${url.origin}${url.pathname}${qs ? `?${qs}` : ""}`, {
     method,
     headers: signed.headers as Record<string, string>,
-    body: init.body,
+    body: init.body as BodyInit | undefined,
   });
 }
 
