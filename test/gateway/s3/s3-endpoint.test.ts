@@ -399,7 +399,7 @@ describe("authentication", () => {
         ].join("\n");
         previous = createHmac("sha256", key).update(sts).digest("hex");
         const sent = Buffer.from(c);
-        if (tamper && c.byteLength === 65536 && body.length === 0) sent[100] ^= 1;
+        if (tamper && c.byteLength === 65536 && body.length === 0) sent[100] = sent[100]! ^ 1;
         body.push(
           Buffer.from(`${c.byteLength.toString(16)};chunk-signature=${previous}\r\n`),
           sent,
