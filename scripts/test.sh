@@ -59,11 +59,14 @@ print(a.getsockname()[1], b.getsockname()[1])')
   export S3_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
 fi
 
+# A file of this run's own: other checkouts on the machine may be testing at the same time.
+output=$(mktemp /tmp/blockmend-test-output.XXXXXX)
 set +e
-"$BUN" test --timeout 60000 "$@" 2>&1 | tee /tmp/blockmend-test-output.txt
+"$BUN" test --timeout 60000 "$@" 2>&1 | tee "$output"
 status=${PIPESTATUS[0]}
 set -e
-pass=$(grep -Eo '^ *[0-9]+ pass$' /tmp/blockmend-test-output.txt | tail -1 | tr -dc 0-9)
-fail=$(grep -Eo '^ *[0-9]+ fail$' /tmp/blockmend-test-output.txt | tail -1 | tr -dc 0-9)
+pass=$(grep -aEo '^ *[0-9]+ pass$' "$output" | tail -1 | tr -dc 0-9)
+fail=$(grep -aEo '^ *[0-9]+ fail$' "$output" | tail -1 | tr -dc 0-9)
+rm -f "$output"
 echo "${pass:-0} passed, ${fail:-0} failed"
 exit "$status"
