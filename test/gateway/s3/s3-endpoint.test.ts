@@ -383,7 +383,7 @@ describe("authentication", () => {
       );
       let previous = /Signature=([0-9a-f]+)/.exec(String(signed.headers.authorization))![1]!;
       // An independent chunk signer (the AWS documentation's algorithm), not the endpoint's code.
-      const key = ["20" + longDate.slice(2, 8), REGION, "s3", "aws4_request"].reduce<Buffer>(
+      const key = [`20${longDate.slice(2, 8)}`, REGION, "s3", "aws4_request"].reduce<Buffer>(
         (k, part) => createHmac("sha256", k).update(part).digest(),
         Buffer.from(`AWS4${SECRET}`),
       );
