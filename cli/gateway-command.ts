@@ -5,6 +5,7 @@ import { defineCommand } from "citty";
 import { defaultMinReplicas, parseStoreFlag, startGateway } from "../gateway/gateway.ts";
 import { isLoopback, parseListenAddress } from "./listen-address.ts";
 import { NBD_LISTEN_DESCRIPTION, NBD_TLS_ARGS, nbdServerOptions, nbdUsage } from "./nbd-flags.ts";
+import { readS3Flags, S3_ARGS, s3Banner } from "./s3-flags.ts";
 import { onShutdown } from "./shutdown.ts";
 import { strictCommand } from "./strict-flags.ts";
 
@@ -37,6 +38,7 @@ const command = defineCommand({
       description: "Directory for the gateway's id and lock (one gateway per directory)",
       default: "./blockmend-gateway",
     },
+    ...S3_ARGS,
   },
   async run({ args, rawArgs }) {
     const stores = repeated("--store", rawArgs).map(parseStoreFlag);
@@ -52,6 +54,10 @@ const command = defineCommand({
     const storeToken = args["store-token-file"]
       ? (await readFile(args["store-token-file"], "utf8")).trim()
       : undefined;
+    const s3 = await readS3Flags(args).catch((err: Error) => {
+      console.error(`blockmend gateway: ${err.message}`);
+      process.exit(2);
+    });
     const gw = await startGateway({
       stores,
       replicas,
@@ -60,10 +66,12 @@ const command = defineCommand({
       http,
       storeToken,
       stateDir: resolve(args["state-dir"]),
+      s3: s3?.config,
     });
     console.log(
       `blockmend gateway ${gw.id}: ${stores.length} stores, ${replicas} replicas (min ${minReplicas}); NBD on ${nbdUsage(nbd, gw.nbdPort).where}, HTTP API on ${gw.httpUrl}`,
     );
+    if (s3 && gw.s3Url) console.log(`blockmend gateway: ${s3Banner(gw.s3Url, s3)}`);
     onShutdown(() => gw.close());
   },
 });

@@ -8,6 +8,7 @@ import { defineCommand } from "citty";
 import { defaultMinReplicas, startGateway } from "../gateway/gateway.ts";
 import { parseListenAddress } from "./listen-address.ts";
 import { NBD_LISTEN_DESCRIPTION, NBD_TLS_ARGS, nbdServerOptions, nbdUsage } from "./nbd-flags.ts";
+import { readS3Flags, S3_ARGS, s3Banner } from "./s3-flags.ts";
 import { onShutdown } from "./shutdown.ts";
 import { strictCommand } from "./strict-flags.ts";
 
@@ -20,13 +21,19 @@ const command = defineCommand({
     nbd: { type: "string", description: NBD_LISTEN_DESCRIPTION, default: "127.0.0.1:10809" },
     ...NBD_TLS_ARGS,
     http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
+    ...S3_ARGS,
   },
   async run({ args }) {
     const data = resolve(args.data);
     const stores = ["a", "b", "c"].map((id) => ({ id, url: `file:${data}/store-${id}` }));
     const nbd = nbdServerOptions(args);
     const http = parseListenAddress(args.http, "--http");
+    const s3 = await readS3Flags(args, { generatedCredentialsDir: data }).catch((err: Error) => {
+      console.error(`blockmend up: ${err.message}`);
+      process.exit(2);
+    });
     const gw = await startGateway({
+      s3: s3?.config,
       stores,
       replicas: REPLICAS,
       minReplicas: defaultMinReplicas(REPLICAS),
@@ -40,6 +47,7 @@ const command = defineCommand({
     console.log(`blockmend up: 3 file stores under ${data}, ${REPLICAS} replicas`);
     console.log(`  NBD:      ${usage.exportUri("<image>")}   (image@snapshot: read-only)`);
     console.log(`  HTTP API: ${api}/v1   (OpenAPI: ${api}/v1/openapi.json)`);
+    if (s3 && gw.s3Url) console.log(`  ${s3Banner(gw.s3Url, s3)}`);
     console.log("Try, in another terminal:");
     console.log(`  npx blockmend image create web01 1G${apiFlag}`);
     for (const line of usage.tryLines("web01")) console.log(`  ${line}`);

@@ -36,6 +36,7 @@ import type { QuorumRegister } from "./register/quorum-register.ts";
 import { bootstrapCluster, Cluster, type ConfiguredStore } from "./replication/cluster.ts";
 import { DEFAULT_HEALTH_OPTIONS, type HealthOptions, StoreHealth } from "./replication/store-health.ts";
 import { StoreSet } from "./replication/store-set.ts";
+import { type S3EndpointConfig, startS3Endpoint } from "./s3/s3-endpoint.ts";
 
 /** One `--store ID=URL`. */
 export interface StoreConfig {
@@ -65,12 +66,16 @@ export interface GatewayConfig {
   readonly health?: Partial<HealthOptions>;
   /** Where operator-visible events go (default: stderr). */
   readonly log?: (line: string) => void;
+  /** The S3-compatible endpoint (`--s3`), on its own listener. */
+  readonly s3?: S3EndpointConfig;
 }
 
 /** A running gateway: its layers and its two listeners. */
 export interface Gateway extends GatewayCore {
   readonly nbdPort: number;
   readonly httpUrl: string;
+  /** Base URL of the S3 endpoint, when configured. */
+  readonly s3Url?: string;
 }
 
 /** Default `minReplicas` for a replica count: a majority of the copies, as Ceph's min_size. */
@@ -315,7 +320,9 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     });
     const http = await serveHttp(app.fetch, config.http);
     cleanups.push(() => http.close());
-    return { ...core, nbdPort: nbd.port, httpUrl: http.url, close };
+    const s3 = config.s3 ? await startS3Endpoint(core.images, config.s3) : undefined;
+    if (s3) cleanups.push(() => s3.close());
+    return { ...core, nbdPort: nbd.port, httpUrl: http.url, s3Url: s3?.url, close };
   } catch (err) {
     await close();
     throw err;

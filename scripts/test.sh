@@ -9,13 +9,14 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: qemu-img/qemu-io/qemu-nbd (qemu-utils), nbdinfo/nbdcopy
 # (libnbd-bin), certtool for the NBD TLS tests' certificates (gnutls-bin), Ceph's S3 gateway
-# for the S3 conformance suite, and the checkers of the deployment files: docker-compose
-# (`config` validates compose.yaml without an engine) and systemd-analyze (verify and
-# security of the units in deploy/systemd).
+# for the S3 conformance suite, the S3 clients the S3 endpoint's interop tests drive (awscli,
+# rclone, s3cmd), and the checkers of the deployment files: docker-compose (`config`
+# validates compose.yaml without an engine) and systemd-analyze (verify and security of the
+# units in deploy/systemd).
 PACKAGES=(qemu-utils libnbd-bin gnutls-bin ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime curl python3
-  docker-compose systemd)
+  docker-compose systemd awscli rclone s3cmd)
 TOOLS=(qemu-img qemu-io nbdinfo nbdcopy certtool radosgw ceph-osd ceph-mon ceph-mgr uuidgen curl python3
-  docker-compose systemd-analyze)
+  docker-compose systemd-analyze aws rclone s3cmd)
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
 if ((${#missing[@]})); then

@@ -309,6 +309,60 @@ export function commitContent(params: {
   };
 }
 
+/**
+ * An import (an S3 upload) becomes the image's content: a new image, or the new version of
+ * an existing one, whose chunks are all on the stores already. The importing gateway
+ * becomes the owner (a gateway holding the old version is fenced); snapshots stay; a store
+ * is in sync afterwards only if it held everything before and received all of the import.
+ */
+export function importContent(params: {
+  name: string;
+  root: Hash;
+  size: number;
+  chunkSize: number;
+  owner: string;
+  put: PutReport;
+  leaving: ReadonlySet<string>;
+  minReplicas: number;
+  /** Checked against the current live head (null: none): throws to refuse (a condition, an attached image). */
+  check?: (current: Head | null) => void;
+}): HeadChange<void> {
+  return (current, commitId) => {
+    if (current && !isTombstone(current) && current.recentCommits.includes(commitId))
+      return { keep: true, result: undefined };
+    const head = liveHead(current);
+    params.check?.(head);
+    if (!params.put.enoughCopies(new Set([...(head?.leaving ?? []), ...params.leaving]), params.minReplicas))
+      throw new NeedMoreCopiesError(params.name, params.leaving);
+    if (!head) {
+      const created = createHead({
+        name: params.name,
+        size: params.size,
+        chunkSize: params.chunkSize,
+        root: params.root,
+        synced: Object.fromEntries([...params.put.complete].map(([id, identity]) => [id, { identity }])),
+      })(current, commitId);
+      if ("keep" in created) return created;
+      return { next: { ...created.next, owner: params.owner } as NextHead, result: undefined };
+    }
+    if (head.chunkSize !== params.chunkSize)
+      throw new RangeError(
+        `Image "${params.name}" has chunk size ${head.chunkSize}; the import used ${params.chunkSize}: upload it again`,
+      );
+    const { synced, tails } = advancedSynced(head, params, params.put);
+    const next = {
+      ...base(head),
+      root: params.root,
+      size: params.size,
+      epoch: head.epoch + 1,
+      owner: params.owner,
+      synced,
+      tails,
+    };
+    return { next, result: undefined };
+  };
+}
+
 /** Freezes the current committed version as snapshot `snapshot` (any gateway; no takeover). */
 export function addSnapshot(name: string, incarnation: string, snapshot: string): HeadChange<void> {
   return (current, commitId) => {

@@ -42,6 +42,8 @@ export class ImageService {
   readonly #open = new Map<string, Promise<Image>>();
   /** Users of each writable instance, and its close timer once it has none. */
   readonly #users = new Map<Image, { refs: number; linger?: ReturnType<typeof setTimeout> }>();
+  /** Users of each image name, across instances (attachment as other layers ask about it). */
+  readonly #attached = new Map<string, number>();
 
   constructor(ctx: ImageContext) {
     this.ctx = ctx;
@@ -121,6 +123,25 @@ export class ImageService {
     return head;
   }
 
+  /** True while a client (an NBD connection, an HTTP request) has image `name` open for writing here. */
+  isAttached(name: string): boolean {
+    return (this.#attached.get(name) ?? 0) > 0;
+  }
+
+  /**
+   * Closes image `name` if it is open here but unattached, so the next open reads its head
+   * again (after the head was replaced underneath, by an S3 import). Refused while attached.
+   */
+  async forget(name: string): Promise<void> {
+    const open = this.#open.get(name);
+    const image = open ? await open.catch(() => null) : null;
+    if (!image) return;
+    if ((this.#users.get(image)?.refs ?? 0) > 0)
+      throw new RangeError(`Image "${name}" is attached; it cannot be closed`);
+    this.#open.delete(name);
+    await this.#close(image);
+  }
+
   /**
    * Deletes an image: a tombstone in the register that a head holder down now cannot undo.
    * Connections still open to it (here or on other gateways) can never commit again.
@@ -184,6 +205,7 @@ export class ImageService {
     const img = await opening;
     const users = this.#users.get(img) ?? { refs: 0 };
     users.refs++;
+    this.#attached.set(image, (this.#attached.get(image) ?? 0) + 1);
     clearTimeout(users.linger);
     users.linger = undefined;
     this.#users.set(img, users);
@@ -198,7 +220,11 @@ export class ImageService {
   async release(image: Image): Promise<void> {
     if (image.readOnly) return image.close();
     const users = this.#users.get(image);
-    if (!users || --users.refs > 0) return;
+    if (!users) return;
+    const attached = (this.#attached.get(image.name) ?? 1) - 1;
+    if (attached > 0) this.#attached.set(image.name, attached);
+    else this.#attached.delete(image.name);
+    if (--users.refs > 0) return;
     const current = (await this.#open.get(image.name)?.catch(() => null)) === image;
     if (!current) return this.#close(image);
     await image.flush().catch(() => {});

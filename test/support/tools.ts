@@ -11,6 +11,10 @@ const PACKAGE_OF: Record<string, string> = {
   nbdcopy: "libnbd-bin",
   "systemd-analyze": "systemd",
   "docker-compose": "docker-compose",
+  aws: "awscli",
+  rclone: "rclone",
+  s3cmd: "s3cmd",
+  curl: "curl",
 };
 
 /** Throws unless every tool is on PATH, naming the apt-get line that brings them. */

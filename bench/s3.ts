@@ -1,0 +1,190 @@
+/**
+ * S3 endpoint benchmark, against the NBD export of the same gateway in the same run,
+ * interleaved round by round (medians reported):
+ *
+ * - GET of a 1 GiB image of random data: the AWS SDK (one GetObject stream) and aws-cli
+ *   (`aws s3 cp`, parallel ranged GETs) against `nbdcopy` out of the NBD export;
+ * - import of 1 GiB of fresh random data: a multipart upload with @aws-sdk/lib-storage
+ *   (8 MiB parts, 4 at a time) against `qemu-img convert` into an NBD export.
+ *
+ *   bun bench/s3.ts [--rounds 3] [--size-mib 1024]
+ */
+import { createReadStream } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { GATEWAY_ALLOCATOR_ENV } from "../runtime/allocator-env.ts";
+import { machine, mbps, table, timed } from "./_report.ts";
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const ROUNDS = arg("--rounds", 3);
+const SIZE = arg("--size-mib", 1024) * 1024 * 1024;
+const ROOT = new URL("..", import.meta.url).pathname;
+const AWS = (await Bun.file("/usr/bin/aws").exists()) ? "/usr/bin/aws" : "aws";
+
+async function sh(cmd: string[], env: Record<string, string | undefined> = {}): Promise<string> {
+  const merged: Record<string, string> = {};
+  for (const [k, v] of Object.entries({ ...process.env, ...env })) if (v !== undefined) merged[k] = v;
+  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", env: merged });
+  const [out, err, code] = await Promise.all([
+    new Response(p.stdout).text(),
+    new Response(p.stderr).text(),
+    p.exited,
+  ]);
+  if (code !== 0)
+    throw new Error(`${cmd.join(" ")} failed (${code}): ${out.slice(0, 500)} ${err.slice(0, 2000)}`);
+  return out;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-s3-"));
+const procs: Bun.Subprocess[] = [];
+try {
+  console.log(`# S3 benchmark: ${machine()}`);
+  console.log(`${ROUNDS} rounds, ${SIZE / 2 ** 20} MiB objects, data under ${dir}\n`);
+  const gw = Bun.spawn(
+    [
+      process.execPath,
+      join(ROOT, "cli/main.ts"),
+      "up",
+      "--data",
+      join(dir, "bm"),
+      "--nbd",
+      "127.0.0.1:0",
+      "--http",
+      "127.0.0.1:0",
+      "--s3",
+      "127.0.0.1:0",
+    ],
+    { stdout: "pipe", stderr: "inherit", env: { ...process.env, ...GATEWAY_ALLOCATOR_ENV } },
+  );
+  procs.push(gw);
+  let out = "";
+  const reader = gw.stdout.getReader();
+  while (!/S3 endpoint on/.test(out)) out += new TextDecoder().decode((await reader.read()).value);
+  void (async () => {
+    for (let r = await reader.read(); !r.done; r = await reader.read());
+  })();
+  const nbd = /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+  const api = /HTTP API: (http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+  const m = /S3 endpoint on (http:\/\/127\.0\.0\.1:\d+) .*credentials in (\S+)\)/.exec(out)!;
+  const s3url = m[1]!;
+  const line = (await readFile(m[2]!, "utf8")).split("\n").find((l) => l && !l.startsWith("#"))!;
+  const [accessKeyId, secretAccessKey] = [
+    line.slice(0, line.indexOf(":")),
+    line.slice(line.indexOf(":") + 1),
+  ];
+  const client = new S3Client({
+    endpoint: s3url,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId, secretAccessKey },
+  });
+  const awsEnv = {
+    AWS_ACCESS_KEY_ID: accessKeyId,
+    AWS_SECRET_ACCESS_KEY: secretAccessKey,
+    AWS_DEFAULT_REGION: "us-east-1",
+    AWS_CA_BUNDLE: undefined,
+    AWS_CONFIG_FILE: "/dev/null",
+    AWS_EC2_METADATA_DISABLED: "true",
+  };
+  const create = async (name: string) => {
+    const r = await fetch(`${api}/v1/images`, { method: "POST", body: JSON.stringify({ name, size: SIZE }) });
+    if (r.status !== 201) throw new Error(`create ${name}: ${await r.text()}`);
+  };
+  const randomFile = async (path: string) => sh(["sh", "-c", `head -c ${SIZE} /dev/urandom > ${path}`]);
+
+  // The image every GET reads: random data written through NBD.
+  const src = join(dir, "src.raw");
+  await randomFile(src);
+  await create("bench");
+  await sh(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, `${nbd}/bench`]);
+
+  const t = {
+    nbdcopy: [] as number[],
+    sdkGet: [] as number[],
+    awsGet: [] as number[],
+    qemuImport: [] as number[],
+    s3Import: [] as number[],
+  };
+  for (let round = 1; round <= ROUNDS; round++) {
+    t.nbdcopy.push(await timed(() => sh(["nbdcopy", `${nbd}/bench`, "null:"]).then(() => {})));
+    t.sdkGet.push(
+      await timed(async () => {
+        const r = await client.send(new GetObjectCommand({ Bucket: "images", Key: "bench" }));
+        let n = 0;
+        for await (const piece of r.Body as AsyncIterable<Uint8Array>) n += piece.byteLength;
+        if (n !== SIZE) throw new Error(`GET returned ${n} bytes`);
+      }),
+    );
+    t.awsGet.push(
+      await timed(() =>
+        sh(
+          [
+            "sh",
+            "-c",
+            `"${AWS}" --endpoint-url ${s3url} s3 cp --no-progress s3://images/bench - > /dev/null`,
+          ],
+          awsEnv,
+        ).then(() => {}),
+      ),
+    );
+    // Fresh random data for each import: dedup would otherwise skip the work.
+    const a = join(dir, "a.raw");
+    const b = join(dir, "b.raw");
+    await randomFile(a);
+    await randomFile(b);
+    await create(`qemu${round}`);
+    t.qemuImport.push(
+      await timed(() =>
+        sh(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", a, `${nbd}/qemu${round}`]).then(() => {}),
+      ),
+    );
+    t.s3Import.push(
+      await timed(async () => {
+        const up = new Upload({
+          client,
+          params: { Bucket: "images", Key: `s3-${round}`, Body: createReadStream(b) },
+          partSize: 8 * 2 ** 20,
+          queueSize: 4,
+        });
+        await up.done();
+      }),
+    );
+    await rm(a);
+    await rm(b);
+    console.log(
+      `round ${round}: ${Object.entries(t)
+        .map(([k, v]) => `${k} ${mbps(SIZE, v.at(-1)!).toFixed(0)} MB/s`)
+        .join(", ")}`,
+    );
+  }
+  const med = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, mbps(SIZE, median(v))])) as Record<
+    keyof typeof t,
+    number
+  >;
+  console.log("");
+  table(
+    ["what", "median MB/s", "baseline MB/s", "ratio"],
+    [
+      ["GET, AWS SDK (one stream) vs nbdcopy", med.sdkGet, med.nbdcopy, med.sdkGet / med.nbdcopy],
+      ["GET, aws-cli s3 cp vs nbdcopy", med.awsGet, med.nbdcopy, med.awsGet / med.nbdcopy],
+      [
+        "import, SDK multipart vs qemu-img convert into NBD",
+        med.s3Import,
+        med.qemuImport,
+        med.s3Import / med.qemuImport,
+      ],
+    ],
+  );
+} finally {
+  for (const p of procs) p.kill("SIGTERM");
+  await Promise.all(procs.map((p) => p.exited));
+  await rm(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,388 @@
+/**
+ * The S3 endpoint's port ({@link S3ImageCatalog}) over the image layer: ImageService for
+ * the catalogue and attachment, the head writer for an import's head (one change,
+ * `importContent`), StoreSet for chunks, BlockMap for versions, the worker pool for
+ * hashing. The one file to re-point when the image layer changes.
+ *
+ * Last-Modified: today's head records when an image was created but not when its current
+ * version was committed. The adapter reports, for an image's current version, the time
+ * this gateway first saw that root (the gateway's start, or the creation if later, for a
+ * version already there at start). A changed image therefore always looks modified after
+ * any date a client got from this gateway, which is the direction conditional requests
+ * need; after a restart versions look newer than they are. Snapshots have their exact time.
+ */
+import type { Hash } from "../../chunkstore/chunk-store.ts";
+import { HASH_BYTES, toHex } from "../../chunkstore/hash.ts";
+import { MAX_BATCH_HASHES } from "../../chunkstore/limits.ts";
+import { ImageExistsError, ImageNotFoundError } from "../errors.ts";
+import { BlockMap, ZERO_HASH } from "../image/block-map.ts";
+import { blockSpans } from "../image/block-spans.ts";
+import {
+  assertImageName,
+  assertImageSize,
+  blockCount,
+  DEFAULT_CHUNK_SIZE,
+  type Head,
+  liveHead,
+} from "../image/head.ts";
+import { importContent, NeedMoreCopiesError, type PutReport } from "../image/head-writer.ts";
+import type { ImageContext } from "../image/image-context.ts";
+import type { ImageService } from "../image/image-service.ts";
+import { PutOutcome } from "../replication/store-set.ts";
+import {
+  type CommittedVersion,
+  ImageAttachedError,
+  ImageHasSnapshotsError,
+  type ImportCondition,
+  type ImportSession,
+  parseKey,
+  type S3ImageCatalog,
+  VersionChangedError,
+  type VersionReader,
+} from "./image-catalog.ts";
+
+/** Times an import's head is tried again after stores entered maintenance during it. */
+const COMMIT_ATTEMPTS = 3;
+
+/** {@link S3ImageCatalog} over an {@link ImageService}. */
+export class ImageCatalogAdapter implements S3ImageCatalog {
+  readonly #images: ImageService;
+  readonly #startedAt: number;
+  /** Per image: the root last seen and since when (see the module comment). */
+  readonly #seen = new Map<string, { root: Hash; at: Date }>();
+
+  constructor(images: ImageService, options: { startedAt?: number } = {}) {
+    this.#images = images;
+    this.#startedAt = options.startedAt ?? Date.now();
+  }
+
+  get #ctx(): ImageContext {
+    return this.#images.ctx;
+  }
+
+  async list(): Promise<CommittedVersion[]> {
+    const out: CommittedVersion[] = [];
+    for (const value of (await this.#images.heads()).values()) {
+      const head = liveHead(value);
+      if (!head) continue;
+      out.push(this.#current(head));
+      for (const snap of Object.keys(head.snapshots)) out.push(this.#snapshot(head, snap));
+    }
+    return out;
+  }
+
+  async resolve(key: string): Promise<CommittedVersion> {
+    const { image, snapshot } = parseKey(key);
+    try {
+      assertImageName(image);
+      if (snapshot !== undefined) assertImageName(snapshot, "snapshot");
+    } catch {
+      throw new ImageNotFoundError(key);
+    }
+    const head = await this.#images.info(image);
+    if (snapshot === undefined) return this.#current(head);
+    if (!head.snapshots[snapshot]) throw new ImageNotFoundError(key);
+    return this.#snapshot(head, snapshot);
+  }
+
+  openReader(version: CommittedVersion): VersionReader {
+    return new StoreVersionReader(this.#ctx, version);
+  }
+
+  async beginImport(image: string): Promise<ImportSession> {
+    assertImageName(image);
+    if (this.#images.isAttached(image)) throw new ImageAttachedError(image, "replace");
+    const existing = await this.#images.info(image).catch((err) => {
+      if (err instanceof ImageNotFoundError) return null;
+      throw err;
+    });
+    return new StoreImportSession(this, this.#ctx, image, existing?.chunkSize ?? DEFAULT_CHUNK_SIZE);
+  }
+
+  async deleteSnapshot(image: string, snapshot: string): Promise<void> {
+    await this.#images.deleteSnapshot(image, snapshot);
+  }
+
+  async deleteImage(image: string): Promise<void> {
+    if (this.#images.isAttached(image)) throw new ImageAttachedError(image, "delete");
+    const head = await this.#images.info(image);
+    const snapshots = Object.keys(head.snapshots);
+    if (snapshots.length > 0) throw new ImageHasSnapshotsError(image, snapshots);
+    await this.#images.remove(image);
+    this.#seen.delete(image);
+  }
+
+  isAttached(image: string): boolean {
+    return this.#images.isAttached(image);
+  }
+
+  /**
+   * Commits an import's head through the head writer: creates the image, or replaces the
+   * current version of an unattached one (the importing gateway becomes the owner, so a
+   * gateway still holding the old version is fenced; snapshots kept). Stores that did not
+   * receive all of the import stay behind, and heal catches them up.
+   */
+  async commitHead(
+    image: string,
+    version: { root: Hash; size: number; chunkSize: number },
+    put: PutReport,
+    chunks: readonly { hash: Hash; bytes?: Uint8Array }[],
+    condition: ImportCondition,
+  ): Promise<CommittedVersion> {
+    const ctx = this.#ctx;
+    let report = put;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const { head } = await ctx.heads.change(
+          image,
+          importContent({
+            name: image,
+            ...version,
+            owner: ctx.gatewayId,
+            put: report,
+            leaving: await ctx.cluster.freshLeaving(),
+            minReplicas: ctx.stores.options.minReplicas,
+            check: (current) => {
+              if (!current) {
+                if (condition.ifMatch !== undefined) throw new ImageNotFoundError(image);
+                return;
+              }
+              if (condition.ifNoneMatch) throw new ImageExistsError(image);
+              if (condition.ifMatch !== undefined && current.root !== condition.ifMatch)
+                throw new VersionChangedError(image, condition.ifMatch, current.root);
+              if (this.#images.isAttached(image)) throw new ImageAttachedError(image, "replace");
+            },
+          }),
+        );
+        // An open (unattached) instance holds the old head: close it so the next open reads the new one.
+        await this.#images.forget(image).catch(() => {});
+        const h = head as Head;
+        this.#seen.set(image, { root: h.root, at: new Date(Math.floor(Date.now() / 1000) * 1000) });
+        return this.#current(h);
+      } catch (err) {
+        if (!(err instanceof NeedMoreCopiesError) || attempt >= COMMIT_ATTEMPTS) throw err;
+        // Stores entered maintenance during the upload: put the chunks again past them.
+        const again = await ctx.stores.putChunks(
+          await Promise.all(
+            chunks.map(async (c) => ({
+              hash: c.hash,
+              bytes: c.bytes ?? (await ctx.stores.getChunk(c.hash)),
+            })),
+          ),
+          err.leaving,
+        );
+        report = PutOutcome.merge(report as PutOutcome, again);
+      }
+    }
+  }
+
+  #current(head: Head): CommittedVersion {
+    let seen = this.#seen.get(head.name);
+    if (!seen || seen.root !== head.root) {
+      const since = seen ? Date.now() : Math.max(this.#startedAt, Date.parse(head.createdAt) || 0);
+      seen = { root: head.root, at: new Date(Math.floor(since / 1000) * 1000) };
+      this.#seen.set(head.name, seen);
+    }
+    return {
+      key: head.name,
+      image: head.name,
+      root: head.root,
+      size: head.size,
+      chunkSize: head.chunkSize,
+      generation: head.generation,
+      lastModified: seen.at,
+    };
+  }
+
+  #snapshot(head: Head, name: string): CommittedVersion {
+    const snap = head.snapshots[name]!;
+    return {
+      key: `${head.name}@${name}`,
+      image: head.name,
+      snapshot: name,
+      root: snap.root,
+      size: snap.size,
+      chunkSize: head.chunkSize,
+      generation: snap.generation,
+      lastModified: new Date(Math.floor((Date.parse(snap.createdAt) || 0) / 1000) * 1000),
+    };
+  }
+}
+
+/** Reads one committed version through its block map and the stores (and clean chunks already cached). */
+class StoreVersionReader implements VersionReader {
+  readonly version: CommittedVersion;
+  readonly #ctx: ImageContext;
+  readonly #map: BlockMap;
+  #pins = 0;
+
+  constructor(ctx: ImageContext, version: CommittedVersion) {
+    this.version = version;
+    this.#ctx = ctx;
+    const blocks = Math.max(1, blockCount(version));
+    this.#map = new BlockMap((h) => ctx.stores.getChunk(h), version.root, blocks);
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    if (offset < 0 || length < 0 || offset + length > this.version.size) {
+      throw new RangeError(
+        `Range ${offset}+${length} is outside "${this.version.key}" of ${this.version.size} bytes`,
+      );
+    }
+    const out = new Uint8Array(length);
+    const jobs: Promise<void>[] = [];
+    for (const s of blockSpans(offset, length, this.version.chunkSize)) {
+      jobs.push(
+        (async () => {
+          const hash = await this.#map.get(s.index);
+          if (hash === ZERO_HASH) return; // a hole: zeros, no store asked
+          // Clean chunks by hash are immutable; a scan does not fill the cache (it would evict VM data).
+          const bytes = this.#ctx.chunkCache.get(hash) ?? (await this.#ctx.stores.getChunk(hash));
+          out.set(bytes.subarray(s.inBlock, s.inBlock + s.length), s.at);
+        })(),
+      );
+    }
+    await Promise.all(jobs);
+    return out;
+  }
+
+  // No garbage collection exists yet, so a pin is a count only; GC will consult it.
+  pin(): void {
+    this.#pins++;
+  }
+
+  unpin(): void {
+    if (this.#pins === 0) throw new RangeError(`Unbalanced unpin of "${this.version.key}"`);
+    this.#pins--;
+  }
+}
+
+/** An import into one image name: chunks go to the stores as parts arrive; the head is written at commit. */
+class StoreImportSession implements ImportSession {
+  readonly image: string;
+  readonly chunkSize: number;
+  readonly #catalog: ImageCatalogAdapter;
+  readonly #ctx: ImageContext;
+  /** Every put of this import, merged: which stores received all of it, and the copies per chunk. */
+  #outcome: PutOutcome | null = null;
+  /** Chunks skipped because every placement store had them: counted as copies there. */
+  readonly #present = new Map<Hash, Set<string>>();
+  /** Stores whose existence check failed: they may lack chunks this import skipped. */
+  readonly #unchecked = new Set<string>();
+
+  constructor(catalog: ImageCatalogAdapter, ctx: ImageContext, image: string, chunkSize: number) {
+    this.#catalog = catalog;
+    this.#ctx = ctx;
+    this.image = image;
+    this.chunkSize = chunkSize;
+  }
+
+  async hashBlocks(data: Uint8Array, blockSize: number): Promise<{ hashes: Uint8Array; data: Uint8Array }> {
+    return this.#ctx.pool.run(
+      "hashBlocks",
+      { data, blockSize, zeroIsHole: true },
+      { transfer: [data.buffer as ArrayBuffer] },
+    );
+  }
+
+  async putChunks(chunks: readonly { hash: Hash; bytes: Uint8Array }[]): Promise<void> {
+    if (chunks.length === 0) return;
+    const stores = this.#ctx.stores;
+    // Ask each placement store which chunks it holds; a chunk on all of them is not sent again.
+    const asked = new Map<string, Hash[]>();
+    for (const c of chunks) {
+      for (const id of stores.placement(c.hash)) {
+        const list = asked.get(id) ?? [];
+        asked.set(id, list);
+        list.push(c.hash);
+      }
+    }
+    const leaving = this.#ctx.cluster.leaving();
+    const holders = new Map<Hash, Set<string>>();
+    await Promise.all(
+      [...asked].map(async ([id, hashes]) => {
+        const member = stores.member(id);
+        if (!member) return;
+        for (let i = 0; i < hashes.length; i += MAX_BATCH_HASHES) {
+          const batch = hashes.slice(i, i + MAX_BATCH_HASHES);
+          const has = await member.store.has(batch).catch(() => {
+            this.#unchecked.add(id);
+            return batch.map(() => false);
+          });
+          has.forEach((present, k) => {
+            if (!present) return;
+            const set = holders.get(batch[k]!) ?? new Set<string>();
+            set.add(id);
+            holders.set(batch[k]!, set);
+          });
+        }
+      }),
+    );
+    // Skipped only when every placement store has it and none of them is leaving.
+    const skip = (h: Hash) => {
+      const place = stores.placement(h);
+      const have = holders.get(h);
+      return have !== undefined && place.every((id) => have.has(id) && !leaving.has(id));
+    };
+    for (const c of chunks) if (skip(c.hash)) this.#present.set(c.hash, holders.get(c.hash)!);
+    const missing = chunks.filter((c) => !skip(c.hash));
+    if (missing.length === 0) return;
+    this.#merge(await stores.putChunks(missing, leaving));
+  }
+
+  #merge(outcome: PutOutcome): void {
+    this.#outcome = this.#outcome ? PutOutcome.merge(this.#outcome, outcome) : outcome;
+  }
+
+  /** The import's put report: copies of skipped chunks count where they were found. */
+  #report(): PutReport {
+    const outcome = this.#outcome;
+    const present = this.#present;
+    const unchecked = this.#unchecked;
+    const identities = new Map(
+      this.#ctx.stores.dataMembers
+        .map((m) => [m.id, this.#ctx.cluster.identity(m.id)] as const)
+        .filter((e): e is readonly [string, string] => e[1] !== null),
+    );
+    const complete = new Map<string, string>();
+    for (const [id, identity] of outcome ? outcome.complete : identities)
+      if (!unchecked.has(id)) complete.set(id, identity);
+    return {
+      complete,
+      enoughCopies: (leaving, min) =>
+        (outcome?.enoughCopies(leaving, min) ?? true) &&
+        [...present.values()].every((s) => [...s].filter((id) => !leaving.has(id)).length >= min),
+    };
+  }
+
+  readChunk(hash: Hash): Promise<Uint8Array> {
+    return this.#ctx.stores.getChunk(hash);
+  }
+
+  async commit(blocks: Uint8Array, size: number, condition: ImportCondition): Promise<CommittedVersion> {
+    assertImageSize(size);
+    const count = blockCount({ size, chunkSize: this.chunkSize });
+    if (blocks.byteLength !== count * HASH_BYTES) {
+      throw new RangeError(`${blocks.byteLength / HASH_BYTES} block hashes for an image of ${count} blocks`);
+    }
+    const map = new BlockMap((h) => this.#ctx.stores.getChunk(h), ZERO_HASH, Math.max(1, count));
+    for (let i = 0; i < count; i++) {
+      const entry = blocks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+      if (entry.some((b) => b !== 0)) await map.set(i, toHex(entry));
+    }
+    const { root, pages } = await map.commit();
+    this.#merge(await this.#ctx.stores.putChunks(pages, this.#ctx.cluster.leaving()));
+    const all: { hash: Hash; bytes?: Uint8Array }[] = [...pages];
+    for (let i = 0; i < count; i++) {
+      const entry = blocks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+      if (entry.some((b) => b !== 0)) all.push({ hash: toHex(entry) });
+    }
+    return this.#catalog.commitHead(
+      this.image,
+      { root, size, chunkSize: this.chunkSize },
+      this.#report(),
+      all,
+      condition,
+    );
+  }
+}
