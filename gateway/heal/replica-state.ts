@@ -98,8 +98,12 @@ export function headHolders(inputs: ReplicaInputs): string[] {
     .map(([id]) => id);
 }
 
-/** Every store's state. */
-export function storeStates(inputs: ReplicaInputs): StoreReplicaState[] {
+/**
+ * Every store's state as an operator sees it. A commit in flight is not lag here (it lasts
+ * milliseconds and would make every store flicker under writes); safe-to-remove counts it.
+ */
+export function storeStates(given: ReplicaInputs): StoreReplicaState[] {
+  const inputs = { ...given, inflight: [] };
   const leaving = leavingStores(inputs.record);
   return Object.entries(inputs.record.stores).map(([id, s]) => {
     const reasons: string[] = [];

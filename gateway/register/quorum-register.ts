@@ -38,6 +38,7 @@ import {
 import { firstQuorum } from "./quorum.ts";
 import {
   type Change,
+  type Decision,
   keep,
   type Register,
   RegisterUnavailableError,
@@ -202,7 +203,18 @@ export class QuorumRegister implements Register {
       if (reserved) {
         const done = applied(reserved.value);
         if (done) return done.result;
-        const decision = change(reserved.value?.d ?? null);
+        // What this proposer wrote last is the current value only if an accept at the reserved
+        // ballot still succeeds; a decision that writes nothing (keep, or a refusal) must be
+        // confirmed against the members first, or it would answer from a stale value.
+        let decision: Decision<T>;
+        try {
+          decision = change(reserved.value?.d ?? null);
+        } catch (err) {
+          const decided = this.#decide(await this.#collect(key));
+          if (decided && sameJson(decided.value, reserved.value)) throw err;
+          this.#reserved.delete(key);
+          continue;
+        }
         if ("keep" in decision) {
           // Deciding to keep needs the current value confirmed (a read), not assumed.
           const decided = this.#decide(await this.#collect(key));

@@ -41,11 +41,20 @@ export interface Faults {
   failAfter: number;
   /** Random extra latency, up to this many ms. */
   maxDelayMs: number;
+  /** Ref writes (compare-and-set) to refs whose name matches fail: before reaching the store, or after taking effect. */
+  refWrites: { match: RegExp; fail: "before" | "after" } | null;
 }
 
 /** Wraps `inner`; `faults` is live. */
 export class FaultyStore implements ChunkStore {
-  readonly faults: Faults = { down: false, hung: false, failBefore: 0, failAfter: 0, maxDelayMs: 0 };
+  readonly faults: Faults = {
+    down: false,
+    hung: false,
+    failBefore: 0,
+    failAfter: 0,
+    maxDelayMs: 0,
+    refWrites: null,
+  };
   readonly #inner: ChunkStore;
   readonly #random: () => number;
   #hangWaiters: (() => void)[] = [];
@@ -117,7 +126,15 @@ export class FaultyStore implements ChunkStore {
   getRef(name: string): Promise<RefEntry | null> {
     return this.#call("getRef", () => this.#inner.getRef(name));
   }
-  casRef(name: string, expected: string | null, value: string): Promise<CasResult> {
+  async casRef(name: string, expected: string | null, value: string): Promise<CasResult> {
+    const rule = this.faults.refWrites;
+    if (rule?.match.test(name)) {
+      if (rule.fail === "before")
+        throw new StoreUnavailableError(this.name, `casRef ${name}: injected: failed before`);
+      await this.#inner.casRef(name, expected, value);
+      this.lostReplies++;
+      throw new StoreUnavailableError(this.name, `casRef ${name}: injected: reply lost after it took effect`);
+    }
     return this.#call("casRef", () => this.#inner.casRef(name, expected, value));
   }
   deleteRef(name: string, expected: string): Promise<CasResult> {

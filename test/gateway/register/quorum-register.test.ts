@@ -77,6 +77,22 @@ describe("QuorumRegister", () => {
     expect(await a.read("k")).toBe(106);
   });
 
+  test("a refusal is never decided from a stale value: after another proposer's write, the change sees it", async () => {
+    // Found by the delete-and-re-create test: A deleted (and held the next ballot), B
+    // re-created, and A's next change refused as "deleted" without asking anyone.
+    const { register } = cluster();
+    const a = register("gw-a");
+    const b = register("gw-b");
+    await a.update("k", () => write("deleted", null));
+    await b.update("k", () => write("live", null));
+    const seen = await a.update("k", (cur) => {
+      if (cur === "deleted") throw new Error("refused on a stale value");
+      return write(`${cur}+a`, cur);
+    });
+    expect(seen).toBe("live");
+    expect(await b.read("k")).toBe("live+a");
+  });
+
   test("concurrent read-modify-writes from four proposers lose none", async () => {
     const { register } = cluster();
     const proposers = ["a", "b", "c", "d"].map((p) => register(`gw-${p}`, 20_000));
