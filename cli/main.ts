@@ -20,6 +20,11 @@ const main = defineCommand({
   },
 });
 
+// A promise nobody awaited failed: a bug. A storage server must not stop serving VMs
+// over it; it says so loudly (tests look for this line) and goes on.
+process.on("unhandledRejection", (err) => {
+  console.error("blockmend: BUG: unhandled rejection:", err);
+});
 stopWhenWrapperDies();
 const rawArgs = await argvWithConfigFile(process.argv.slice(2), main as CommandShape).catch((err: Error) => {
   console.error(`blockmend: ${err.message}`);

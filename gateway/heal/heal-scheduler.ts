@@ -101,7 +101,9 @@ export class HealScheduler {
         progress: null,
         startedMs: 0,
       });
-    deps.health.returned.add(() => void this.tick());
+    deps.health.returned.add(() => {
+      this.tick().catch((err) => deps.log(`heal: ${(err as Error).message}`));
+    });
   }
 
   /** Starts the loop: about once a second, find stores that lack something and heal them. */
@@ -169,9 +171,11 @@ export class HealScheduler {
         continue;
       }
       if (!(await st.lease.acquire(st.progress ?? undefined).catch(() => false))) continue;
-      st.run = this.#healStore(id, st).finally(() => {
-        st.run = null;
-      });
+      st.run = this.#healStore(id, st)
+        .catch((err) => this.#d.log(`heal of ${id}: ${(err as Error).message}`))
+        .finally(() => {
+          st.run = null;
+        });
     }
   }
 

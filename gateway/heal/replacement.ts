@@ -46,7 +46,9 @@ export class Replacements {
     if (this.#stopped || this.#running.has(id)) return;
     const member = this.#members.get(id);
     if (!member || this.#cluster.identity(id) === identity) return;
-    const run = this.#bringBack(member, identity).finally(() => this.#running.delete(id));
+    const run = this.#bringBack(member, identity)
+      .catch((err) => this.#log(`store ${id}: bringing it back failed: ${(err as Error).message}`))
+      .finally(() => this.#running.delete(id));
     this.#running.set(id, run);
   }
 

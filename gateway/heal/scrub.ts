@@ -68,7 +68,7 @@ export class Scrubber {
   }
 
   start(): void {
-    void this.#loop();
+    this.#loop().catch((err) => console.error(`blockmend gateway: scrub stopped: ${(err as Error).message}`));
   }
 
   stop(): void {

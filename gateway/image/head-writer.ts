@@ -253,13 +253,16 @@ export function deleteHead(name: string, by: string, incarnation?: string): Head
   };
 }
 
-/** Takes ownership for `gateway` (its first write): the epoch moves on, and the previous owner is fenced. */
-export function takeOver(name: string, incarnation: string, gateway: string): HeadChange<void> {
+/**
+ * Takes ownership for `gateway` (its first write): the epoch moves on, and the previous owner
+ * is fenced. Resolves with the previous owner.
+ */
+export function takeOver(name: string, incarnation: string, gateway: string): HeadChange<string | null> {
   return (current, commitId) => {
     const head = expectLive(current, name, incarnation);
-    if (head.recentCommits.includes(commitId)) return { keep: true, result: undefined };
+    if (head.recentCommits.includes(commitId)) return { keep: true, result: null };
     const next = { ...base(head), epoch: head.epoch + 1, owner: gateway, synced: carriedSynced(head) };
-    return { next, result: undefined };
+    return { next, result: head.owner };
   };
 }
 

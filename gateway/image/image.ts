@@ -33,6 +33,17 @@ export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
 /** Earlier commit attempts in doubt remembered at most (each is a commit id). */
 const MAX_ATTEMPTS_IN_DOUBT = 64;
 
+/**
+ * The owner's read lease: an owner serves reads from its own state only within this long
+ * of the START of its last confirmation that it still owns the image (a takeover, a
+ * commit, or a head read). A gateway that takes an image over waits this long, plus a
+ * margin, before it accepts the first write, so the old owner (which may not know yet, or
+ * may be frozen) can no longer serve a read older than that write. Monotonic clocks only.
+ */
+export const OWNER_READ_LEASE_MS = 250;
+/** Added to the lease when a takeover waits it out (clock-rate slack, scheduling). */
+const LEASE_MARGIN_MS = 100;
+
 /** An image open for I/O. */
 export class Image implements BlockDevice {
   readonly capabilities: BlockDeviceCapabilities;
@@ -56,6 +67,9 @@ export class Image implements BlockDevice {
   #timer: ReturnType<typeof setInterval> | undefined;
   #fenced: StaleEpochError | ImageDeletedError | null = null;
   #refresh: { started: number; done: Promise<void> } | null = null;
+  /** Monotonic time at which the last confirmation of ownership started. */
+  #confirmedAt = 0;
+  #confirming: { started: number; done: Promise<void> } | null = null;
   /** A snapshot view's frozen root, or null for the live image. */
   readonly #view: { root: Hash; size: number } | null;
 
@@ -138,7 +152,17 @@ export class Image implements BlockDevice {
    * refresh runs that started after them share it.
    */
   async #follow(): Promise<void> {
-    if (this.#owner || this.#view) return;
+    if (this.#view) return;
+    if (this.#owner) {
+      const age = performance.now() - this.#confirmedAt;
+      if (age < OWNER_READ_LEASE_MS) {
+        // Renew ahead of time while reads come, so that they rarely wait for it.
+        if (age > OWNER_READ_LEASE_MS / 2) void this.#confirm().catch(() => {});
+        return;
+      }
+      await this.#confirm();
+      if (this.#owner) return;
+    }
     // Taken over by another gateway: reads go on from what it commits; deleted: nothing does.
     if (this.#fenced instanceof ImageDeletedError) throw this.#fenced;
     const arrived = performance.now();
@@ -174,16 +198,56 @@ export class Image implements BlockDevice {
     }
   }
 
+  /**
+   * The owner's read lease ran out: read the head and either renew it (still the owner) or
+   * learn that the image was taken over or deleted (fenced; reads then follow the head).
+   */
+  async #confirm(): Promise<void> {
+    const arrived = performance.now();
+    const running = this.#confirming;
+    if (running && running.started >= arrived - OWNER_READ_LEASE_MS / 2) return running.done;
+    const started = performance.now();
+    const done = (async () => {
+      const value = await this.#ctx.heads.read(this.name);
+      const head = liveHead(value);
+      if (!head || head.incarnation !== this.#head.incarnation) {
+        this.#fence(
+          new ImageDeletedError(
+            this.name,
+            this.#head.incarnation,
+            isTombstone(value) ? `deleted at ${value.deletedAt}` : "another image of that name exists now",
+          ),
+        );
+        throw this.#fenced;
+      }
+      if (head.epoch !== this.#head.epoch || head.owner !== this.#ctx.gatewayId) {
+        this.#fence(new StaleEpochError(this.name, this.#head.epoch, head.epoch, head.owner));
+        return;
+      }
+      this.#confirmedAt = Math.max(this.#confirmedAt, started);
+    })();
+    this.#confirming = { started, done };
+    try {
+      await done;
+    } finally {
+      if (this.#confirming?.done === done) this.#confirming = null;
+    }
+  }
+
   /** The first write: take the image over (or fail as fenced). Concurrent writers share it. */
   async #ensureOwner(): Promise<void> {
     if (this.#owner) return;
     this.#takingOver ??= (async () => {
-      const { head } = await this.#ctx.heads.change(
+      const sent = performance.now();
+      const { head, result: previous } = await this.#ctx.heads.change(
         this.name,
         takeOver(this.name, this.#head.incarnation, this.#ctx.gatewayId),
       );
       const h = head as Head;
-      const previous = this.#head.owner;
+      // The previous owner may still serve reads for the rest of its read lease: no write
+      // is accepted here before that lease has run out.
+      if (previous && previous !== this.#ctx.gatewayId) await sleep(OWNER_READ_LEASE_MS + LEASE_MARGIN_MS);
+      this.#confirmedAt = sent;
       this.#head = h;
       this.#map = this.#newMap(h.root, h.size);
       this.#viewSize = h.size;
@@ -373,6 +437,7 @@ export class Image implements BlockDevice {
     if (this.#cache.dirtyBlocks === 0) return;
     const batch = this.#cache.take();
     const commitId = crypto.randomUUID();
+    const started = performance.now();
     try {
       const { head, hashes } = await commitBatch(this.#ctx, {
         head: this.#head,
@@ -384,7 +449,7 @@ export class Image implements BlockDevice {
         chunkSize: this.chunkSize,
         pending: this.#pending,
       });
-      this.#landed(head);
+      this.#landed(head, started);
       this.#cache.committed(batch);
       for (const [index, content] of batch)
         if (content) this.#ctx.chunkCache.set(hashes.get(index)!, content);
@@ -404,7 +469,8 @@ export class Image implements BlockDevice {
     }
   }
 
-  #landed(head: Head): void {
+  #landed(head: Head, started?: number): void {
+    if (started !== undefined) this.#confirmedAt = Math.max(this.#confirmedAt, started);
     this.#head = head;
     this.#committed = { root: head.root, size: head.size };
     this.#inDoubt.clear();
@@ -522,4 +588,8 @@ export class Image implements BlockDevice {
       clearInterval(this.#timer);
     }
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
