@@ -17,7 +17,10 @@ function describe(h: HealStatusBody): string {
   for (const s of h.stores) {
     let line = `  ${s.id}: ${s.state}`;
     if (s.imagesBehind > 0) line += `, ${s.imagesBehind} image(s) behind`;
-    if (s.running || s.missingBytes > 0) {
+    if (s.running && s.missingBytes === 0) {
+      line += ", finding what it lacks";
+      if (s.gateway) line += ` (by ${s.gateway})`;
+    } else if (s.running || s.missingBytes > 0) {
       line += `, ${formatBytes(s.copiedBytes)} of ${formatBytes(s.missingBytes)} copied`;
       if (s.running) line += `, ${formatBytes(s.rateBytesPerSecond)}/s, ETA ${s.etaSeconds ?? "?"} s`;
       if (s.gateway) line += ` (by ${s.gateway})`;

@@ -145,4 +145,60 @@ describe("issue 8: a head protocol that never loses an acknowledged write", () =
     expect(copied).toBeGreaterThanOrEqual(15 * MiB);
     expect(copied).toBeLessThan(17 * MiB);
   }, 90_000);
+
+  test("8.6 a gateway frozen past its heal lease loses it to another, and does not act on it when it wakes", async () => {
+    cluster = await TestCluster.start(["a", "b", "w"]);
+    const g1 = await cluster.startGateway();
+    await send(g1, "POST", "/v1/images", { name: "vm", size: 64 * MiB });
+    await waitInSync(g1);
+    await cluster.stopStore("a");
+    await waitFor("a down", async () => (await storeState(g1, "a")).state === "down");
+    const c = await nbd(g1, "vm");
+    for (let off = 0; off < 24 * MiB; off += MiB) await c.write(off, randomBytes(MiB));
+    await c.flush();
+    c.close();
+    // Slow heals, so that one is still running when its gateway freezes.
+    const slow = {
+      rateBytesPerSecond: 2 * MiB,
+      floorBytesPerSecond: 2 * MiB,
+      ceilingBytesPerSecond: 2 * MiB,
+      concurrency: 1,
+    };
+    await send(g1, "PUT", "/v1/heal/limits", slow);
+    await cluster.startStore("a");
+    const healer = async (g: { url: string }) =>
+      (await api<HealBody>(g, "/v1/heal")).stores.find((s) => s.id === "a")!;
+    await waitFor("g1 heals a", async () => (await healer(g1)).running && (await healer(g1)).copiedBytes > 0);
+    const g2 = await cluster.startGateway();
+    await send(g2, "PUT", "/v1/heal/limits", slow);
+    const total = async (g: { url: string }) =>
+      Number(/blockmend_healed_bytes_total (\d+)/.exec(await (await fetch(`${g.url}/metrics`)).text())![1]);
+    const idOf = (g: { output(): string }) => /blockmend gateway (gw-[0-9a-f]+)/.exec(g.output())![1]!;
+    g1.proc.kill("SIGSTOP");
+    await waitFor(
+      "g2 takes the heal over",
+      async () => {
+        const h = await healer(g2);
+        return h.running && h.gateway === idOf(g2) && (await total(g2)) > 0;
+      },
+      30_000,
+    );
+    g1.proc.kill("SIGCONT");
+    // Batches sent before the freeze may finish; after that, g1 copies nothing more.
+    await Bun.sleep(3000);
+    const settled = await total(g1);
+    await Bun.sleep(4000);
+    expect(await total(g1)).toBe(settled);
+    expect((await healer(g1)).gateway).toBe(idOf(g2));
+    await send(g2, "PUT", "/v1/heal/limits", {
+      ceilingBytesPerSecond: 1024 * MiB,
+      rateBytesPerSecond: 512 * MiB,
+      floorBytesPerSecond: 4 * MiB,
+    });
+    await waitInSync(g2, 120_000);
+    await cluster.stopStore("b");
+    const r = await nbd(g2, "vm");
+    expect((await r.read(0, MiB)).byteLength).toBe(MiB); // a alone serves it
+    r.close();
+  }, 180_000);
 });
