@@ -183,12 +183,7 @@ export class Image implements BlockDevice {
         throw this.#fenced;
       }
       if (this.#owner) return; // became the owner meanwhile: its own state is current
-      if (head.root !== this.#head.root || head.size !== this.#head.size) {
-        this.#map = this.#newMap(head.root, head.size);
-        this.#viewSize = head.size;
-        this.#committed = { root: head.root, size: head.size };
-      }
-      this.#head = head;
+      this.#followHead(head);
     })();
     this.#refresh = { started, done };
     try {
@@ -232,6 +227,16 @@ export class Image implements BlockDevice {
     } finally {
       if (this.#confirming?.done === done) this.#confirming = null;
     }
+  }
+
+  /** A follower takes `head` as its version: the map follows the head's root, always together. */
+  #followHead(head: Head): void {
+    if (head.root !== this.#committed.root || head.size !== this.#committed.size) {
+      this.#map = this.#newMap(head.root, head.size);
+      this.#viewSize = head.size;
+      this.#committed = { root: head.root, size: head.size };
+    }
+    this.#head = head;
   }
 
   /** The first write: take the image over (or fail as fenced). Concurrent writers share it. */
@@ -523,9 +528,16 @@ export class Image implements BlockDevice {
     });
   }
 
-  /** A head changed without new content: keep it (the owner's committed version is unchanged). */
+  /**
+   * A head this image changed (a snapshot): the owner keeps its own version (the change
+   * moved no data); a follower takes the head and its root together, never the head alone
+   * (found by the fault run: a snapshot through a follower left it serving its old map).
+   */
   #adopt(head: Head): Head {
-    if (!this.#owner || head.root === this.#committed.root) this.#head = head;
+    if (this.#view) return head;
+    if (this.#owner) {
+      if (head.root === this.#committed.root) this.#head = head;
+    } else this.#followHead(head);
     return head;
   }
 

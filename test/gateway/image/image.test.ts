@@ -161,6 +161,24 @@ describe("image layer", () => {
     await b.close();
   });
 
+  test("a snapshot taken through a follower leaves it reading the latest version (found by the fault run)", async () => {
+    const stores: ChunkStore[] = [new MemoryStore("a"), new MemoryStore("b"), new MemoryStore("c")];
+    const a = (await imageService(stores)).service;
+    const b = (await imageService(stores)).service;
+    await a.create("f", MiB);
+    const writer = await a.open("f");
+    const reader = await b.open("f");
+    await writer.write(0, pattern(100, 31), { fua: true });
+    expect(await reader.read(0, 100)).toEqual(pattern(100, 31));
+    await writer.write(0, pattern(100, 32), { fua: true });
+    await b.snapshot("f", "via-follower"); // the follower's head moves; its map must too
+    expect(await reader.read(0, 100)).toEqual(pattern(100, 32));
+    await writer.write(0, pattern(100, 33), { fua: true });
+    expect(await reader.read(0, 100)).toEqual(pattern(100, 33));
+    await a.close();
+    await b.close();
+  });
+
   test("ownership moves on a write: the first write through a second gateway fences the first one's flushes", async () => {
     const stores: ChunkStore[] = [new MemoryStore("a"), new MemoryStore("b"), new MemoryStore("c")];
     const lines: string[] = [];
