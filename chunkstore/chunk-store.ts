@@ -18,6 +18,11 @@ export interface StoreCapabilities {
   readonly refs: boolean;
   /** Survives a restart of the process that holds it (false only for memory). */
   readonly persistent: boolean;
+  /**
+   * Garbage collection can delete from it safely (condemn, revive on put, sweep). False for
+   * S3 buckets (no atomic "delete unless written since"): they are never swept.
+   */
+  readonly sweep?: boolean;
 }
 
 /** A ref as read: its value and the opaque version to pass to {@link ChunkStore.casRef}. */
@@ -36,6 +41,14 @@ export interface StoreStats {
   readonly chunks: number;
   readonly bytes: number;
   readonly freeBytes: number | null;
+  /** Bytes on disk held by deleted chunks, freed by compaction (file stores). */
+  readonly reclaimableBytes?: number;
+}
+
+/** What a sweep deleted. */
+export interface SweepResult {
+  readonly deleted: number;
+  readonly bytes: number;
 }
 
 /** One chunk to write. */
@@ -98,8 +111,16 @@ export interface ChunkStore {
   put(hash: Hash, bytes: Uint8Array): Promise<{ existed: boolean }>;
   /** Batched put: all chunks are verified before any is stored; one result per chunk. */
   putMany(chunks: readonly ChunkPut[]): Promise<{ existed: boolean }[]>;
-  /** Removes a chunk (garbage collection only). Resolves true if it was there. */
+  /** Removes a chunk (repair of a corrupt copy). Resolves true if it was there. */
   delete(hash: Hash): Promise<boolean>;
+  /**
+   * Garbage collection, step 1: marks the stored ones of `hashes` as condemned. Any later
+   * put of a condemned chunk revives it. Resolves with how many were condemned. Throws
+   * UnsupportedOperationError where `capabilities.sweep` is false.
+   */
+  condemn(hashes: readonly Hash[]): Promise<number>;
+  /** Garbage collection, step 2: deletes those of `hashes` still condemned. */
+  sweep(hashes: readonly Hash[]): Promise<SweepResult>;
   /** Every stored hash in ascending order, optionally after a given hash. */
   list(options?: ListOptions): AsyncIterable<Hash>;
   stats(): Promise<StoreStats>;

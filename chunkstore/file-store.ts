@@ -53,7 +53,9 @@ import type {
   RefPage,
   StoreProbe,
   StoreStats,
+  SweepResult,
 } from "./chunk-store.ts";
+import { CondemnedSet } from "./condemned.ts";
 import {
   ChunkCorruptError,
   ChunkNotFoundError,
@@ -167,7 +169,8 @@ interface Pending {
  */
 export class FileStore implements ChunkStore {
   readonly name: string;
-  readonly capabilities = { chunks: true, refs: true, persistent: true } as const;
+  readonly capabilities = { chunks: true, refs: true, persistent: true, sweep: true } as const;
+  readonly #condemned = new CondemnedSet();
 
   readonly #dir: string;
   readonly #segmentBytes: number;
@@ -287,13 +290,35 @@ export class FileStore implements ChunkStore {
   async put(hash: Hash, bytes: Uint8Array): Promise<{ existed: boolean }> {
     verifyPut(this.name, hash, bytes);
     this.#assertOpen();
+    this.#condemned.revive([hash]);
     return this.#admit(hash, bytes);
   }
 
   async putMany(chunks: readonly ChunkPut[]): Promise<{ existed: boolean }[]> {
     verifyPutMany(this.name, chunks);
     this.#assertOpen();
+    this.#condemned.revive(chunks.map((c) => c.hash));
     return Promise.all(chunks.map((c) => this.#admit(c.hash, c.bytes)));
+  }
+
+  async condemn(hashes: readonly Hash[]): Promise<number> {
+    this.#assertOpen();
+    return this.#condemned.condemn(hashes, (h) => this.#index.doesExist(keyOf(h)));
+  }
+
+  /** Deletes the still-condemned ones (index entries; compaction frees the bytes), one index sync. */
+  async sweep(hashes: readonly Hash[]): Promise<SweepResult> {
+    this.#assertOpen();
+    let deleted = 0;
+    let bytes = 0;
+    for (const h of this.#condemned.take(hashes)) {
+      const removed = this.#deleteSync(keyOf(h));
+      if (removed === null) continue;
+      deleted++;
+      bytes += removed;
+    }
+    if (deleted > 0) await syncEnv(this.#env);
+    return { deleted, bytes };
   }
 
   /**
@@ -305,9 +330,15 @@ export class FileStore implements ChunkStore {
   async delete(hash: Hash): Promise<boolean> {
     assertHash(hash);
     this.#assertOpen();
-    const key = keyOf(hash);
+    if (this.#deleteSync(keyOf(hash)) === null) return false;
+    await syncEnv(this.#env);
+    return true;
+  }
+
+  /** Drops a chunk's index entry (its bytes stay in the segment until compaction); its length, or null if absent. */
+  #deleteSync(key: Buffer): number | null {
     const loc = this.#lookup(key);
-    if (!loc) return false;
+    if (!loc) return null;
     const seg = { ...this.#segments.get(loc.segment)! };
     seg.live -= recordBytes(loc.length);
     const totals = { chunks: this.#totals.chunks - 1, bytes: this.#totals.bytes - loc.length };
@@ -318,8 +349,7 @@ export class FileStore implements ChunkStore {
     });
     this.#segments.set(loc.segment, seg);
     Object.assign(this.#totals, totals);
-    await syncEnv(this.#env);
-    return true;
+    return loc.length;
   }
 
   async *list(options: ListOptions = {}): AsyncIterable<Hash> {
@@ -338,7 +368,14 @@ export class FileStore implements ChunkStore {
 
   async stats(): Promise<StoreStats> {
     this.#assertOpen();
-    return { chunks: this.#totals.chunks, bytes: this.#totals.bytes, freeBytes: await freeBytes(this.#dir) };
+    let reclaimableBytes = 0;
+    for (const c of this.#segments.values()) reclaimableBytes += c.total - c.live;
+    return {
+      chunks: this.#totals.chunks,
+      bytes: this.#totals.bytes,
+      freeBytes: await freeBytes(this.#dir),
+      reclaimableBytes,
+    };
   }
 
   /**

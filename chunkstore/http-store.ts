@@ -22,6 +22,7 @@ import type {
   StoreCapabilities,
   StoreProbe,
   StoreStats,
+  SweepResult,
 } from "./chunk-store.ts";
 import {
   ChunkCorruptError,
@@ -143,7 +144,12 @@ export class HttpStore implements ChunkStore {
         `${this.url}/v1/health did not answer as a blockmend chunk store`,
       );
     }
-    this.#capabilities = { chunks: caps.chunks, refs: caps.refs, persistent: caps.persistent !== false };
+    this.#capabilities = {
+      chunks: caps.chunks,
+      refs: caps.refs,
+      persistent: caps.persistent !== false,
+      sweep: caps.sweep === true,
+    };
     return { identity: health.identity, capabilities: this.#capabilities };
   }
 
@@ -250,6 +256,38 @@ export class HttpStore implements ChunkStore {
         throw this.#protocolError(op, "answered a batch write with a malformed body");
       }
       for (let i = start; i < end; i++) out[i] = { existed: existed[i - start] === true };
+    });
+    return out;
+  }
+
+  async condemn(hashes: readonly Hash[]): Promise<number> {
+    for (const h of hashes) assertHash(h);
+    const op = { what: "condemning chunks" };
+    let total = 0;
+    await inBatches(countBatches(hashes.length, MAX_BATCH_HASHES), async ([start, end]) => {
+      const res = await this.#request("POST", "/v1/chunks/condemn", op, {
+        json: { hashes: hashes.slice(start, end) },
+      });
+      const n = ((await this.#json(res, op)) as { condemned?: unknown }).condemned;
+      if (typeof n !== "number") throw this.#protocolError(op, "answered a condemn without a count");
+      total += n;
+    });
+    return total;
+  }
+
+  async sweep(hashes: readonly Hash[]): Promise<SweepResult> {
+    for (const h of hashes) assertHash(h);
+    const op = { what: "sweeping chunks" };
+    const out = { deleted: 0, bytes: 0 };
+    await inBatches(countBatches(hashes.length, MAX_BATCH_HASHES), async ([start, end]) => {
+      const res = await this.#request("POST", "/v1/chunks/sweep", op, {
+        json: { hashes: hashes.slice(start, end) },
+      });
+      const r = (await this.#json(res, op)) as Partial<SweepResult>;
+      if (typeof r.deleted !== "number" || typeof r.bytes !== "number")
+        throw this.#protocolError(op, "answered a sweep without counts");
+      out.deleted += r.deleted;
+      out.bytes += r.bytes;
     });
     return out;
   }

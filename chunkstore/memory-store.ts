@@ -9,7 +9,9 @@ import type {
   RefPage,
   StoreProbe,
   StoreStats,
+  SweepResult,
 } from "./chunk-store.ts";
+import { CondemnedSet } from "./condemned.ts";
 import { ChunkNotFoundError } from "./errors.ts";
 import { assertHash } from "./hash.ts";
 import { IdentityExpectation, newIdentity } from "./identity.ts";
@@ -18,7 +20,8 @@ import { verifyPut, verifyPutMany, verifyRead } from "./verify.ts";
 
 /** An in-memory chunk store. `corrupt()` exists so tests can exercise read verification. */
 export class MemoryStore implements ChunkStore {
-  readonly capabilities = { chunks: true, refs: true, persistent: false } as const;
+  readonly capabilities = { chunks: true, refs: true, persistent: false, sweep: true } as const;
+  readonly #condemned = new CondemnedSet();
   readonly #chunks = new Map<Hash, Uint8Array>();
   readonly #refs = new RefTable();
   #bytes = 0;
@@ -92,7 +95,25 @@ export class MemoryStore implements ChunkStore {
     return chunks.map((c) => this.#store(c.hash, c.bytes));
   }
 
+  async condemn(hashes: readonly Hash[]): Promise<number> {
+    this.#check();
+    return this.#condemned.condemn(hashes, (h) => this.#chunks.has(h));
+  }
+
+  async sweep(hashes: readonly Hash[]): Promise<SweepResult> {
+    this.#check();
+    let bytes = 0;
+    const gone = this.#condemned.take(hashes);
+    for (const h of gone) {
+      bytes += this.#chunks.get(h)?.byteLength ?? 0;
+      this.#bytes -= this.#chunks.get(h)?.byteLength ?? 0;
+      this.#chunks.delete(h);
+    }
+    return { deleted: gone.length, bytes };
+  }
+
   #store(hash: Hash, bytes: Uint8Array): { existed: boolean } {
+    this.#condemned.revive([hash]);
     if (this.#chunks.has(hash)) return { existed: true };
     this.#chunks.set(hash, bytes.slice());
     this.#bytes += bytes.byteLength;

@@ -37,6 +37,7 @@ import type {
   RefPage,
   StoreProbe,
   StoreStats,
+  SweepResult,
 } from "./chunk-store.ts";
 import {
   ChunkCorruptError,
@@ -110,7 +111,7 @@ export interface S3StoreOptions {
  * ```
  */
 export class S3Store implements ChunkStore {
-  readonly capabilities = { chunks: true, refs: false, persistent: true } as const;
+  readonly capabilities = { chunks: true, refs: false, persistent: true, sweep: false } as const;
   /** `s3://bucket/prefix`: used in every error message. */
   readonly name: string;
   /** Bucket name; the bucket must exist. */
@@ -250,6 +251,15 @@ export class S3Store implements ChunkStore {
 
   async scanRefs(_prefix: string): Promise<RefPage> {
     throw this.#noRefs("scanRefs");
+  }
+
+  /** Buckets have no atomic "delete unless written since": garbage collection never sweeps them. */
+  async condemn(_hashes: readonly Hash[]): Promise<number> {
+    throw new UnsupportedOperationError(this.name, "garbage collection (buckets are never swept)");
+  }
+
+  async sweep(_hashes: readonly Hash[]): Promise<SweepResult> {
+    throw new UnsupportedOperationError(this.name, "garbage collection (buckets are never swept)");
   }
 
   async has(hashes: readonly Hash[]): Promise<boolean[]> {

@@ -11,6 +11,8 @@
  *   PUT    /v1/chunks/{hash}          raw body; 201 stored, 200 already there; 422 mismatch
  *   DELETE /v1/chunks/{hash}          204 deleted, 404 absent (garbage collection only)
  *   POST   /v1/chunks/has             {"hashes":[...]} -> {"present":[bool,...]}
+ *   POST   /v1/chunks/condemn         {"hashes":[...]} -> {"condemned":n} (garbage collection, step 1)
+ *   POST   /v1/chunks/sweep           {"hashes":[...]} -> {"deleted":n,"bytes":n} (step 2: only still-condemned)
  *   POST   /v1/chunks/batch-put       batch frame (`_batch-frame.ts`) -> {"existed":[bool,...]}
  *   POST   /v1/chunks/batch-get       {"hashes":[...]} -> batch frame, one record per hash
  *   GET    /v1/chunks?after=&limit=   {"hashes":[...],"next":hash|null}, ascending
@@ -135,6 +137,16 @@ export function createChunkStoreApp(store: ChunkStore, options: ChunkStoreAppOpt
   app.post("/v1/chunks/has", jsonLimit, async (c) => {
     const hashes = await readHashes(c);
     return c.json({ present: await s.has(hashes) });
+  });
+
+  app.post("/v1/chunks/condemn", jsonLimit, async (c) => {
+    const hashes = await readHashes(c);
+    return c.json({ condemned: await s.condemn(hashes) });
+  });
+
+  app.post("/v1/chunks/sweep", jsonLimit, async (c) => {
+    const hashes = await readHashes(c);
+    return c.json(await s.sweep(hashes));
   });
 
   app.post("/v1/chunks/batch-put", limit(MAX_BATCH_BYTES), async (c) => {

@@ -14,6 +14,7 @@ import type {
   RefPage,
   StoreProbe,
   StoreStats,
+  SweepResult,
 } from "./chunk-store.ts";
 import { ChunkNotFoundError, UnsupportedOperationError } from "./errors.ts";
 import { assertHash } from "./hash.ts";
@@ -32,6 +33,7 @@ export class WitnessStore implements ChunkStore {
       chunks: false,
       refs: inner.capabilities.refs,
       persistent: inner.capabilities.persistent,
+      sweep: false,
     };
   }
 
@@ -60,6 +62,14 @@ export class WitnessStore implements ChunkStore {
 
   async putMany(_chunks: readonly ChunkPut[]): Promise<{ existed: boolean }[]> {
     throw new UnsupportedOperationError(this.name, "chunk writes (it is a witness: refs only)");
+  }
+
+  async condemn(_hashes: readonly Hash[]): Promise<number> {
+    throw new UnsupportedOperationError(this.name, "garbage collection (it is a witness: refs only)");
+  }
+
+  async sweep(_hashes: readonly Hash[]): Promise<SweepResult> {
+    throw new UnsupportedOperationError(this.name, "garbage collection (it is a witness: refs only)");
   }
 
   async delete(_hash: Hash): Promise<boolean> {

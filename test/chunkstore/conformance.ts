@@ -270,6 +270,35 @@ export function describeConformance(backend: string, target: ConformanceTarget):
       await expect(s.scanRefs("head.", { limit: 0 })).rejects.toBeInstanceOf(RangeError);
     });
 
+    test("garbage collection: condemned chunks are swept unless a put revived them; others never are", async () => {
+      const s = await open();
+      if (!s.capabilities.sweep) {
+        // Capability `sweep: false` (S3 buckets, witnesses): never swept; the calls say so.
+        await expect(s.condemn([randomChunk().hash])).rejects.toBeInstanceOf(UnsupportedOperationError);
+        await expect(s.sweep([randomChunk().hash])).rejects.toBeInstanceOf(UnsupportedOperationError);
+        return;
+      }
+      const [dead, revived, live, absent] = [
+        randomChunk(3000),
+        randomChunk(3001),
+        randomChunk(3002),
+        randomChunk(3003),
+      ];
+      await s.putMany([dead, revived, live]);
+      expect(await s.condemn([dead.hash, revived.hash, absent.hash])).toBe(2);
+      await s.put(revived.hash, revived.bytes); // a commit deduplicating against it
+      const r = await s.sweep([dead.hash, revived.hash, live.hash, absent.hash]);
+      expect(r).toEqual({ deleted: 1, bytes: 3000 });
+      expect(await s.has([dead.hash, revived.hash, live.hash])).toEqual([false, true, true]);
+      // A sweep without a condemn first deletes nothing.
+      expect((await s.sweep([revived.hash, live.hash])).deleted).toBe(0);
+      // Condemned, then put by putMany: revived too.
+      await s.condemn([live.hash]);
+      await s.putMany([live]);
+      expect((await s.sweep([live.hash])).deleted).toBe(0);
+      expect(await s.has([live.hash])).toEqual([true]);
+    });
+
     test("identity: a probe names a stable identity; another expected identity is refused", async () => {
       const s = await open();
       const { identity } = await s.probe();

@@ -35,7 +35,7 @@ describe("S3Store.fromUrl", () => {
     expect(s.prefix).toBe("site-a/pool1");
     expect(s.name).toBe("s3://vm-chunks/site-a/pool1");
     expect(S3Store.fromUrl("s3://vm-chunks").name).toBe("s3://vm-chunks");
-    expect(s.capabilities).toEqual({ chunks: true, refs: false, persistent: true });
+    expect(s.capabilities).toEqual({ chunks: true, refs: false, persistent: true, sweep: false });
   });
 
   test("malformed URLs, credentials in the URL and unknown parameters are TypeErrors", () => {

@@ -16,7 +16,7 @@ function witness() {
 describe("WitnessStore", () => {
   test("declares chunks: false and keeps the inner store's refs and persistence", () => {
     const { store } = witness();
-    expect(store.capabilities).toEqual({ chunks: false, refs: true, persistent: false });
+    expect(store.capabilities).toEqual({ chunks: false, refs: true, persistent: false, sweep: false });
     expect(store.name).toBe("witness:memory:");
   });
 

@@ -14,6 +14,7 @@ import type {
   RefPage,
   StoreProbe,
   StoreStats,
+  SweepResult,
 } from "../../chunkstore/chunk-store.ts";
 import { StoreUnavailableError } from "../../chunkstore/errors.ts";
 
@@ -116,6 +117,12 @@ export class FaultyStore implements ChunkStore {
   }
   delete(hash: Hash): Promise<boolean> {
     return this.#call("delete", () => this.#inner.delete(hash));
+  }
+  condemn(hashes: readonly Hash[]): Promise<number> {
+    return this.#call("condemn", () => this.#inner.condemn(hashes));
+  }
+  sweep(hashes: readonly Hash[]): Promise<SweepResult> {
+    return this.#call("sweep", () => this.#inner.sweep(hashes));
   }
   list(options?: ListOptions): AsyncIterable<Hash> {
     return this.#inner.list(options);
