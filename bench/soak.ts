@@ -46,6 +46,7 @@ while (Date.now() < end) {
   );
   if (r.violations.length) {
     console.log(r.log.join("\n"));
+    console.log(`violations of seed ${seed}:\n${r.violations.join("\n")}`);
     break;
   }
   seed++;

@@ -114,13 +114,13 @@ export interface ChunkStore {
   /** Removes a chunk (repair of a corrupt copy). Resolves true if it was there. */
   delete(hash: Hash): Promise<boolean>;
   /**
-   * Garbage collection, step 1: marks the stored ones of `hashes` as condemned. Any later
-   * put of a condemned chunk revives it. Resolves with how many were condemned. Throws
-   * UnsupportedOperationError where `capabilities.sweep` is false.
+   * Garbage collection, step 1: marks the stored ones of `hashes` as condemned by the pass
+   * `token`. Any later put of a condemned chunk revives it. Resolves with how many were
+   * condemned. Throws UnsupportedOperationError where `capabilities.sweep` is false.
    */
-  condemn(hashes: readonly Hash[]): Promise<number>;
-  /** Garbage collection, step 2: deletes those of `hashes` still condemned. */
-  sweep(hashes: readonly Hash[]): Promise<SweepResult>;
+  condemn(hashes: readonly Hash[], token: string): Promise<number>;
+  /** Garbage collection, step 2: deletes those of `hashes` still condemned by pass `token`. */
+  sweep(hashes: readonly Hash[], token: string): Promise<SweepResult>;
   /** Every stored hash in ascending order, optionally after a given hash. */
   list(options?: ListOptions): AsyncIterable<Hash>;
   stats(): Promise<StoreStats>;

@@ -24,6 +24,7 @@ import type {
   StoreStats,
   SweepResult,
 } from "./chunk-store.ts";
+import { assertToken } from "./condemned.ts";
 import {
   ChunkCorruptError,
   ChunkNotFoundError,
@@ -260,13 +261,14 @@ export class HttpStore implements ChunkStore {
     return out;
   }
 
-  async condemn(hashes: readonly Hash[]): Promise<number> {
+  async condemn(hashes: readonly Hash[], token: string): Promise<number> {
     for (const h of hashes) assertHash(h);
+    assertToken(token);
     const op = { what: "condemning chunks" };
     let total = 0;
     await inBatches(countBatches(hashes.length, MAX_BATCH_HASHES), async ([start, end]) => {
       const res = await this.#request("POST", "/v1/chunks/condemn", op, {
-        json: { hashes: hashes.slice(start, end) },
+        json: { hashes: hashes.slice(start, end), token },
       });
       const n = ((await this.#json(res, op)) as { condemned?: unknown }).condemned;
       if (typeof n !== "number") throw this.#protocolError(op, "answered a condemn without a count");
@@ -275,13 +277,14 @@ export class HttpStore implements ChunkStore {
     return total;
   }
 
-  async sweep(hashes: readonly Hash[]): Promise<SweepResult> {
+  async sweep(hashes: readonly Hash[], token: string): Promise<SweepResult> {
     for (const h of hashes) assertHash(h);
+    assertToken(token);
     const op = { what: "sweeping chunks" };
     const out = { deleted: 0, bytes: 0 };
     await inBatches(countBatches(hashes.length, MAX_BATCH_HASHES), async ([start, end]) => {
       const res = await this.#request("POST", "/v1/chunks/sweep", op, {
-        json: { hashes: hashes.slice(start, end) },
+        json: { hashes: hashes.slice(start, end), token },
       });
       const r = (await this.#json(res, op)) as Partial<SweepResult>;
       if (typeof r.deleted !== "number" || typeof r.bytes !== "number")

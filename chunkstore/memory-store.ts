@@ -95,15 +95,15 @@ export class MemoryStore implements ChunkStore {
     return chunks.map((c) => this.#store(c.hash, c.bytes));
   }
 
-  async condemn(hashes: readonly Hash[]): Promise<number> {
+  async condemn(hashes: readonly Hash[], token: string): Promise<number> {
     this.#check();
-    return this.#condemned.condemn(hashes, (h) => this.#chunks.has(h));
+    return this.#condemned.condemn(hashes, token, (h) => this.#chunks.has(h));
   }
 
-  async sweep(hashes: readonly Hash[]): Promise<SweepResult> {
+  async sweep(hashes: readonly Hash[], token: string): Promise<SweepResult> {
     this.#check();
     let bytes = 0;
-    const gone = this.#condemned.take(hashes);
+    const gone = this.#condemned.take(hashes, token);
     for (const h of gone) {
       bytes += this.#chunks.get(h)?.byteLength ?? 0;
       this.#bytes -= this.#chunks.get(h)?.byteLength ?? 0;

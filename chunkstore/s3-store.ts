@@ -254,11 +254,11 @@ export class S3Store implements ChunkStore {
   }
 
   /** Buckets have no atomic "delete unless written since": garbage collection never sweeps them. */
-  async condemn(_hashes: readonly Hash[]): Promise<number> {
+  async condemn(_hashes: readonly Hash[], _token: string): Promise<number> {
     throw new UnsupportedOperationError(this.name, "garbage collection (buckets are never swept)");
   }
 
-  async sweep(_hashes: readonly Hash[]): Promise<SweepResult> {
+  async sweep(_hashes: readonly Hash[], _token: string): Promise<SweepResult> {
     throw new UnsupportedOperationError(this.name, "garbage collection (buckets are never swept)");
   }
 

@@ -11,8 +11,8 @@
  *   PUT    /v1/chunks/{hash}          raw body; 201 stored, 200 already there; 422 mismatch
  *   DELETE /v1/chunks/{hash}          204 deleted, 404 absent (garbage collection only)
  *   POST   /v1/chunks/has             {"hashes":[...]} -> {"present":[bool,...]}
- *   POST   /v1/chunks/condemn         {"hashes":[...]} -> {"condemned":n} (garbage collection, step 1)
- *   POST   /v1/chunks/sweep           {"hashes":[...]} -> {"deleted":n,"bytes":n} (step 2: only still-condemned)
+ *   POST   /v1/chunks/condemn         {"hashes":[...],"token":T} -> {"condemned":n} (garbage collection, step 1)
+ *   POST   /v1/chunks/sweep           {"hashes":[...],"token":T} -> {"deleted":n,"bytes":n} (step 2: only those still condemned by pass T)
  *   POST   /v1/chunks/batch-put       batch frame (`_batch-frame.ts`) -> {"existed":[bool,...]}
  *   POST   /v1/chunks/batch-get       {"hashes":[...]} -> batch frame, one record per hash
  *   GET    /v1/chunks?after=&limit=   {"hashes":[...],"next":hash|null}, ascending
@@ -57,6 +57,7 @@ import {
   versionOfEtag,
 } from "./_http-wire.ts";
 import type { CasResult, ChunkStore, Hash } from "./chunk-store.ts";
+import { assertToken } from "./condemned.ts";
 import {
   ChunkCorruptError,
   ChunkNotFoundError,
@@ -140,13 +141,13 @@ export function createChunkStoreApp(store: ChunkStore, options: ChunkStoreAppOpt
   });
 
   app.post("/v1/chunks/condemn", jsonLimit, async (c) => {
-    const hashes = await readHashes(c);
-    return c.json({ condemned: await s.condemn(hashes) });
+    const { hashes, token } = await readGcBatch(c);
+    return c.json({ condemned: await s.condemn(hashes, token) });
   });
 
   app.post("/v1/chunks/sweep", jsonLimit, async (c) => {
-    const hashes = await readHashes(c);
-    return c.json(await s.sweep(hashes));
+    const { hashes, token } = await readGcBatch(c);
+    return c.json(await s.sweep(hashes, token));
   });
 
   app.post("/v1/chunks/batch-put", limit(MAX_BATCH_BYTES), async (c) => {
@@ -386,12 +387,28 @@ function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
 
 /** `{"hashes":[...]}`, at most MAX_BATCH_HASHES, each well-formed. */
 async function readHashes(c: Context): Promise<Hash[]> {
-  let body: unknown;
+  return hashesOf(await readJson(c));
+}
+
+/** A condemn or sweep body: {"hashes":[...],"token":"..."}. */
+async function readGcBatch(c: Context): Promise<{ hashes: Hash[]; token: string }> {
+  const body = await readJson(c);
+  const token = (body as { token?: unknown } | null)?.token;
+  if (typeof token !== "string")
+    throw new TypeError('Expected a JSON body {"hashes": [...], "token": "..."}');
+  assertToken(token);
+  return { hashes: hashesOf(body), token };
+}
+
+async function readJson(c: Context): Promise<unknown> {
   try {
-    body = await c.req.json();
+    return await c.req.json();
   } catch (e) {
     throw new TypeError(`Request body is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
   }
+}
+
+function hashesOf(body: unknown): Hash[] {
   const hashes = (body as { hashes?: unknown } | null)?.hashes;
   if (!Array.isArray(hashes)) throw new TypeError('Expected a JSON body {"hashes": [...]}');
   if (hashes.length > MAX_BATCH_HASHES) {

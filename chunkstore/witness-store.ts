@@ -64,11 +64,11 @@ export class WitnessStore implements ChunkStore {
     throw new UnsupportedOperationError(this.name, "chunk writes (it is a witness: refs only)");
   }
 
-  async condemn(_hashes: readonly Hash[]): Promise<number> {
+  async condemn(_hashes: readonly Hash[], _token: string): Promise<number> {
     throw new UnsupportedOperationError(this.name, "garbage collection (it is a witness: refs only)");
   }
 
-  async sweep(_hashes: readonly Hash[]): Promise<SweepResult> {
+  async sweep(_hashes: readonly Hash[], _token: string): Promise<SweepResult> {
     throw new UnsupportedOperationError(this.name, "garbage collection (it is a witness: refs only)");
   }
 

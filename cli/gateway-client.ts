@@ -3,6 +3,8 @@
  * Every failure is a {@link GatewayError} whose message names the request, the API URL
  * and the server's own error message.
  */
+
+import type { GcReport } from "../gateway/gc/collector.ts";
 import type { StoreAnswer, StoreHealAnswer } from "../gateway/heal/cluster-status.ts";
 import type { SafeToRemove } from "../gateway/heal/safe-to-remove.ts";
 import type { ApiErrorBody, ImageInfo, MapResponse, SnapshotInfo } from "../gateway/http/http-wire.ts";
@@ -79,6 +81,19 @@ export class GatewayClient {
   }
 
   /** `GET /v1/heal`: heal progress per store. */
+  /** Starts a garbage collection pass; with `wait`, resolves with it finished. */
+  startGc(graceSeconds: number | undefined, wait: boolean): Promise<GcReport> {
+    return this.#json<GcReport>(
+      "POST",
+      `/v1/gc${wait ? "?wait=1" : ""}`,
+      graceSeconds === undefined ? {} : { graceSeconds },
+    );
+  }
+
+  gcStatus(): Promise<{ running: GcReport | null; last: GcReport | null }> {
+    return this.#json("GET", "/v1/gc");
+  }
+
   healStatus(): Promise<HealStatusBody> {
     return this.#json<HealStatusBody>("GET", "/v1/heal");
   }
@@ -182,6 +197,8 @@ function enc(segment: string): string {
 }
 
 /** The body of `GET /v1/heal` (see gateway/heal/cluster-status.ts). */
+export type { GcReport };
+
 export interface HealStatusBody {
   healing: boolean;
   stores: StoreHealAnswer[];

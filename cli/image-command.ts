@@ -134,6 +134,10 @@ const info = command(
   },
 );
 
+/** What `rm` tells about space: chunks go with the next garbage collection pass. */
+const RECLAIM_NOTE =
+  "its space is reclaimed by the next garbage collection pass, after its grace period (every 6 h by default; now: blockmend gc run --wait)";
+
 const rm = command(
   "rm",
   "Delete an image (NAME) or a snapshot (NAME@SNAP)",
@@ -143,9 +147,11 @@ const rm = command(
     if (snapshot !== undefined) {
       await client.removeSnapshot(image, snapshot);
       console.log(`removed snapshot ${args.name}`);
+      console.log(RECLAIM_NOTE);
     } else {
       await client.removeImage(image);
       console.log(`removed image ${image}`);
+      console.log(RECLAIM_NOTE);
     }
   },
 );

@@ -15,6 +15,7 @@ const main = defineCommand({
     gateway: () => import("./gateway-command.ts").then((m) => m.default),
     image: () => import("./image-command.ts").then((m) => m.default),
     heal: () => import("./heal-command.ts").then((m) => m.default),
+    gc: () => import("./gc-command.ts").then((m) => m.default),
     store: () => import("./store-command.ts").then((m) => m.default),
     chunkstore: () => import("./chunkstore-command.ts").then((m) => m.default),
   },

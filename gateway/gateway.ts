@@ -11,6 +11,9 @@ import { serveHttp } from "../runtime/serve-http.ts";
 import { createTaskPool } from "../workers/create-task-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
 import { openGatewayState } from "./gateway-state.ts";
+import { Collector, GcBusyError } from "./gc/collector.ts";
+
+import { Pins } from "./gc/pins.ts";
 import { ClusterStatus } from "./heal/cluster-status.ts";
 import { CopyEngine } from "./heal/copy-engine.ts";
 import { HealScheduler } from "./heal/heal-scheduler.ts";
@@ -20,6 +23,7 @@ import { DamageLedger, RepairQueue } from "./heal/read-repair.ts";
 import { Replacements } from "./heal/replacement.ts";
 import { Scrubber } from "./heal/scrub.ts";
 import { HealThrottle } from "./heal/throttle.ts";
+import { GC_OPENAPI_PATHS, mountGcRoutes } from "./http/gc-api.ts";
 import { createGatewayApp } from "./http/http-api.ts";
 import { mountStatusRoutes, STATUS_OPENAPI_PATHS } from "./http/status-api.ts";
 import { HeadWriter } from "./image/head-writer.ts";
@@ -37,6 +41,9 @@ import { bootstrapCluster, Cluster, type ConfiguredStore } from "./replication/c
 import { DEFAULT_HEALTH_OPTIONS, type HealthOptions, StoreHealth } from "./replication/store-health.ts";
 import { StoreSet } from "./replication/store-set.ts";
 import { type S3EndpointConfig, startS3Endpoint } from "./s3/s3-endpoint.ts";
+
+/** How often each gateway tries to start a garbage collection pass (the lease keeps it to one). */
+const DEFAULT_GC_INTERVAL_MS = 6 * 3600_000;
 
 /** One `--store ID=URL`. */
 export interface StoreConfig {
@@ -107,8 +114,10 @@ export interface GatewayCoreOptions {
   readonly pool?: TaskPool;
   readonly threads?: number;
   readonly log?: (line: string) => void;
-  /** Run the background loops (probes, record refresh, heal, scrub). Default true. */
+  /** Run the background loops (probes, record refresh, heal, scrub, gc). Default true. */
   readonly background?: boolean;
+  /** How often a gateway tries to start a garbage collection pass (one runs at a time). Default 6 h; 0: never. */
+  readonly gcIntervalMs?: number;
 }
 
 /** Every layer of a gateway, wired, without listeners (tests use it directly). */
@@ -127,6 +136,8 @@ export interface GatewayCore {
   readonly latency: LatencyMonitor;
   readonly replacements: Replacements;
   readonly status: ClusterStatus;
+  /** Garbage collection passes (run on demand: `POST /v1/gc`, `blockmend gc run`). */
+  readonly gc: Collector;
   /** Turns maintenance of a store on or off and stamps every head. */
   setMaintenance(store: string, on: boolean): Promise<{ stamped: number }>;
   /** Stops the loops and closes images and the pool (not the stores). */
@@ -180,7 +191,10 @@ export async function assembleGateway(
     const heads = new HeadWriter(register, gatewayId);
     const pool: TaskPool = options.pool ?? createTaskPool({ threads: options.threads });
     if (!options.pool) cleanups.push(() => pool.close());
+    const pins = new Pins(register, gatewayId);
+    cleanups.push(() => pins.stop());
     const images = new ImageService({
+      pinVersion: (v) => pins.pin(v),
       stores,
       heads,
       cluster,
@@ -242,13 +256,33 @@ export async function assembleGateway(
       repairs,
       throttle,
     });
+    const gc = new Collector({
+      stores,
+      heads,
+      cluster,
+      register,
+      gatewayId,
+      isUp: (id) => !h.isDown(id),
+      log,
+    });
     if (options.background !== false) {
       h.start();
       cluster.start();
       heal.start();
       scrub.start();
     }
+    const gcEvery = options.gcIntervalMs ?? DEFAULT_GC_INTERVAL_MS;
+    const gcTimer =
+      options.background !== false && gcEvery > 0
+        ? setInterval(() => {
+            gc.start().catch((err) => {
+              if (!(err instanceof GcBusyError)) log(`gc: could not start a pass: ${(err as Error).message}`);
+            });
+          }, gcEvery)
+        : undefined;
+    (gcTimer as { unref?: () => void } | undefined)?.unref?.();
     cleanups.push(() => {
+      clearInterval(gcTimer);
       replacements.stop();
       scrub.stop();
       heal.stop();
@@ -270,6 +304,7 @@ export async function assembleGateway(
       latency,
       replacements,
       status,
+      gc,
       setMaintenance: (store, on) => setMaintenance(cluster, heads, store, on, gatewayId),
       close,
     };
@@ -308,15 +343,17 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     const nbd = await startNbdServer(new ImageExports(core.images, core.latency), config.nbd);
     cleanups.push(() => nbd.close());
     const app = createGatewayApp(core.images, {
-      routes: (a) =>
+      routes: (a) => {
         mountStatusRoutes(a, {
           status: core.status,
           heal: core.heal,
           throttle: core.throttle,
           latency: core.latency,
           maintenance: core.setMaintenance,
-        }),
-      openapiPaths: STATUS_OPENAPI_PATHS,
+        });
+        mountGcRoutes(a, core.gc);
+      },
+      openapiPaths: { ...STATUS_OPENAPI_PATHS, ...GC_OPENAPI_PATHS },
     });
     const http = await serveHttp(app.fetch, config.http);
     cleanups.push(() => http.close());

@@ -1,25 +1,27 @@
 /**
  * One commit of an image's dirty blocks: hash them in the worker pool, put the chunks on
  * their stores, update the block map, put its changed pages, and advance the head (the
- * one head writer). The cluster record is read fresh while the chunks travel, so a store
- * that entered maintenance meanwhile is not counted; if it had been, the chunks are put
- * again, spilling past it, before the head moves.
+ * one head writer). The cluster record is read fresh while the blocks are hashed, before
+ * the first put: a store that entered maintenance is not counted (the chunks are put again,
+ * spilling past it, if the head says one did since), and a garbage collection barrier that
+ * passed since makes the commit put its chunks again (gc-barrier.ts) before the head moves.
  */
 import type { ChunkPut, Hash } from "../../chunkstore/chunk-store.ts";
 import { toHex } from "../../chunkstore/hash.ts";
 import type { TaskPool } from "../../workers/task-pool.ts";
 import { PutOutcome } from "../replication/store-set.ts";
 import { type BlockMap, ZERO_HASH } from "./block-map.ts";
+import { confirmContent } from "./gc-barrier.ts";
 import type { Head } from "./head.ts";
-import { commitContent, NeedMoreCopiesError } from "./head-writer.ts";
+import { commitContent, GcBarrierError, NeedMoreCopiesError } from "./head-writer.ts";
 import type { ImageContext } from "./image-context.ts";
 import type { Pending } from "./write-cache.ts";
 
 /** Blocks hashed per worker task: 16 x 64 KiB = 1 MiB, enough to amortize the hand-off. */
 const HASH_TASK_BYTES = 1024 * 1024;
 
-/** Times a commit re-puts its chunks because stores entered maintenance while it ran. */
-const MAX_REPUTS = 3;
+/** Times a commit re-puts its chunks because stores entered maintenance or a collection passed meanwhile. */
+const MAX_REPUTS = 4;
 
 /** What one commit needs from its image. */
 export interface CommitInput {
@@ -41,21 +43,23 @@ export async function commitBatch(
   input: CommitInput,
 ): Promise<{ head: Head; hashes: Map<number, Hash> }> {
   const { head, batch, map } = input;
-  const freshLeaving = ctx.cluster.freshLeaving();
-  freshLeaving.catch(() => {}); // awaited below; a failure there fails the commit
+  // Read while hashing, awaited before the first put: the gc barrier must be read before it.
+  const freshState = ctx.cluster.freshState();
+  freshState.catch(() => {}); // awaited below; a failure there fails the commit
   const hashes = await hashBlocks(ctx.pool, batch, input.chunkSize);
   const chunks: ChunkPut[] = [];
   for (const [index, content] of batch) {
     const hash = hashes.get(index)!;
     if (hash !== ZERO_HASH && content) chunks.push({ hash, bytes: content });
   }
+  let state = await freshState;
   const leaving = ctx.cluster.leaving();
   const dataOutcome = await ctx.stores.putChunks(chunks, leaving, input.pending);
   for (const [index] of batch) await map.set(index, hashes.get(index)!);
   const { root, pages } = await map.commit();
   const pageOutcome = await ctx.stores.putChunks(pages, leaving, input.pending);
   let put = PutOutcome.merge(dataOutcome, pageOutcome);
-  let fresh = await freshLeaving;
+  let fresh = state.leaving;
   for (let attempt = 0; ; attempt++) {
     try {
       const { head: written } = await ctx.heads.change(
@@ -72,17 +76,30 @@ export async function commitBatch(
           put,
           leaving: fresh,
           minReplicas: ctx.stores.options.minReplicas,
+          gcEpoch: state.gcEpoch,
         }),
         input.commitId,
       );
       input.pending.clear();
       return { head: written as Head, hashes };
     } catch (err) {
-      if (!(err instanceof NeedMoreCopiesError) || attempt >= MAX_REPUTS) throw err;
-      // A store entered maintenance while the chunks travelled: spill past it, then try again.
-      fresh = err.leaving;
-      const again = await ctx.stores.putChunks([...chunks, ...pages], err.leaving);
-      put = PutOutcome.merge(put, again);
+      if (attempt >= MAX_REPUTS) throw err;
+      if (err instanceof GcBarrierError && err.pending) {
+        // The head's own content is unconfirmed (its creator has not finished): confirm it
+        // if no barrier passed since; this commit cannot put that content again itself.
+        await confirmContent(ctx, head.name, head.incarnation);
+      } else if (err instanceof GcBarrierError) {
+        // A collection may have condemned chunks this commit found stored: put them again.
+        state = await ctx.cluster.freshState();
+        fresh = new Set([...fresh, ...state.leaving]);
+        const again = await ctx.stores.putChunks([...chunks, ...pages], fresh);
+        put = PutOutcome.merge(put, again);
+      } else if (err instanceof NeedMoreCopiesError) {
+        // A store entered maintenance while the chunks travelled: spill past it, then try again.
+        fresh = err.leaving;
+        const again = await ctx.stores.putChunks([...chunks, ...pages], err.leaving);
+        put = PutOutcome.merge(put, again);
+      } else throw err;
     }
   }
 }

@@ -47,6 +47,26 @@ export interface PutReport {
   enoughCopies(leaving: ReadonlySet<string>, min: number): boolean;
 }
 
+/**
+ * A garbage collection passed a barrier after this commit's chunks were put: some of them
+ * may be condemned, so they must be put again (which revives them) before the head moves.
+ */
+export class GcBarrierError extends Error {
+  override readonly name = "GcBarrierError";
+  readonly epoch: number;
+  /** The head itself is unconfirmed (gcPending): confirm it ({@link confirmHead}) first. */
+  readonly pending: boolean;
+  constructor(image: string, epoch: number, pending = false) {
+    super(
+      pending
+        ? `Image "${image}" has content not yet confirmed against garbage collection (barrier ${epoch})`
+        : `Commit of "${image}" must put its chunks again: garbage collection barrier ${epoch} passed since`,
+    );
+    this.epoch = epoch;
+    this.pending = pending;
+  }
+}
+
 /** A commit could not count enough copies once stores in maintenance were left out. */
 export class NeedMoreCopiesError extends Error {
   override readonly name = "NeedMoreCopiesError";
@@ -177,6 +197,8 @@ export function createHead(params: {
   /** Per data store: the identity to record it in sync for (empty root), or what the clone inherits. */
   synced: Readonly<Record<string, { identity: string }>>;
   clonedFrom?: string;
+  /** The cluster's gcEpoch, read before any chunk of the head's content was put (or read, for a clone). */
+  gcObserved: number;
 }): HeadChange<void> {
   return (current, commitId) => {
     if (current && !isTombstone(current)) {
@@ -206,6 +228,10 @@ export function createHead(params: {
       leaving: [],
       createdAt: now,
       ...(params.clonedFrom ? { clonedFrom: params.clonedFrom } : {}),
+      // Unconfirmed until its creator reads the barrier again (confirmHead): a collector
+      // that listed the heads before this one existed has not stamped it.
+      gcEpoch: params.gcObserved,
+      gcPending: params.gcObserved,
     };
     return { next, result: undefined };
   };
@@ -282,9 +308,13 @@ export function commitContent(params: {
   /** Stores in maintenance per the cluster record read during this commit. */
   leaving: ReadonlySet<string>;
   minReplicas: number;
+  /** The cluster record's gcEpoch, read before the first chunk was put. */
+  gcEpoch: number;
 }): HeadChange<void> {
   return (current, commitId) => {
     const head = expectLive(current, params.name, params.incarnation);
+    if (head.gcPending !== undefined) throw new GcBarrierError(params.name, head.gcPending, true);
+    if ((head.gcEpoch ?? 0) > params.gcEpoch) throw new GcBarrierError(params.name, head.gcEpoch ?? 0);
     if (head.epoch !== params.epoch || head.owner !== params.owner)
       throw new StaleEpochError(params.name, params.epoch, head.epoch, head.owner);
     if (head.recentCommits.includes(commitId)) return { keep: true, result: undefined };
@@ -317,6 +347,8 @@ export function commitContent(params: {
  * an existing one, whose chunks are all on the stores already. The importing gateway
  * becomes the owner (a gateway holding the old version is fenced); snapshots stay; a store
  * is in sync afterwards only if it held everything before and received all of the import.
+ * A new image (or one still unconfirmed) comes out unconfirmed: the importer then runs
+ * {@link confirmHead}.
  */
 export function importContent(params: {
   name: string;
@@ -327,6 +359,8 @@ export function importContent(params: {
   put: PutReport;
   leaving: ReadonlySet<string>;
   minReplicas: number;
+  /** The cluster record's gcEpoch, read before the import's first chunk was put. */
+  gcEpoch: number;
   /** Checked against the current live head (null: none): throws to refuse (a condition, an attached image). */
   check?: (current: Head | null) => void;
 }): HeadChange<void> {
@@ -344,10 +378,15 @@ export function importContent(params: {
         chunkSize: params.chunkSize,
         root: params.root,
         synced: Object.fromEntries([...params.put.complete].map(([id, identity]) => [id, { identity }])),
+        gcObserved: params.gcEpoch,
       })(current, commitId);
       if ("keep" in created) return created;
       return { next: { ...created.next, owner: params.owner } as NextHead, result: undefined };
     }
+    // A confirmed head was stamped by every barrier since it existed: checked here. An
+    // unconfirmed one may not have been: it stays unconfirmed, now for this content.
+    if (head.gcPending === undefined && (head.gcEpoch ?? 0) > params.gcEpoch)
+      throw new GcBarrierError(params.name, head.gcEpoch ?? 0);
     if (head.chunkSize !== params.chunkSize)
       throw new RangeError(
         `Image "${params.name}" has chunk size ${head.chunkSize}; the import used ${params.chunkSize}: upload it again`,
@@ -361,8 +400,50 @@ export function importContent(params: {
       owner: params.owner,
       synced,
       tails,
+      ...(head.gcPending === undefined ? {} : { gcPending: params.gcEpoch }),
     };
     return { next, result: undefined };
+  };
+}
+
+/**
+ * Confirms an unconfirmed head against `fresh`, the cluster's gcEpoch read after the head
+ * was written: no barrier passed since its content was put (or the content is empty), so
+ * every collector from now on either saw the head or stamps it. Throws GcBarrierError when
+ * one did pass: the content must be put again ({@link revivedHead}) first. Resolves with
+ * the head's incarnation check done; keeps a head that is confirmed already.
+ */
+export function confirmHead(name: string, incarnation: string, fresh: number): HeadChange<void> {
+  return (current) => {
+    const head = expectLive(current, name, incarnation);
+    if (head.gcPending === undefined) return { keep: true, result: undefined };
+    if (fresh > head.gcPending && head.root !== ZERO_HASH) throw new GcBarrierError(name, fresh);
+    const { gcPending: _p, ...rest } = base(head);
+    return {
+      next: { ...rest, gcEpoch: Math.max(head.gcEpoch ?? 0, fresh), synced: carriedSynced(head) },
+      result: undefined,
+    };
+  };
+}
+
+/** An unconfirmed head's content was put again after barrier `observed` was read: it now counts from there. */
+export function revivedHead(name: string, incarnation: string, observed: number): HeadChange<void> {
+  return (current) => {
+    const head = expectLive(current, name, incarnation);
+    if (head.gcPending === undefined || head.gcPending >= observed) return { keep: true, result: undefined };
+    return { next: { ...base(head), gcPending: observed, synced: carriedSynced(head) }, result: undefined };
+  };
+}
+
+/**
+ * Garbage collection's barrier: stamps `epoch` into the head, so that a content commit
+ * whose chunks were put before it (and may be condemned) is made to put them again.
+ */
+export function stampGc(name: string, epoch: number): HeadChange<boolean> {
+  return (current) => {
+    const head = liveHead(current);
+    if (!head || (head.gcEpoch ?? 0) >= epoch) return { keep: true, result: false };
+    return { next: { ...base(head), gcEpoch: epoch, synced: carriedSynced(head) }, result: true };
   };
 }
 

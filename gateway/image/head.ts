@@ -22,6 +22,9 @@
  *   no copy on them toward minReplicas.
  * - `commitId`, `recentCommits`: a unique id per change, and the last few, so that a
  *   change retried after an uncertain outcome recognises itself.
+ * - `gcEpoch`: the last garbage collection barrier stamped into the head (gateway/gc/).
+ * - `gcPending`: present while content that arrived without the head (a clone, an import
+ *   into a new head) is not yet confirmed against the barrier: the epoch read before it was put.
  * A deleted image leaves a tombstone (`deleted: true`) that only a create replaces.
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
@@ -72,6 +75,16 @@ export interface Head {
   readonly updatedAt: string;
   /** `image@snapshot` this image was cloned from. */
   readonly clonedFrom?: string;
+  /**
+   * The garbage collection barrier this head was stamped with (the cluster record's
+   * `gcEpoch`): a content commit whose chunk puts came before it must put them again.
+   */
+  readonly gcEpoch?: number;
+  /**
+   * Set while the head's content is unconfirmed: it was put before the head existed, under
+   * barrier `gcPending`. {@link import("./head-writer.ts").confirmHead} clears it.
+   */
+  readonly gcPending?: number;
 }
 
 /** What a delete leaves: only a create replaces it, and nothing of the old incarnation can commit. */

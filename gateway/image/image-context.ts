@@ -31,6 +31,8 @@ export interface ClusterView {
   leaving(): ReadonlySet<string>;
   /** Stores in maintenance, read fresh from the register. */
   freshLeaving(): Promise<ReadonlySet<string>>;
+  /** Stores in maintenance and the garbage collection barrier, read fresh (before a commit's first put). */
+  freshState(): Promise<{ leaving: ReadonlySet<string>; gcEpoch: number }>;
   /** The identity the cluster records for a store now (null: unknown). */
   identity(store: string): string | null;
 }
@@ -55,4 +57,14 @@ export interface ImageContext {
   readonly gatewayId: string;
   /** Where the image layer reports events an operator should see (takeovers, fencing). */
   readonly log: (line: string) => void;
+  /**
+   * Pins a version for a long read (garbage collection keeps its chunks meanwhile: gc/pins.ts);
+   * resolves, durable, with its release. Absent: reads are not pinned.
+   */
+  readonly pinVersion?: (v: {
+    root: Hash;
+    size: number;
+    chunkSize: number;
+    why: string;
+  }) => Promise<() => Promise<void>>;
 }

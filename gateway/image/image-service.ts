@@ -7,6 +7,7 @@
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { ImageNotFoundError } from "../errors.ts";
 import { growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
+import { confirmContent, reviveTree } from "./gc-barrier.ts";
 import {
   assertChunkSize,
   assertImageName,
@@ -60,6 +61,8 @@ export class ImageService {
       const identity = this.ctx.cluster.identity(m.id);
       if (identity) identities.set(m.id, identity);
     }
+    // The gc barrier, read before the clone's source is read (gc-barrier.ts).
+    const { gcEpoch } = await this.ctx.cluster.freshState();
     if (options.from) {
       const { image, snapshot } = parseExportName(options.from);
       if (!snapshot)
@@ -96,9 +99,24 @@ export class ImageService {
         root,
         synced,
         ...(options.from ? { clonedFrom: options.from } : {}),
+        gcObserved: gcEpoch,
       }),
     );
-    return head as Head;
+    const created = head as Head;
+    // A collection that listed the heads before this one existed and ran while the clone
+    // was made may have condemned the source's chunks: then they are put again here.
+    try {
+      await confirmContent(this.ctx, name, created.incarnation, () =>
+        reviveTree(this.ctx, { root: created.root, size: created.size, chunkSize: created.chunkSize }),
+      );
+    } catch (err) {
+      // Never leave a clone that may lack content: it goes (a tombstone), the caller retries.
+      await this.ctx.heads
+        .change(name, deleteHead(name, this.ctx.gatewayId, created.incarnation))
+        .catch(() => {});
+      throw err;
+    }
+    return (liveHead(await this.ctx.heads.read(name)) ?? created) as Head;
   }
 
   /** Names of all images (tombstones left out). */

@@ -22,8 +22,9 @@ import {
 import { BlockMap, growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
 import { blockSpans } from "./block-spans.ts";
 import { commitBatch } from "./commit-pipeline.ts";
+import { confirmContent, MAX_REVIVALS } from "./gc-barrier.ts";
 import { blockCount, type Head, isTombstone, liveHead } from "./head.ts";
-import { addSnapshot, commitContent, removeSnapshot, takeOver } from "./head-writer.ts";
+import { addSnapshot, commitContent, GcBarrierError, removeSnapshot, takeOver } from "./head-writer.ts";
 import type { ImageContext, InflightCommit } from "./image-context.ts";
 import { type Pending, WriteCache } from "./write-cache.ts";
 
@@ -555,23 +556,34 @@ export class Image implements BlockDevice {
         levelsFor(blocks(this.#committed.size)),
         levelsFor(blocks(size)),
       );
-      const put = await this.#ctx.stores.putChunks(grown.pages, this.#ctx.cluster.leaving());
-      const { head } = await this.#ctx.heads.change(
-        this.name,
-        commitContent({
-          name: this.name,
-          incarnation: this.#head.incarnation,
-          epoch: this.#head.epoch,
-          owner: this.#ctx.gatewayId,
-          base: this.#committed,
-          ownAttempts: this.#inDoubt,
-          root: grown.root,
-          size,
-          put,
-          leaving: await this.#ctx.cluster.freshLeaving(),
-          minReplicas: this.#ctx.stores.options.minReplicas,
-        }),
-      );
+      let head: unknown;
+      for (let attempt = 0; head === undefined; attempt++) {
+        // The gc barrier is read before the pages are put (gc-barrier.ts).
+        const state = await this.#ctx.cluster.freshState();
+        const put = await this.#ctx.stores.putChunks(grown.pages, this.#ctx.cluster.leaving());
+        try {
+          ({ head } = await this.#ctx.heads.change(
+            this.name,
+            commitContent({
+              name: this.name,
+              incarnation: this.#head.incarnation,
+              epoch: this.#head.epoch,
+              owner: this.#ctx.gatewayId,
+              base: this.#committed,
+              ownAttempts: this.#inDoubt,
+              root: grown.root,
+              size,
+              put,
+              leaving: state.leaving,
+              minReplicas: this.#ctx.stores.options.minReplicas,
+              gcEpoch: state.gcEpoch,
+            }),
+          ));
+        } catch (err) {
+          if (!(err instanceof GcBarrierError) || attempt >= MAX_REVIVALS) throw err;
+          if (err.pending) await confirmContent(this.#ctx, this.name, this.#head.incarnation);
+        }
+      }
       const h = head as Head;
       this.#landed(h);
       this.#map = this.#newMap(h.root, size);

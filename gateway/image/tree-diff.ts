@@ -14,14 +14,16 @@ export type PageReader = (hash: Hash) => Promise<Uint8Array>;
  * Yields every chunk hash (map pages and data chunks) reachable from `newRoot` but not at
  * the same place under `oldRoot`, for trees of `levels` levels. Holes are skipped.
  * `oldRoot` = ZERO_HASH walks the whole new tree (a store replaced by an empty one).
+ * Pages in `skip` are neither yielded nor descended into (their subtrees were seen already).
  */
 export async function* changedChunks(
   pages: PageReader,
   oldRoot: Hash,
   newRoot: Hash,
   levels: number,
+  skip?: ReadonlySet<Hash>,
 ): AsyncGenerator<ChangedChunk> {
-  yield* walk(pages, oldRoot, newRoot, levels);
+  yield* walk(pages, oldRoot, newRoot, levels, skip);
 }
 
 /** One chunk found by {@link changedChunks}: a map page or a data chunk. */
@@ -35,8 +37,9 @@ async function* walk(
   oldHash: Hash,
   newHash: Hash,
   level: number,
+  skip: ReadonlySet<Hash> | undefined,
 ): AsyncGenerator<ChangedChunk> {
-  if (newHash === oldHash || newHash === ZERO_HASH) return;
+  if (newHash === oldHash || newHash === ZERO_HASH || skip?.has(newHash)) return;
   yield { hash: newHash, page: true };
   const [oldPage, newPage] = await Promise.all([
     // An old page no replica has any more only costs work: walk that subtree in full.
@@ -48,7 +51,7 @@ async function* walk(
     const n = toHex(newPage.subarray(off, off + HASH_BYTES));
     const o = oldPage ? toHex(oldPage.subarray(off, off + HASH_BYTES)) : ZERO_HASH;
     if (n === o || n === ZERO_HASH) continue;
-    if (level > 1) yield* walk(pages, o, n, level - 1);
+    if (level > 1) yield* walk(pages, o, n, level - 1, skip);
     else yield { hash: n, page: false };
   }
 }

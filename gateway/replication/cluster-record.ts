@@ -7,7 +7,8 @@
  * FROZEN format 1 (add fields, never rename):
  *   {"format":1,"id":UUID,"generation":n,"createdAt":ISO,"stores":{ID:{"identity","chunks","refs",
  *    "identitySince","previousIdentity"?,"maintenance":{since,by}|null,
- *    "damaged":{"chunks":[hash...],"overflow":n,"since"}|null}}}
+ *    "damaged":{"chunks":[hash...],"overflow":n,"since"}|null}},
+ *    "gcEpoch"?:n}
  */
 import { isHash } from "../../chunkstore/hash.ts";
 import { isIdentity } from "../../chunkstore/identity.ts";
@@ -48,6 +49,12 @@ export interface ClusterRecord {
   readonly generation: number;
   readonly createdAt: string;
   readonly stores: Readonly<Record<string, ClusterStore>>;
+  /**
+   * Garbage collection's barrier counter (gateway/gc/): bumped by a collector after it
+   * condemned chunks. A commit reads it before putting chunks; if a head it commits to
+   * carries a higher stamp, its chunks are put again (which revives condemned ones).
+   */
+  readonly gcEpoch?: number;
 }
 
 /** A new record for stores that all answered with their identity and role. */

@@ -229,6 +229,17 @@ export class Cluster {
     return leavingStores(await this.fresh());
   }
 
+  /** What a commit reads before it puts chunks: stores in maintenance and the gc barrier, fresh. */
+  async freshState(): Promise<{ leaving: ReadonlySet<string>; gcEpoch: number }> {
+    const r = await this.fresh();
+    return { leaving: leavingStores(r), gcEpoch: r.gcEpoch ?? 0 };
+  }
+
+  /** Garbage collection's barrier: bumps gcEpoch; resolves with the new value. */
+  async bumpGcEpoch(): Promise<number> {
+    return (await this.update((r) => ({ ...r, gcEpoch: (r.gcEpoch ?? 0) + 1 }))).gcEpoch!;
+  }
+
   /** Reads the record now (linearizably). */
   async fresh(): Promise<ClusterRecord> {
     const v = await this.#register.read(CLUSTER_KEY);

@@ -17,6 +17,7 @@ import { MAX_BATCH_HASHES } from "../../chunkstore/limits.ts";
 import { ImageExistsError, ImageNotFoundError } from "../errors.ts";
 import { BlockMap, ZERO_HASH } from "../image/block-map.ts";
 import { blockSpans } from "../image/block-spans.ts";
+import { confirmContent } from "../image/gc-barrier.ts";
 import {
   assertImageName,
   assertImageSize,
@@ -25,7 +26,7 @@ import {
   type Head,
   liveHead,
 } from "../image/head.ts";
-import { importContent, NeedMoreCopiesError, type PutReport } from "../image/head-writer.ts";
+import { GcBarrierError, importContent, NeedMoreCopiesError, type PutReport } from "../image/head-writer.ts";
 import type { ImageContext } from "../image/image-context.ts";
 import type { ImageService } from "../image/image-service.ts";
 import { PutOutcome } from "../replication/store-set.ts";
@@ -96,7 +97,9 @@ export class ImageCatalogAdapter implements S3ImageCatalog {
       if (err instanceof ImageNotFoundError) return null;
       throw err;
     });
-    return new StoreImportSession(this, this.#ctx, image, existing?.chunkSize ?? DEFAULT_CHUNK_SIZE);
+    // The gc barrier, read before the import's first chunk is put (image/gc-barrier.ts).
+    const { gcEpoch } = await this.#ctx.cluster.freshState();
+    return new StoreImportSession(this, this.#ctx, image, existing?.chunkSize ?? DEFAULT_CHUNK_SIZE, gcEpoch);
   }
 
   async deleteSnapshot(image: string, snapshot: string): Promise<void> {
@@ -128,9 +131,25 @@ export class ImageCatalogAdapter implements S3ImageCatalog {
     put: PutReport,
     chunks: readonly { hash: Hash; bytes?: Uint8Array }[],
     condition: ImportCondition,
+    observedGcEpoch: number,
   ): Promise<CommittedVersion> {
     const ctx = this.#ctx;
     let report = put;
+    let gcEpoch = observedGcEpoch;
+    let leaving = await ctx.cluster.freshLeaving();
+    /** Every chunk of the import put again (read back where not at hand), past `leaving`. */
+    const reput = async (past: ReadonlySet<string>) => {
+      const again = await ctx.stores.putChunks(
+        await Promise.all(
+          chunks.map(async (c) => ({
+            hash: c.hash,
+            bytes: c.bytes ?? (await ctx.stores.getChunk(c.hash)),
+          })),
+        ),
+        past,
+      );
+      report = PutOutcome.merge(report as PutOutcome, again);
+    };
     for (let attempt = 1; ; attempt++) {
       try {
         const { head } = await ctx.heads.change(
@@ -140,8 +159,9 @@ export class ImageCatalogAdapter implements S3ImageCatalog {
             ...version,
             owner: ctx.gatewayId,
             put: report,
-            leaving: await ctx.cluster.freshLeaving(),
+            leaving,
             minReplicas: ctx.stores.options.minReplicas,
+            gcEpoch,
             check: (current) => {
               if (!current) {
                 if (condition.ifMatch !== undefined) throw new ImageNotFoundError(image);
@@ -154,24 +174,30 @@ export class ImageCatalogAdapter implements S3ImageCatalog {
             },
           }),
         );
+        let h = head as Head;
+        if (h.gcPending !== undefined) {
+          // A new image: confirmed against the barrier now that its head exists.
+          await confirmContent(ctx, image, h.incarnation, () => reput(ctx.cluster.leaving()));
+          h = (liveHead(await ctx.heads.read(image)) ?? h) as Head;
+        }
         // An open (unattached) instance holds the old head: close it so the next open reads the new one.
         await this.#images.forget(image).catch(() => {});
-        const h = head as Head;
         this.#seen.set(image, { root: h.root, at: new Date(Math.floor(Date.now() / 1000) * 1000) });
         return this.#current(h);
       } catch (err) {
-        if (!(err instanceof NeedMoreCopiesError) || attempt >= COMMIT_ATTEMPTS) throw err;
-        // Stores entered maintenance during the upload: put the chunks again past them.
-        const again = await ctx.stores.putChunks(
-          await Promise.all(
-            chunks.map(async (c) => ({
-              hash: c.hash,
-              bytes: c.bytes ?? (await ctx.stores.getChunk(c.hash)),
-            })),
-          ),
-          err.leaving,
-        );
-        report = PutOutcome.merge(report as PutOutcome, again);
+        if (attempt >= COMMIT_ATTEMPTS) throw err;
+        if (err instanceof NeedMoreCopiesError) {
+          // Stores entered maintenance during the upload: put the chunks again past them.
+          leaving = err.leaving;
+          await reput(err.leaving);
+        } else if (err instanceof GcBarrierError) {
+          // A collection may have condemned chunks the upload found stored: put them again
+          // (a chunk swept already makes this throw: the upload fails, it never lands short).
+          const state = await ctx.cluster.freshState();
+          gcEpoch = state.gcEpoch;
+          leaving = new Set([...leaving, ...state.leaving]);
+          await reput(leaving);
+        } else throw err;
       }
     }
   }
@@ -215,6 +241,8 @@ class StoreVersionReader implements VersionReader {
   readonly #ctx: ImageContext;
   readonly #map: BlockMap;
   #pins = 0;
+  /** The gc pin while pinned (durable once it resolves), and its release. */
+  #pinned: Promise<(() => Promise<void>) | null> | null = null;
 
   constructor(ctx: ImageContext, version: CommittedVersion) {
     this.version = version;
@@ -224,6 +252,8 @@ class StoreVersionReader implements VersionReader {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
+    // A pinned reader reads only once its pin is durable (a pin that failed: read unpinned).
+    if (this.#pinned) await this.#pinned;
     if (offset < 0 || length < 0 || offset + length > this.version.size) {
       throw new RangeError(
         `Range ${offset}+${length} is outside "${this.version.key}" of ${this.version.size} bytes`,
@@ -246,14 +276,26 @@ class StoreVersionReader implements VersionReader {
     return out;
   }
 
-  // No garbage collection exists yet, so a pin is a count only; GC will consult it.
+  /** Keeps the version's chunks from garbage collection while it is read (gc/pins.ts). */
   pin(): void {
-    this.#pins++;
+    if (this.#pins++ > 0 || !this.#ctx.pinVersion) return;
+    const v = this.version;
+    this.#pinned = this.#ctx
+      .pinVersion({ root: v.root, size: v.size, chunkSize: v.chunkSize, why: `s3 GET ${v.key}` })
+      .catch((err) => {
+        this.#ctx.log(
+          `s3 GET ${v.key}: could not pin the version (${(err as Error).message}); read unpinned`,
+        );
+        return null;
+      });
   }
 
   unpin(): void {
     if (this.#pins === 0) throw new RangeError(`Unbalanced unpin of "${this.version.key}"`);
-    this.#pins--;
+    if (--this.#pins > 0) return;
+    const pinned = this.#pinned;
+    this.#pinned = null;
+    void pinned?.then((release) => release?.());
   }
 }
 
@@ -270,8 +312,18 @@ class StoreImportSession implements ImportSession {
   /** Stores whose existence check failed: they may lack chunks this import skipped. */
   readonly #unchecked = new Set<string>();
 
-  constructor(catalog: ImageCatalogAdapter, ctx: ImageContext, image: string, chunkSize: number) {
+  /** The gc barrier read before this import's first chunk was put. */
+  readonly #gcEpoch: number;
+
+  constructor(
+    catalog: ImageCatalogAdapter,
+    ctx: ImageContext,
+    image: string,
+    chunkSize: number,
+    gcEpoch: number,
+  ) {
     this.#catalog = catalog;
+    this.#gcEpoch = gcEpoch;
     this.#ctx = ctx;
     this.image = image;
     this.chunkSize = chunkSize;
@@ -383,6 +435,7 @@ class StoreImportSession implements ImportSession {
       this.#report(),
       all,
       condition,
+      this.#gcEpoch,
     );
   }
 }

@@ -1,8 +1,10 @@
 /**
  * The body of a GetObject: bytes `[start, end)` of one committed version, read piece by
  * piece as the client takes them. A few pieces are read ahead (bounded memory); when the
- * client is slow, reading stops (backpressure). The reader stays pinned from the first
- * byte until the stream ends, fails or is cancelled.
+ * client is slow, reading stops (backpressure). A long stream's reader stays pinned from
+ * the first byte until the stream ends, fails or is cancelled: garbage collection keeps
+ * the version meanwhile even if it is superseded or deleted (gc/pins.ts). A short one
+ * needs no pin: it ends well within a collection's grace period (gc/collector.ts).
  */
 import type { VersionReader } from "./image-catalog.ts";
 
@@ -10,6 +12,8 @@ import type { VersionReader } from "./image-catalog.ts";
 export const PIECE_BYTES = 1024 * 1024;
 /** Pieces read ahead of the client: enough to keep several store reads in flight, 8 MiB of memory per GET. */
 export const READ_AHEAD_PIECES = 8;
+/** Streams at least this long are pinned (one register write each way); shorter ones end within the gc grace. */
+export const PIN_MIN_BYTES = 64 * 1024 * 1024;
 
 /**
  * A stream over `reader`'s version from `start` to `end`. Pins the reader now and unpins
@@ -23,8 +27,8 @@ export function versionStream(
   onError: (err: unknown) => void = () => {},
 ): ReadableStream<Uint8Array> {
   const pieceBytes = Math.max(PIECE_BYTES, reader.version.chunkSize);
-  reader.pin();
-  let pinned = true;
+  let pinned = end - start >= PIN_MIN_BYTES;
+  if (pinned) reader.pin();
   const unpin = () => {
     if (pinned) {
       pinned = false;

@@ -274,8 +274,12 @@ export function describeConformance(backend: string, target: ConformanceTarget):
       const s = await open();
       if (!s.capabilities.sweep) {
         // Capability `sweep: false` (S3 buckets, witnesses): never swept; the calls say so.
-        await expect(s.condemn([randomChunk().hash])).rejects.toBeInstanceOf(UnsupportedOperationError);
-        await expect(s.sweep([randomChunk().hash])).rejects.toBeInstanceOf(UnsupportedOperationError);
+        await expect(s.condemn([randomChunk().hash], "pass-1")).rejects.toBeInstanceOf(
+          UnsupportedOperationError,
+        );
+        await expect(s.sweep([randomChunk().hash], "pass-1")).rejects.toBeInstanceOf(
+          UnsupportedOperationError,
+        );
         return;
       }
       const [dead, revived, live, absent] = [
@@ -285,18 +289,33 @@ export function describeConformance(backend: string, target: ConformanceTarget):
         randomChunk(3003),
       ];
       await s.putMany([dead, revived, live]);
-      expect(await s.condemn([dead.hash, revived.hash, absent.hash])).toBe(2);
+      expect(await s.condemn([dead.hash, revived.hash, absent.hash], "pass-1")).toBe(2);
       await s.put(revived.hash, revived.bytes); // a commit deduplicating against it
-      const r = await s.sweep([dead.hash, revived.hash, live.hash, absent.hash]);
+      const r = await s.sweep([dead.hash, revived.hash, live.hash, absent.hash], "pass-1");
       expect(r).toEqual({ deleted: 1, bytes: 3000 });
       expect(await s.has([dead.hash, revived.hash, live.hash])).toEqual([false, true, true]);
       // A sweep without a condemn first deletes nothing.
-      expect((await s.sweep([revived.hash, live.hash])).deleted).toBe(0);
+      expect((await s.sweep([revived.hash, live.hash], "pass-1")).deleted).toBe(0);
       // Condemned, then put by putMany: revived too.
-      await s.condemn([live.hash]);
+      await s.condemn([live.hash], "pass-2");
       await s.putMany([live]);
-      expect((await s.sweep([live.hash])).deleted).toBe(0);
+      expect((await s.sweep([live.hash], "pass-2")).deleted).toBe(0);
       expect(await s.has([live.hash])).toEqual([true]);
+    });
+
+    test("garbage collection: a sweep deletes only what its own pass condemned last", async () => {
+      const s = await open();
+      if (!s.capabilities.sweep) return; // checked by the test above
+      const c = randomChunk(3100);
+      await s.put(c.hash, c.bytes);
+      await s.condemn([c.hash], "pass-a");
+      await s.put(c.hash, c.bytes); // revived
+      await s.condemn([c.hash], "pass-b"); // a later pass condemns it again on its own evidence
+      // The first pass resumes (it was stopped): the mark is not its own, nothing goes.
+      expect((await s.sweep([c.hash], "pass-a")).deleted).toBe(0);
+      expect(await s.has([c.hash])).toEqual([true]);
+      expect((await s.sweep([c.hash], "pass-b")).deleted).toBe(1);
+      await expect(s.condemn([c.hash], "bad token!")).rejects.toBeInstanceOf(TypeError);
     });
 
     test("identity: a probe names a stable identity; another expected identity is refused", async () => {

@@ -201,6 +201,48 @@ describe("FileStore", () => {
     await store.close();
   });
 
+  test("a sweep compacts by itself, the active segment too, while puts and reads go on", async () => {
+    const dir = await tempDir();
+    const store = await openAt(dir, { segmentBytes: 64 * 1024 * 1024 }); // everything lands in the active segment
+    const chunks = Array.from({ length: 160 }, () => randomChunk(64 * 1024));
+    await store.putMany(chunks);
+    const dead = chunks.filter((_, i) => i % 8 !== 0);
+    const kept = chunks.filter((_, i) => i % 8 === 0);
+    await store.condemn(
+      dead.map((c) => c.hash),
+      "pass-1",
+    );
+    const before = (await segmentSizes(dir)).reduce((a, b) => a + b, 0);
+    expect(
+      (
+        await store.sweep(
+          dead.map((c) => c.hash),
+          "pass-1",
+        )
+      ).deleted,
+    ).toBe(dead.length);
+    // Puts and reads while the compaction (about a second after the sweep) runs.
+    const late = Array.from({ length: 20 }, () => randomChunk(64 * 1024));
+    const deadline = Date.now() + 10_000;
+    let after = before;
+    for (let i = 0; Date.now() < deadline; i++) {
+      if (i < late.length) await store.put(late[i]!.hash, late[i]!.bytes);
+      for (const b of await store.getMany(kept.map((c) => c.hash))) expect(b).toBeDefined();
+      after = (await segmentSizes(dir)).reduce((a, b) => a + b, 0);
+      if (i >= late.length && after < before / 2) break;
+      await Bun.sleep(50);
+    }
+    const live = (kept.length + late.length) * (64 * 1024);
+    expect(after).toBeLessThan(live * 1.2);
+    for (const c of [...kept, ...late]) expect(same(await store.get(c.hash), c.bytes)).toBe(true);
+    expect(await store.has(dead.slice(0, 5).map((c) => c.hash))).toEqual([false, false, false, false, false]);
+    await store.close();
+    const reopened = await openAt(dir, {});
+    for (const c of [...kept, ...late]) expect(same(await reopened.get(c.hash), c.bytes)).toBe(true);
+    expect((await reopened.stats()).chunks).toBe(kept.length + late.length);
+    await reopened.close();
+  });
+
   test("compaction rewrites mostly-dead segments, shrinks the files, and keeps live chunks", async () => {
     const dir = await tempDir();
     const options = { segmentBytes: 1024 * 1024 };

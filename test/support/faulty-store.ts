@@ -42,6 +42,8 @@ export interface Faults {
   failAfter: number;
   /** Random extra latency, up to this many ms. */
   maxDelayMs: number;
+  /** Random extra latency, up to this many ms, AFTER a chunk put took effect (a commit lingers before its head write). */
+  putDelayMs: number;
   /** Ref writes (compare-and-set) to refs whose name matches fail: before reaching the store, or after taking effect. */
   refWrites: { match: RegExp; fail: "before" | "after" } | null;
 }
@@ -54,6 +56,7 @@ export class FaultyStore implements ChunkStore {
     failBefore: 0,
     failAfter: 0,
     maxDelayMs: 0,
+    putDelayMs: 0,
     refWrites: null,
   };
   readonly #inner: ChunkStore;
@@ -110,19 +113,24 @@ export class FaultyStore implements ChunkStore {
     return this.#call("getMany", () => this.#inner.getMany(hashes));
   }
   put(hash: Hash, bytes: Uint8Array): Promise<{ existed: boolean }> {
-    return this.#call("put", () => this.#inner.put(hash, bytes));
+    return this.#call("put", () => this.#afterPut(this.#inner.put(hash, bytes)));
   }
   putMany(chunks: readonly ChunkPut[]): Promise<{ existed: boolean }[]> {
-    return this.#call("putMany", () => this.#inner.putMany(chunks));
+    return this.#call("putMany", () => this.#afterPut(this.#inner.putMany(chunks)));
+  }
+  async #afterPut<T>(put: Promise<T>): Promise<T> {
+    const r = await put;
+    if (this.faults.putDelayMs > 0) await sleep(this.#random() * this.faults.putDelayMs);
+    return r;
   }
   delete(hash: Hash): Promise<boolean> {
     return this.#call("delete", () => this.#inner.delete(hash));
   }
-  condemn(hashes: readonly Hash[]): Promise<number> {
-    return this.#call("condemn", () => this.#inner.condemn(hashes));
+  condemn(hashes: readonly Hash[], token: string): Promise<number> {
+    return this.#call("condemn", () => this.#inner.condemn(hashes, token));
   }
-  sweep(hashes: readonly Hash[]): Promise<SweepResult> {
-    return this.#call("sweep", () => this.#inner.sweep(hashes));
+  sweep(hashes: readonly Hash[], token: string): Promise<SweepResult> {
+    return this.#call("sweep", () => this.#inner.sweep(hashes, token));
   }
   list(options?: ListOptions): AsyncIterable<Hash> {
     return this.#inner.list(options);

@@ -11,10 +11,15 @@ import { ZERO_HASH } from "../../../gateway/image/block-map.ts";
 import { type Head, isTombstone } from "../../../gateway/image/head.ts";
 import {
   commitContent,
+  confirmHead,
   createHead,
   deleteHead,
+  GcBarrierError,
   HeadWriter,
+  importContent,
   markSynced,
+  revivedHead,
+  stampGc,
   startTail,
   takeOver,
 } from "../../../gateway/image/head-writer.ts";
@@ -36,17 +41,23 @@ describe("head changes", () => {
     const w = writer();
     const { head: h1 } = await w.change(
       "x",
-      createHead({ name: "x", size: MiB, chunkSize: 65536, synced: { a: { identity: "id-a" } } }),
+      createHead({
+        name: "x",
+        size: MiB,
+        chunkSize: 65536,
+        synced: { a: { identity: "id-a" } },
+        gcObserved: 0,
+      }),
     );
     await expect(
-      w.change("x", createHead({ name: "x", size: MiB, chunkSize: 65536, synced: {} })),
+      w.change("x", createHead({ name: "x", size: MiB, chunkSize: 65536, synced: {}, gcObserved: 0 })),
     ).rejects.toBeInstanceOf(ImageExistsError);
     const { head: tomb } = await w.change("x", deleteHead("x", "gw-1"));
     expect(isTombstone(tomb)).toBe(true);
     expect(tomb!.generation).toBe(h1!.generation + 1);
     const { head: h2 } = await w.change(
       "x",
-      createHead({ name: "x", size: MiB, chunkSize: 65536, synced: {} }),
+      createHead({ name: "x", size: MiB, chunkSize: 65536, synced: {}, gcObserved: 0 }),
     );
     expect((h2 as Head).incarnation).not.toBe((h1 as Head).incarnation);
     expect(h2!.generation).toBe(tomb!.generation + 1);
@@ -58,8 +69,12 @@ describe("head changes", () => {
 
   test("a content commit from an older owner epoch is refused with the new owner named", async () => {
     const w = writer();
-    const { head } = await w.change("x", createHead({ name: "x", size: MiB, chunkSize: 65536, synced: {} }));
+    const { head } = await w.change(
+      "x",
+      createHead({ name: "x", size: MiB, chunkSize: 65536, synced: {}, gcObserved: 0 }),
+    );
     const h = head as Head;
+    await w.change("x", confirmHead("x", h.incarnation, 0));
     const { head: mine } = await w.change("x", takeOver("x", h.incarnation, "gw-1"));
     await w.change("x", takeOver("x", h.incarnation, "gw-2"));
     const stale = await w
@@ -77,6 +92,7 @@ describe("head changes", () => {
           put: emptyPut,
           leaving: new Set(),
           minReplicas: 1,
+          gcEpoch: 0,
         }),
       )
       .catch((e) => e);
@@ -84,13 +100,124 @@ describe("head changes", () => {
     expect((stale as StaleEpochError).owner).toBe("gw-2");
   });
 
+  test("gc barrier: a commit whose puts came before a stamped barrier is refused until it puts again", async () => {
+    const w = writer();
+    const { head } = await w.change(
+      "x",
+      createHead({ name: "x", size: MiB, chunkSize: 65536, synced: {}, gcObserved: 3 }),
+    );
+    const h = head as Head;
+    expect(h.gcPending).toBe(3);
+    // Empty content confirms whatever barrier passed meanwhile.
+    await w.change("x", confirmHead("x", h.incarnation, 4));
+    const { head: owned } = await w.change("x", takeOver("x", h.incarnation, "gw-1"));
+    expect((owned as Head).gcPending).toBeUndefined();
+    await w.change("x", stampGc("x", 5));
+    const commit = (gcEpoch: number, root: string) =>
+      commitContent({
+        name: "x",
+        incarnation: h.incarnation,
+        epoch: (owned as Head).epoch,
+        owner: "gw-1",
+        base: { root: ZERO_HASH, size: MiB },
+        ownAttempts: new Set(),
+        root,
+        size: MiB,
+        put: emptyPut,
+        leaving: new Set(),
+        minReplicas: 1,
+        gcEpoch,
+      });
+    const refused = await w.change("x", commit(4, "1".repeat(64))).catch((e) => e);
+    expect(refused).toBeInstanceOf(GcBarrierError);
+    expect((refused as GcBarrierError).pending).toBe(false);
+    // Put again after reading barrier 5: accepted.
+    const { head: after } = await w.change("x", commit(5, "1".repeat(64)));
+    expect((after as Head).root).toBe("1".repeat(64));
+    // A stamp never lowers the barrier.
+    expect((await w.change("x", stampGc("x", 2))).result).toBe(false);
+  });
+
+  test("gc barrier: content that came with a new head stays unconfirmed until checked, and is put again if a barrier passed", async () => {
+    const w = writer();
+    const put = { complete: new Map([["a", "id-a"]]), enoughCopies: () => true };
+    const { head } = await w.change(
+      "y",
+      importContent({
+        name: "y",
+        root: "2".repeat(64),
+        size: MiB,
+        chunkSize: 65536,
+        owner: "gw-1",
+        put,
+        leaving: new Set(),
+        minReplicas: 1,
+        gcEpoch: 7,
+      }),
+    );
+    const h = head as Head;
+    expect(h.gcPending).toBe(7);
+    // Nobody commits onto unconfirmed content: the committer is told to confirm.
+    const onto = await w
+      .change(
+        "y",
+        commitContent({
+          name: "y",
+          incarnation: h.incarnation,
+          epoch: h.epoch,
+          owner: "gw-1",
+          base: { root: h.root, size: MiB },
+          ownAttempts: new Set(),
+          root: "3".repeat(64),
+          size: MiB,
+          put,
+          leaving: new Set(),
+          minReplicas: 1,
+          gcEpoch: 9,
+        }),
+      )
+      .catch((e) => e);
+    expect(onto).toBeInstanceOf(GcBarrierError);
+    expect((onto as GcBarrierError).pending).toBe(true);
+    // Barrier 8 passed since the content was put: confirming fails until it is put again.
+    await expect(w.change("y", confirmHead("y", h.incarnation, 8))).rejects.toBeInstanceOf(GcBarrierError);
+    await w.change("y", revivedHead("y", h.incarnation, 8));
+    const { head: confirmed } = await w.change("y", confirmHead("y", h.incarnation, 8));
+    expect((confirmed as Head).gcPending).toBeUndefined();
+    expect((confirmed as Head).gcEpoch).toBe(8);
+    // Confirmed and stamped: an import whose puts came before barrier 8 is refused.
+    await expect(
+      w.change(
+        "y",
+        importContent({
+          name: "y",
+          root: "4".repeat(64),
+          size: MiB,
+          chunkSize: 65536,
+          owner: "gw-1",
+          put,
+          leaving: new Set(),
+          minReplicas: 1,
+          gcEpoch: 7,
+        }),
+      ),
+    ).rejects.toBeInstanceOf(GcBarrierError);
+  });
+
   test("in sync is recorded only over an unbroken tail; a commit that missed the store breaks it", async () => {
     const w = writer();
     const { head } = await w.change(
       "x",
-      createHead({ name: "x", size: MiB, chunkSize: 65536, synced: { a: { identity: "id-a" } } }),
+      createHead({
+        name: "x",
+        size: MiB,
+        chunkSize: 65536,
+        synced: { a: { identity: "id-a" } },
+        gcObserved: 0,
+      }),
     );
     const h = head as Head;
+    await w.change("x", confirmHead("x", h.incarnation, 0));
     expect((await w.change("x", startTail("x", h.incarnation, "a", "id-a"))).result).toBeNull(); // holds it already
     const from = (await w.change("x", startTail("x", h.incarnation, "b", "id-b"))).result!;
     const { head: owned } = await w.change("x", takeOver("x", h.incarnation, "gw-1"));
@@ -109,6 +236,7 @@ describe("head changes", () => {
         put: emptyPut,
         leaving: new Set(),
         minReplicas: 1,
+        gcEpoch: 0,
       }),
     );
     expect((await w.change("x", markSynced("x", h.incarnation, "b", "id-b", from))).result).toBe(false);

@@ -1,0 +1,72 @@
+/** `blockmend gc run|status`: reclaims the space of chunks no image version references. */
+import { defineCommand } from "citty";
+import { apiUrl, GatewayClient, type GcReport } from "./gateway-client.ts";
+import { formatBytes } from "./size.ts";
+
+const apiArg = {
+  api: {
+    type: "string",
+    description: "Gateway HTTP API URL (default: $BLOCKMEND_API or http://127.0.0.1:8080)",
+  },
+} as const;
+
+/** A pass in a few lines. */
+export function describeGc(r: GcReport): string {
+  const lines = [
+    `gc pass ${r.token.slice(0, 8)} on ${r.gateway}: ${r.phase}${r.error ? ` (${r.error})` : ""}, started ${r.startedAt}${r.finishedAt ? `, finished ${r.finishedAt}` : ""}`,
+    `  ${r.referenced} chunks referenced; grace ${Math.round(r.graceMs / 1000)} s`,
+  ];
+  for (const s of r.stores) {
+    if (s.skipped) lines.push(`  ${s.store}: skipped, ${s.skipped}`);
+    else if (s.error) lines.push(`  ${s.store}: failed, ${s.error}`);
+    else
+      lines.push(
+        `  ${s.store}: ${s.stored} chunks stored, ${s.condemned} unreferenced, ${s.deleted} deleted (${formatBytes(s.bytesDeleted)})${s.kept ? `, ${s.kept} kept (used again meanwhile)` : ""}`,
+      );
+  }
+  return lines.join("\n");
+}
+
+const run = defineCommand({
+  meta: {
+    name: "run",
+    description: "Start a garbage collection pass (deletes only what no image version references)",
+  },
+  args: {
+    ...apiArg,
+    grace: {
+      type: "string",
+      description: "Seconds between the barrier and the sweep (default 300: followers move on meanwhile)",
+    },
+    wait: {
+      type: "boolean",
+      description: "Wait for the pass to finish and print what it deleted",
+      default: false,
+    },
+    json: { type: "boolean", description: "Print the raw JSON", default: false },
+  },
+  async run({ args }) {
+    const grace = args.grace === undefined ? undefined : Number(args.grace);
+    if (grace !== undefined && (!Number.isFinite(grace) || grace < 0))
+      throw new TypeError(`--grace must be a number of seconds, 0 or more (got "${args.grace}")`);
+    const r = await new GatewayClient(apiUrl(args.api)).startGc(grace, args.wait);
+    console.log(args.json ? JSON.stringify(r, null, 2) : describeGc(r));
+    if (r.phase === "failed") process.exitCode = 1;
+  },
+});
+
+const status = defineCommand({
+  meta: { name: "status", description: "Show the running pass and the last finished one" },
+  args: { ...apiArg, json: { type: "boolean", description: "Print the raw JSON", default: false } },
+  async run({ args }) {
+    const s = await new GatewayClient(apiUrl(args.api)).gcStatus();
+    if (args.json) return console.log(JSON.stringify(s, null, 2));
+    console.log(s.running ? describeGc(s.running) : "no pass running here");
+    console.log(s.last ? `last:\n${describeGc(s.last)}` : "no pass has finished yet");
+  },
+});
+
+export default defineCommand({
+  meta: { name: "gc", description: "Garbage collection: reclaim space of overwritten and deleted data" },
+  subCommands: { run, status },
+});

@@ -1,0 +1,347 @@
+/**
+ * Garbage collection: deletes chunks no image version references any more (overwritten
+ * blocks, deleted images and snapshots), without ever deleting one that a commit in flight
+ * is about to reference. One pass, under the cluster lease `gc`:
+ *
+ *  1. mark: every chunk (map pages and data) reachable from every live head's current
+ *     root, snapshots and the roots stores are recorded in sync at (a heal diffs from them),
+ *     and from every gateway's pins (pins.ts: long S3 GETs, backups), read after the heads;
+ *  2. condemn: on each reachable store that can be swept, every stored chunk not marked,
+ *     with this pass's token. A put of a condemned chunk from now on revives it;
+ *  3. barrier: bump the cluster record's gcEpoch, then stamp every head with it. A commit
+ *     that read an older gcEpoch before its puts (so a put of a chunk it found stored may
+ *     have come before the condemn) is refused by the head writer and puts its chunks
+ *     again (image/gc-barrier.ts); heads created with content are confirmed by their
+ *     creator against the barrier;
+ *  4. grace: wait, so that gateways still serving a version that stopped being current
+ *     (followers between two reads of their head) move on;
+ *  5. mark again: what became reachable since step 1 is kept;
+ *  6. sweep: each store deletes the chunks of step 2 that are still condemned by this
+ *     pass (not revived, not condemned by a later pass) and not marked in step 5.
+ *
+ * Why this never deletes a referenced chunk: a chunk deleted in step 6 was not put since
+ * step 2 (a put revives it) and no head referenced it in step 5. A commit that references
+ * it must have put it before step 2, so it read gcEpoch before step 3's bump; its head
+ * change comes either before that head's stamp (then step 5, which runs after every stamp,
+ * sees it) or after (then the head writer refuses it). A head created after step 3's
+ * listing is unconfirmed until its creator reads the bumped gcEpoch, which sends it to put
+ * its content again. A second collector (a paused one resuming after its lease lapsed)
+ * cannot delete what a later pass condemned: marks carry the pass's token.
+ *
+ * S3 bucket stores are never swept (no atomic "delete unless written since"), nor stores
+ * unreachable at step 2. The marks are held in memory: about 100 bytes per distinct chunk.
+ */
+import type { ChunkStore, Hash } from "../../chunkstore/chunk-store.ts";
+import { MAX_BATCH_HASHES } from "../../chunkstore/limits.ts";
+import { levelsFor, ZERO_HASH } from "../image/block-map.ts";
+import { blockCount, type Head, type HeadValue, liveHead } from "../image/head.ts";
+import { type HeadWriter, stampGc } from "../image/head-writer.ts";
+import { changedChunks } from "../image/tree-diff.ts";
+import { Lease } from "../register/lease.ts";
+import { type Register, write } from "../register/register.ts";
+import type { Cluster } from "../replication/cluster.ts";
+import type { StoreSet } from "../replication/store-set.ts";
+import { livePins } from "./pins.ts";
+
+/** How long the gc lease lasts; renewed between steps and batches. */
+const GC_LEASE_MS = 30_000;
+/** Default wait between the barrier and the second mark. */
+export const DEFAULT_GC_GRACE_MS = 5 * 60_000;
+/** Register key under which the last pass's report is kept, for every gateway to show. */
+export const GC_REPORT_KEY = "gc.report";
+
+/** Another gateway is collecting now. */
+export class GcBusyError extends Error {
+  override readonly name = "GcBusyError";
+  readonly holder: string;
+  constructor(holder: string) {
+    super(`A garbage collection is running on gateway ${holder}; try again when it has finished`);
+    this.holder = holder;
+  }
+}
+
+/** What one pass did on one store. */
+export interface GcStoreReport {
+  readonly store: string;
+  /** Why the store was left alone, or null. */
+  readonly skipped: string | null;
+  readonly stored: number;
+  readonly condemned: number;
+  readonly deleted: number;
+  readonly bytesDeleted: number;
+  /** Condemned, but revived or referenced again before the sweep. */
+  readonly kept: number;
+  readonly error: string | null;
+}
+
+/** One pass, as reported by `GET /v1/gc` and `blockmend gc run`. */
+export interface GcReport {
+  readonly token: string;
+  readonly gateway: string;
+  readonly phase: "mark" | "condemn" | "barrier" | "grace" | "sweep" | "done" | "failed";
+  readonly startedAt: string;
+  readonly finishedAt: string | null;
+  readonly graceMs: number;
+  /** The barrier this pass set. */
+  readonly gcEpoch: number | null;
+  /** Distinct chunks (pages and data) referenced at the first mark. */
+  readonly referenced: number;
+  readonly stores: readonly GcStoreReport[];
+  readonly error: string | null;
+}
+
+/** What the collector needs. */
+export interface CollectorDeps {
+  readonly stores: StoreSet;
+  readonly heads: HeadWriter;
+  readonly cluster: Cluster;
+  readonly register: Register;
+  readonly gatewayId: string;
+  /** True while a store answers (health view). */
+  readonly isUp: (store: string) => boolean;
+  readonly log?: (line: string) => void;
+  /** Test seams: run between the steps (a commit racing the pass). */
+  readonly hooks?: { afterCondemn?: () => Promise<void>; beforeSweep?: () => Promise<void> };
+}
+
+/** Runs garbage collection passes for one gateway. */
+export class Collector {
+  readonly #d: CollectorDeps;
+  readonly #lease: Lease;
+  #running: Promise<GcReport> | null = null;
+  #current: GcReport | null = null;
+
+  constructor(deps: CollectorDeps) {
+    this.#d = deps;
+    this.#lease = new Lease(deps.register, "gc", deps.gatewayId, GC_LEASE_MS);
+  }
+
+  /** The pass running here, if any. */
+  get current(): GcReport | null {
+    return this.#current;
+  }
+
+  /**
+   * Starts a pass (throws GcBusyError if one runs anywhere); resolves with it started,
+   * and `done` with its final report.
+   */
+  async start(options: { graceMs?: number } = {}): Promise<{ report: GcReport; done: Promise<GcReport> }> {
+    if (this.#running) throw new GcBusyError(this.#d.gatewayId);
+    const graceMs = options.graceMs ?? DEFAULT_GC_GRACE_MS;
+    if (!Number.isSafeInteger(graceMs) || graceMs < 0)
+      throw new RangeError("The grace must be whole milliseconds, 0 or more");
+    if (!(await this.#lease.acquire({ phase: "mark" }))) {
+      const lease = (await this.#d.register.read(this.#lease.key)) as { holder?: string } | null;
+      throw new GcBusyError(lease?.holder ?? "another gateway");
+    }
+    const report: GcReport = {
+      token: crypto.randomUUID(),
+      gateway: this.#d.gatewayId,
+      phase: "mark",
+      startedAt: new Date().toISOString(),
+      finishedAt: null,
+      graceMs,
+      gcEpoch: null,
+      referenced: 0,
+      stores: [],
+      error: null,
+    };
+    this.#current = report;
+    const done = this.#pass(report).finally(() => {
+      this.#running = null;
+    });
+    this.#running = done;
+    return { report, done };
+  }
+
+  /** Runs one pass to its end. */
+  async run(options: { graceMs?: number } = {}): Promise<GcReport> {
+    return (await this.start(options)).done;
+  }
+
+  /** The last finished pass of any gateway (from the register), or null. */
+  async lastReport(): Promise<GcReport | null> {
+    return (await this.#d.register.read(GC_REPORT_KEY)) as GcReport | null;
+  }
+
+  async #pass(first: GcReport): Promise<GcReport> {
+    let report = first;
+    const set = (change: Partial<GcReport>) => {
+      report = { ...report, ...change };
+      this.#current = report;
+    };
+    const renew = async () => {
+      if (!(await this.#lease.acquire({ phase: report.phase, token: report.token })))
+        throw new Error("The gc lease was lost (this gateway was paused or cut off): pass abandoned");
+    };
+    try {
+      const referenced = await this.#mark();
+      set({ referenced: referenced.size, phase: "condemn" });
+      await renew();
+      const candidates = new Map<string, Hash[]>();
+      const stores: GcStoreReport[] = [];
+      for (const m of this.#d.stores.dataMembers) {
+        const skip = !m.store.capabilities.sweep
+          ? "cannot be swept (an S3 bucket)"
+          : !this.#d.isUp(m.id)
+            ? "unreachable"
+            : null;
+        if (skip) {
+          stores.push(storeReport(m.id, { skipped: skip }));
+          continue;
+        }
+        try {
+          const { stored, condemned } = await this.#condemn(m.store, referenced, report.token, renew);
+          candidates.set(m.id, condemned);
+          stores.push(storeReport(m.id, { stored, condemned: condemned.length }));
+        } catch (err) {
+          stores.push(storeReport(m.id, { error: (err as Error).message }));
+        }
+      }
+      set({ stores, phase: "barrier" });
+      await this.#d.hooks?.afterCondemn?.();
+      await renew();
+      const gcEpoch = await this.#d.cluster.bumpGcEpoch();
+      set({ gcEpoch });
+      await this.#stampAll(gcEpoch, renew);
+      set({ phase: "grace" });
+      const graceEnd = performance.now() + report.graceMs;
+      while (performance.now() < graceEnd) {
+        await renew();
+        await new Promise((r) => setTimeout(r, Math.min(5000, Math.max(0, graceEnd - performance.now()))));
+      }
+      await renew();
+      set({ phase: "sweep" });
+      const still = await this.#mark();
+      await this.#d.hooks?.beforeSweep?.();
+      const swept: GcStoreReport[] = [];
+      for (const s of report.stores) {
+        const hashes = candidates.get(s.store);
+        const member = this.#d.stores.member(s.store);
+        if (!hashes || !member) {
+          swept.push(s);
+          continue;
+        }
+        try {
+          const doomed = hashes.filter((h) => !still.has(h));
+          let deleted = 0;
+          let bytes = 0;
+          for (let i = 0; i < doomed.length; i += MAX_BATCH_HASHES) {
+            await renew();
+            const r = await member.store.sweep(doomed.slice(i, i + MAX_BATCH_HASHES), report.token);
+            deleted += r.deleted;
+            bytes += r.bytes;
+          }
+          swept.push({ ...s, deleted, bytesDeleted: bytes, kept: s.condemned - deleted });
+        } catch (err) {
+          swept.push({ ...s, error: (err as Error).message });
+        }
+      }
+      set({ stores: swept, phase: "done", finishedAt: new Date().toISOString() });
+      const freed = swept.reduce((n, s) => n + s.bytesDeleted, 0);
+      this.#d.log?.(
+        `gc: pass ${report.token.slice(0, 8)} deleted ${swept.reduce((n, s) => n + s.deleted, 0)} chunks (${freed} bytes) on ${swept.filter((s) => s.deleted > 0).length} stores`,
+      );
+    } catch (err) {
+      set({ phase: "failed", error: (err as Error).message, finishedAt: new Date().toISOString() });
+      this.#d.log?.(`gc: pass ${report.token.slice(0, 8)} failed: ${(err as Error).message}`);
+    } finally {
+      await this.#d.register.update(GC_REPORT_KEY, () => write(report, undefined)).catch(() => {});
+      await this.#lease.release().catch(() => {});
+    }
+    return report;
+  }
+
+  /** Every chunk reachable from every live head's versions and every live pin. */
+  async #mark(): Promise<Set<Hash>> {
+    const out = new Set<Hash>();
+    const heads = await this.#d.heads.scan();
+    // Pins are read after the heads: a reader pins before the version leaves its head.
+    const pins = await livePins(this.#d.register);
+    for (const value of heads.values()) {
+      const head = liveHead(value);
+      if (!head) continue;
+      for (const v of versionsOf(head)) await this.#walk(v, head.chunkSize, out);
+    }
+    for (const p of pins) await this.#walk(p, p.chunkSize, out);
+    return out;
+  }
+
+  async #walk(v: { root: Hash; size: number }, chunkSize: number, out: Set<Hash>): Promise<void> {
+    if (v.root === ZERO_HASH || out.has(v.root)) return;
+    const levels = levelsFor(Math.max(1, blockCount({ size: v.size, chunkSize })));
+    // Pages already marked are skipped with their subtrees: the walk of a version shares
+    // the work of every version it has pages in common with.
+    const pages = (h: Hash) => this.#d.stores.getChunk(h);
+    for await (const c of changedChunksSkipping(pages, v.root, levels, out)) out.add(c);
+  }
+
+  async #condemn(
+    store: ChunkStore,
+    referenced: ReadonlySet<Hash>,
+    token: string,
+    renew: () => Promise<void>,
+  ): Promise<{ stored: number; condemned: Hash[] }> {
+    const condemned: Hash[] = [];
+    let stored = 0;
+    let batch: Hash[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      await store.condemn(batch, token);
+      condemned.push(...batch);
+      batch = [];
+      await renew();
+    };
+    for await (const h of store.list()) {
+      stored++;
+      if (referenced.has(h)) continue;
+      batch.push(h);
+      if (batch.length >= MAX_BATCH_HASHES) await flush();
+    }
+    await flush();
+    return { stored, condemned };
+  }
+
+  async #stampAll(gcEpoch: number, renew: () => Promise<void>): Promise<void> {
+    const heads: Map<string, HeadValue> = await this.#d.heads.scan();
+    let n = 0;
+    for (const [name, value] of heads) {
+      const head = liveHead(value);
+      if (!head || (head.gcEpoch ?? 0) >= gcEpoch) continue;
+      await this.#d.heads.change(name, stampGc(name, gcEpoch));
+      if (++n % 64 === 0) await renew();
+    }
+  }
+}
+
+/** The versions of a head whose chunks must stay: current, snapshots, and in-sync roots. */
+export function versionsOf(head: Head): { root: Hash; size: number }[] {
+  const out = [{ root: head.root, size: head.size }];
+  for (const s of Object.values(head.snapshots)) out.push({ root: s.root, size: s.size });
+  for (const s of Object.values(head.synced)) out.push({ root: s.root, size: s.size });
+  return out;
+}
+
+/** Every chunk under `root`, not descending into pages already in `seen`. */
+async function* changedChunksSkipping(
+  pages: (h: Hash) => Promise<Uint8Array>,
+  root: Hash,
+  levels: number,
+  seen: ReadonlySet<Hash>,
+): AsyncGenerator<Hash> {
+  for await (const c of changedChunks(pages, ZERO_HASH, root, levels, seen)) yield c.hash;
+}
+
+function storeReport(store: string, fields: Partial<GcStoreReport>): GcStoreReport {
+  return {
+    store,
+    skipped: null,
+    stored: 0,
+    condemned: 0,
+    deleted: 0,
+    bytesDeleted: 0,
+    kept: 0,
+    error: null,
+    ...fields,
+  };
+}
