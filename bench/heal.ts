@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashChunk } from "../chunkstore/hash.ts";
 import { HttpStore } from "../chunkstore/http-store.ts";
-import { GATEWAY_ALLOCATOR_ENV } from "../runtime/allocator-env.ts";
+import { parseFioLog, pct, procs, sh, startProc } from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -29,41 +29,6 @@ const BEFORE_S = 10;
 const AFTER_S = 10;
 const CHUNK = 65536;
 const ROOT = new URL("..", import.meta.url).pathname;
-const CLI = join(ROOT, "cli/main.ts");
-
-const procs = new Map<string, Bun.Subprocess>();
-
-async function startProc(name: string, args: string[]): Promise<string> {
-  const p = Bun.spawn([process.execPath, CLI, ...args], {
-    stdout: "pipe",
-    stderr: "inherit",
-    env: { ...process.env, ...GATEWAY_ALLOCATOR_ENV }, // as `npx blockmend` runs it
-  });
-  procs.set(name, p);
-  const reader = p.stdout.getReader();
-  let out = "";
-  while (!/http:\/\/127\.0\.0\.1:\d+/.test(out)) {
-    const r = await reader.read();
-    if (r.done) throw new Error(`${name} exited: ${out}`);
-    out += new TextDecoder().decode(r.value);
-  }
-  reader.releaseLock();
-  return out;
-}
-
-async function sh(cmd: string[]): Promise<string> {
-  const p = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([
-    new Response(p.stdout).text(),
-    new Response(p.stderr).text(),
-    p.exited,
-  ]);
-  if (code !== 0) throw new Error(`${cmd.join(" ")} failed: ${err.slice(0, 2000)}`);
-  return out;
-}
-
-const pct = (xs: number[], q: number) =>
-  xs.length ? xs[Math.min(xs.length - 1, Math.floor(xs.length * q))]! : 0;
 
 const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-heal-"));
 try {
@@ -165,10 +130,7 @@ try {
   // fio's log: time (ms since fio start), latency (ns), direction (0 read, 1 write), size, offset.
   const raw = await readFile(`${logPrefix}_clat.1.log`, "utf8");
   const fioStart = t0; // fio starts within a few ms of t0; events are placed on the same clock
-  const entries = raw
-    .trim()
-    .split("\n")
-    .map((l) => l.split(",").map((x) => Number(x.trim())) as [number, number, number, number, number]);
+  const entries = parseFioLog(raw);
   const changed = new Set<number>();
   for (const [t, , dirn, , off] of entries)
     if (dirn === 1 && t >= down && t <= up) changed.add(Math.floor(off / CHUNK));

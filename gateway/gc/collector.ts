@@ -88,6 +88,8 @@ export interface GcReport {
   readonly referenced: number;
   readonly stores: readonly GcStoreReport[];
   readonly error: string | null;
+  /** Milliseconds spent in each step so far (mark, condemn, barrier, grace, remark, sweep). */
+  readonly stepMs: Readonly<Record<string, number>>;
 }
 
 /** What the collector needs. */
@@ -145,6 +147,7 @@ export class Collector {
       referenced: 0,
       stores: [],
       error: null,
+      stepMs: {},
     };
     this.#current = report;
     const done = this.#pass(report).finally(() => {
@@ -170,12 +173,19 @@ export class Collector {
       report = { ...report, ...change };
       this.#current = report;
     };
+    let stepStart = performance.now();
+    const step = (name: string) => {
+      const now = performance.now();
+      set({ stepMs: { ...report.stepMs, [name]: Math.round(now - stepStart) } });
+      stepStart = now;
+    };
     const renew = async () => {
       if (!(await this.#lease.acquire({ phase: report.phase, token: report.token })))
         throw new Error("The gc lease was lost (this gateway was paused or cut off): pass abandoned");
     };
     try {
       const referenced = await this.#mark();
+      step("mark");
       set({ referenced: referenced.size, phase: "condemn" });
       await renew();
       const candidates = new Map<string, Hash[]>();
@@ -198,12 +208,14 @@ export class Collector {
           stores.push(storeReport(m.id, { error: (err as Error).message }));
         }
       }
+      step("condemn");
       set({ stores, phase: "barrier" });
       await this.#d.hooks?.afterCondemn?.();
       await renew();
       const gcEpoch = await this.#d.cluster.bumpGcEpoch();
       set({ gcEpoch });
       await this.#stampAll(gcEpoch, renew);
+      step("barrier");
       set({ phase: "grace" });
       const graceEnd = performance.now() + report.graceMs;
       while (performance.now() < graceEnd) {
@@ -211,8 +223,10 @@ export class Collector {
         await new Promise((r) => setTimeout(r, Math.min(5000, Math.max(0, graceEnd - performance.now()))));
       }
       await renew();
+      step("grace");
       set({ phase: "sweep" });
       const still = await this.#mark();
+      step("remark");
       await this.#d.hooks?.beforeSweep?.();
       const swept: GcStoreReport[] = [];
       for (const s of report.stores) {
@@ -237,6 +251,7 @@ export class Collector {
           swept.push({ ...s, error: (err as Error).message });
         }
       }
+      step("sweep");
       set({ stores: swept, phase: "done", finishedAt: new Date().toISOString() });
       const freed = swept.reduce((n, s) => n + s.bytesDeleted, 0);
       this.#d.log?.(

@@ -7,7 +7,9 @@
  * 2. the cluster record then names the new identity; every gateway's requests expect it
  *    from then on, and every replica state recorded for the old identity counts as nothing;
  * 3. the heal copies it everything by a full walk (heal-scheduler.ts), image by image.
- * Steps 1-2 retry until they succeed (every register member must answer for a rejoin).
+ * Steps 1-2 retry until they succeed (every register member must answer for a rejoin). A
+ * store replaced again while that runs (wiped twice) is brought back with its newest
+ * identity: each retry takes the identity the store answered with last.
  */
 import type { QuorumRegister } from "../register/quorum-register.ts";
 import type { Cluster } from "../replication/cluster.ts";
@@ -23,6 +25,8 @@ export class Replacements {
   readonly #cluster: Cluster;
   readonly #log: (line: string) => void;
   readonly #running = new Map<string, Promise<void>>();
+  /** The identity each store answered with last (a store may be replaced again meanwhile). */
+  readonly #latest = new Map<string, string>();
   #stopped = false;
 
   constructor(
@@ -43,7 +47,9 @@ export class Replacements {
 
   /** Store `id` answered as `identity`, not the recorded one: bring it back as a new store. */
   handle(id: string, identity: string): void {
-    if (this.#stopped || this.#running.has(id)) return;
+    if (this.#stopped) return;
+    this.#latest.set(id, identity);
+    if (this.#running.has(id)) return; // the running one takes the newest identity on its next try
     const member = this.#members.get(id);
     if (!member || this.#cluster.identity(id) === identity) return;
     const run = this.#bringBack(member, identity)
@@ -61,7 +67,8 @@ export class Replacements {
     this.#stopped = true;
   }
 
-  async #bringBack(member: StoreMember, identity: string): Promise<void> {
+  async #bringBack(member: StoreMember, first: string): Promise<void> {
+    let identity = first;
     const old = this.#cluster.identity(member.id);
     this.#log(
       `store ${member.id}: answers with a new identity ${identity} (recorded ${old}): treated as a new, empty store`,
@@ -69,6 +76,12 @@ export class Replacements {
     if (member.refs && !this.#register.excluded.has(member.id)) this.#register.exclude(member.id);
     member.store.expectIdentity(identity);
     for (let attempt = 1; !this.#stopped; attempt++) {
+      const latest = this.#latest.get(member.id) ?? identity;
+      if (latest !== identity) {
+        this.#log(`store ${member.id}: replaced again meanwhile (now ${latest}): bringing that one back`);
+        identity = latest;
+        member.store.expectIdentity(identity);
+      }
       try {
         if (this.#cluster.identity(member.id) !== identity) {
           if (member.refs) {

@@ -103,6 +103,9 @@ export class ImageService {
       }),
     );
     const created = head as Head;
+    // An empty image stays unconfirmed until its first commit confirms it (one head write
+    // then, none now: image-context's commit pipeline). A clone is confirmed now.
+    if (!options.from) return created;
     // A collection that listed the heads before this one existed and ran while the clone
     // was made may have condemned the source's chunks: then they are put again here.
     try {

@@ -46,8 +46,9 @@ async function diskBytes(path: string): Promise<number> {
   let total = 0;
   for (const e of await readdir(path, { withFileTypes: true, recursive: true })) {
     if (!e.isFile()) continue;
-    const s = await stat(join(e.parentPath, e.name));
-    total += s.blocks * 512;
+    // A store renames files as it goes (ref writes): one gone meanwhile counts for nothing.
+    const s = await stat(join(e.parentPath, e.name)).catch(() => null);
+    total += (s?.blocks ?? 0) * 512;
   }
   return total;
 }

@@ -256,4 +256,37 @@ describe("issue 7: replica state that never lies", () => {
     await cluster.stopStore("a");
     await readsBack(g, "vm", model);
   }, 120_000);
+  // Found by the 30-minute soak (seed 201): the witness was wiped twice within a few steps;
+  // the first bring-back kept expecting the first new identity, so it never finished, the
+  // witness stayed out of every quorum and "heal status" never converged.
+  test("7.8 a store wiped again while its first rejoin is still waiting is brought back with its newest identity", async () => {
+    const { cluster, g, model } = await filled("vm", MiB);
+    await cluster.stopStore("b"); // a rejoin needs every register member: the first one waits
+    await cluster.wipe("w");
+    const first = await waitForIdentity(cluster, "w");
+    // (The register has one member of three now: the gateway's log is what can be asked.)
+    await waitFor("the gateway trying to bring back w's first new identity", () =>
+      g.output().includes(`store w: answers with a new identity ${first}`),
+    );
+    await cluster.wipe("w");
+    const second = await waitForIdentity(cluster, "w");
+    expect(second).not.toBe(first);
+    await waitFor("the gateway seeing w's second new identity", () =>
+      g.output().includes(`store w: replaced again meanwhile (now ${second})`),
+    );
+    await cluster.startStore("b");
+    await waitInSync(g, 60_000);
+    expect((await storeState(g, "w")).identity).toBe(second);
+    // Acted upon: with w back in the register, a may go and everything reads back from b.
+    expect((await safeToRemove(g, "a")).safe).toBe(true);
+    await cluster.stopStore("a");
+    await readsBack(g, "vm", model);
+  }, 120_000);
 });
+
+/** The identity store `id` answers with now (from its own health route). */
+async function waitForIdentity(cluster: TestCluster, id: string): Promise<string> {
+  const port = cluster.stores.get(id)!.port;
+  const body = (await (await fetch(`http://127.0.0.1:${port}/v1/health`)).json()) as { identity: string };
+  return body.identity;
+}
