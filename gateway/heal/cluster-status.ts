@@ -95,7 +95,9 @@ export class ClusterStatus {
   }
 
   /** `GET /v1/stores`; from `given` inputs when the caller read them already (the dashboard's one read a tick). */
-  async stores(given?: ReplicaInputs): Promise<{ replicas: number; minReplicas: number; stores: StoreAnswer[] }> {
+  async stores(
+    given?: ReplicaInputs,
+  ): Promise<{ replicas: number; minReplicas: number; stores: StoreAnswer[] }> {
     const inputs = given ?? (await this.inputs());
     return {
       replicas: this.#d.stores.options.replicas,
