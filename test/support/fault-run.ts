@@ -259,7 +259,9 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     });
     if (m.lastWriter !== -1 && m.lastWriter !== gi) counters.takeovers++;
     // Until the flush answers, each new value may or may not land.
-    blocks.forEach((b, k) => m.blocks[b]!.add(hashChunk(data[k]!)));
+    blocks.forEach((b, k) => {
+      m.blocks[b]!.add(hashChunk(data[k]!));
+    });
     let acked = false;
     try {
       const c = await conn(gi, name);
@@ -276,7 +278,9 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     if (acked) {
       counters.acks++;
       m.lastWriter = gi;
-      blocks.forEach((b, k) => (m.blocks[b] = new Set([hashChunk(data[k]!)])));
+      blocks.forEach((b, k) => {
+        m.blocks[b] = new Set([hashChunk(data[k]!)]);
+      });
       say(`write ${name} via g${gi}: ${blocks.length} blocks flushed`);
     }
     await check(gi, name, m.blocks, blocks, "after write");
