@@ -159,7 +159,11 @@ export async function startDashboard(deps: DashboardDeps): Promise<Dashboard> {
 }
 
 /** Mounts the page, its files and the event stream on `app`. */
-export function mountDashboardRoutes(app: Hono, assets: Map<string, Asset>, streams: EventStreams): void {
+export function mountDashboardRoutes(
+  app: Hono,
+  assets: Map<string, Asset>,
+  streams: Pick<EventStreams, "open">,
+): void {
   const index = assets.get("index.html")!;
   app.get("/", (c) => assetResponse(c, index));
   app.get("/dashboard/*", (c) => {

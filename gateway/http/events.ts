@@ -275,7 +275,7 @@ function keepOpen(c: Context): void {
 }
 
 /** Answers `GET /v1/events` from `streams`. */
-export function eventsHandler(streams: EventStreams): (c: Context) => Response {
+export function eventsHandler(streams: Pick<EventStreams, "open">): (c: Context) => Response {
   return (c) => {
     const res = streams.open();
     if (res.status === 200) keepOpen(c);
