@@ -204,7 +204,8 @@ export class EventStreams {
       this.#sections = sections;
     }
     const problemChanged = JSON.stringify(this.#problem) !== problemBefore;
-    if (Object.keys(changed).length > 0 || problemChanged) {
+    const ready = [...this.#streams].some((s) => s.ready);
+    if (ready && (Object.keys(changed).length > 0 || problemChanged)) {
       const data = { at: new Date().toISOString(), sections: changed, problem: this.#problem };
       const line = encodeEvent(++this.#seq, "change", data);
       for (const s of this.#streams) if (s.ready) this.#send(s, line);
