@@ -11,6 +11,8 @@ import uPlot from "./vendor/uplot/uPlot.esm.js";
 /** The chart's window, as the server keeps it (io-timeline.ts HISTORY_MS). */
 export const WINDOW_MS = 10 * 60 * 1000;
 const HEIGHT = 200;
+/** The newest marks listed in words (all of them are drawn on the charts). */
+const MARKS_LISTED = 12;
 const MiB = 1024 * 1024;
 
 const MARK_COLOURS = {
@@ -163,7 +165,7 @@ export class IoCharts {
       );
     }
     const list = document.getElementById("mark-list");
-    const shown = [...this.#marks].reverse().slice(0, 50);
+    const shown = [...this.#marks].reverse().slice(0, MARKS_LISTED);
     document.getElementById("marks-none").hidden = shown.length > 0;
     keyed(
       list,

@@ -54,6 +54,7 @@ export function count(n) {
 export function percent(part, whole) {
   if (!whole) return "0%";
   const p = (100 * part) / whole;
+  if (p > 0 && p < 0.1) return "under 0.1%";
   return `${p >= 10 || p === 0 ? p.toFixed(0) : p.toFixed(1)}%`;
 }
 

@@ -80,7 +80,14 @@ function storeCard() {
       replace(
         lag,
         ...s.lag.map((l) =>
-          h("li", {}, `${l.image}: holds generation ${l.syncedGeneration} of ${l.generation} (${l.reason})`),
+          h(
+            "li",
+            {},
+            // The reason is in words already; the generations only where it does not name them.
+            /generation/.test(l.reason)
+              ? `${l.image}: ${l.reason}`
+              : `${l.image}: ${l.reason} (holds generation ${l.syncedGeneration} of ${l.generation})`,
+          ),
         ),
       );
     },
