@@ -11,6 +11,8 @@ import uPlot from "./vendor/uplot/uPlot.esm.js";
 /** The chart's window, as the server keeps it (io-timeline.ts HISTORY_MS). */
 export const WINDOW_MS = 10 * 60 * 1000;
 const HEIGHT = 200;
+/** The shortest time the chart spans. */
+const MIN_SPAN_MS = 60 * 1000;
 /** The newest marks listed in words (all of them are drawn on the charts). */
 const MARKS_LISTED = 12;
 const MiB = 1024 * 1024;
@@ -86,8 +88,11 @@ export class IoCharts {
   set(samples, marks) {
     this.#samples = samples;
     this.#marks = marks;
+    // From the first sample (at most WINDOW_MS back, at least MIN_SPAN_MS), so a young
+    // gateway's minute of history fills the chart instead of its last tenth.
     const now = Date.now();
-    this.#range = [(now - WINDOW_MS) / 1000, now / 1000];
+    const from = Math.max(now - WINDOW_MS, Math.min(now - MIN_SPAN_MS, samples[0]?.t ?? now));
+    this.#range = [from / 1000, now / 1000];
     const xs = samples.map((s) => s.t / 1000);
     this.#latency?.setData([xs, samples.map((s) => s.p50Ms), samples.map((s) => s.p99Ms)]);
     this.#throughput?.setData([

@@ -74,7 +74,7 @@ function storeCard() {
         fill.value = share;
         setAttr(fill, "aria-label", `Fill of store ${s.id}`);
         setAttr(fill, "aria-valuetext", `${percent(s.bytes, room)} used`);
-        text(fillText, `Fill: ${percent(s.bytes, room)} of ${bytes(room)} (its chunks and the free space)`);
+        text(fillText, `Fill: ${percent(s.bytes, room)} of the ${bytes(room)} it can use`);
       }
       replace(reasons, ...s.reasons.map((r) => h("li", {}, r)));
       replace(
