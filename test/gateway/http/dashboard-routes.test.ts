@@ -107,6 +107,14 @@ describe("GET /", () => {
 });
 
 describe("the checked-in page", () => {
+  test("the README shows a screenshot of it, checked in and under 150 KB", () => {
+    const readme = readFileSync(new URL("../../../README.md", import.meta.url), "utf8");
+    expect(readme).toContain("](docs/dashboard.png)");
+    const png = readFileSync(new URL("../../../docs/dashboard.png", import.meta.url));
+    expect(png.subarray(1, 4).toString()).toBe("PNG");
+    expect(png.byteLength).toBeLessThan(150 * 1024);
+  });
+
   test("has no inline script, no inline style and no handler attribute", () => {
     expect(INDEX).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/i);
     expect(INDEX).not.toMatch(/<style/i);
