@@ -183,5 +183,13 @@ export const DASHBOARD_OPENAPI_PATHS: Record<string, PathItem> = {
       responses: { "200": { description: "text/html" } },
     },
   },
+  "/dashboard/{file}": {
+    get: {
+      summary:
+        "The dashboard's static files: its scripts, styles, icon, and the vendored uPlot with its license",
+      parameters: [{ name: "file", in: "path", required: true, schema: { type: "string" } }],
+      responses: { "200": { description: "The file" }, "404": { description: "No such file" } },
+    },
+  },
   ...EVENTS_OPENAPI_PATHS,
 };
