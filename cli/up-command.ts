@@ -47,6 +47,9 @@ const command = defineCommand({
     console.log(`blockmend up: 3 file stores under ${data}, ${REPLICAS} replicas`);
     console.log(`  NBD:      ${usage.exportUri("<image>")}   (image@snapshot: read-only)`);
     console.log(`  HTTP API: ${api}/v1   (OpenAPI: ${api}/v1/openapi.json)`);
+    console.log(
+      `  Dashboard: ${api}/   (stores, heals, I/O, safe-to-remove; docs/operations.md, "Dashboard")`,
+    );
     if (s3 && gw.s3Url) console.log(`  ${s3Banner(gw.s3Url, s3)}`);
     console.log("Try, in another terminal:");
     console.log(`  npx blockmend image create web01 1G${apiFlag}`);

@@ -23,6 +23,7 @@ import { DamageLedger, RepairQueue } from "./heal/read-repair.ts";
 import { Replacements } from "./heal/replacement.ts";
 import { Scrubber } from "./heal/scrub.ts";
 import { HealThrottle } from "./heal/throttle.ts";
+import { DASHBOARD_OPENAPI_PATHS, startDashboard } from "./http/dashboard-routes.ts";
 import { GC_OPENAPI_PATHS, mountGcRoutes } from "./http/gc-api.ts";
 import { createGatewayApp } from "./http/http-api.ts";
 import { mountStatusRoutes, STATUS_OPENAPI_PATHS } from "./http/status-api.ts";
@@ -342,6 +343,8 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     cleanups.push(() => core.close());
     const nbd = await startNbdServer(new ImageExports(core.images, core.latency), config.nbd);
     cleanups.push(() => nbd.close());
+    const dashboard = await startDashboard({ ...core, gatewayId: core.id });
+    cleanups.push(() => dashboard.close());
     const app = createGatewayApp(core.images, {
       routes: (a) => {
         mountStatusRoutes(a, {
@@ -352,11 +355,15 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
           maintenance: core.setMaintenance,
         });
         mountGcRoutes(a, core.gc);
+        dashboard.mount(a);
       },
-      openapiPaths: { ...STATUS_OPENAPI_PATHS, ...GC_OPENAPI_PATHS },
+      openapiPaths: { ...STATUS_OPENAPI_PATHS, ...GC_OPENAPI_PATHS, ...DASHBOARD_OPENAPI_PATHS },
     });
     const http = await serveHttp(app.fetch, config.http);
-    cleanups.push(() => http.close());
+    cleanups.push(() => {
+      dashboard.close(); // first: open event streams would hold the listener open
+      return http.close();
+    });
     const s3 = config.s3 ? await startS3Endpoint(core.images, config.s3) : undefined;
     if (s3) cleanups.push(() => s3.close());
     return { ...core, nbdPort: nbd.port, httpUrl: http.url, s3Url: s3?.url, close };

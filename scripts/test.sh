@@ -12,11 +12,12 @@ cd "$(dirname "$0")/.."
 # for the S3 conformance suite, the S3 clients the S3 endpoint's interop tests drive (awscli,
 # rclone, s3cmd), and the checkers of the deployment files: docker-compose (`config`
 # validates compose.yaml without an engine) and systemd-analyze (verify and security of the
-# units in deploy/systemd).
+# units in deploy/systemd), and Chromium for the dashboard's browser tests (driven by
+# playwright-core, which downloads no browser of its own).
 PACKAGES=(qemu-utils libnbd-bin gnutls-bin ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime curl python3
-  docker-compose systemd awscli rclone s3cmd)
+  docker-compose systemd awscli rclone s3cmd chromium)
 TOOLS=(qemu-img qemu-io nbdinfo nbdcopy certtool radosgw ceph-osd ceph-mon ceph-mgr uuidgen curl python3
-  docker-compose systemd-analyze aws rclone s3cmd)
+  docker-compose systemd-analyze aws rclone s3cmd chromium)
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
 if ((${#missing[@]})); then
@@ -39,12 +40,14 @@ done
 
 # Suites whose servers are real `blockmend` processes (test/support/processes.ts): the chunk
 # store conformance suite, NBD interop with QEMU's and libnbd's clients, the heal scenario,
+# the dashboard's event stream,
 # replication and fencing, crash safety, the CLI, the deployment files' command lines. Run
 # again with every server under Deno.
 DENO_SUITES=(
   test/runtime/chunkstore-process.test.ts
   test/gateway/gateway-interop.test.ts
   test/gateway/heal/heal-scenario.test.ts
+  test/gateway/http/events-process.test.ts
   test/gateway/replication
   test/chunkstore/file-store-kill.test.ts
   test/cli/chunkstore-command.test.ts

@@ -94,8 +94,11 @@ export class ClusterStatus {
     };
   }
 
-  async stores(): Promise<{ replicas: number; minReplicas: number; stores: StoreAnswer[] }> {
-    const inputs = await this.inputs();
+  /** `GET /v1/stores`; from `given` inputs when the caller read them already (the dashboard's one read a tick). */
+  async stores(
+    given?: ReplicaInputs,
+  ): Promise<{ replicas: number; minReplicas: number; stores: StoreAnswer[] }> {
+    const inputs = given ?? (await this.inputs());
     return {
       replicas: this.#d.stores.options.replicas,
       minReplicas: this.#d.stores.options.minReplicas,
@@ -122,14 +125,15 @@ export class ClusterStatus {
     };
   }
 
-  async heal(): Promise<{
+  /** `GET /v1/heal`; from `given` inputs as {@link stores}. */
+  async heal(given?: ReplicaInputs): Promise<{
     healing: boolean;
     limits: HealLimits;
     stores: StoreHealAnswer[];
     scrub: ScrubStatus[];
     repairedChunks: number;
   }> {
-    const [inputs, heals] = await Promise.all([this.inputs(), this.#d.heal.status()]);
+    const [inputs, heals] = await Promise.all([given ?? this.inputs(), this.#d.heal.status()]);
     const states = new Map(storeStates(inputs).map((s) => [s.id, s]));
     const limit = this.#d.throttle.limits().rateBytesPerSecond;
     const stores = heals.map(({ store, running, progress: p, rateBytesPerSecond: rate }) => {
@@ -167,9 +171,12 @@ export class ClusterStatus {
     };
   }
 
-  /** Safe-to-remove from a fresh probe of every store and fresh heads. */
-  async safeToRemove(store: string): Promise<SafeToRemove> {
-    const inputs = await this.inputs({ probe: true });
+  /**
+   * Safe-to-remove from a fresh probe of every store and fresh heads, or from `given`
+   * inputs (the dashboard's, unprobed: as of the last probe, about a second old).
+   */
+  async safeToRemove(store: string, given?: ReplicaInputs): Promise<SafeToRemove> {
+    const inputs = given ?? (await this.inputs({ probe: true }));
     return safeToRemove(store, {
       ...inputs,
       replicas: this.#d.stores.options.replicas,

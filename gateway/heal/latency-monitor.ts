@@ -15,12 +15,14 @@ const RECENT_SAMPLES = 4096;
 export class LatencyMonitor {
   readonly counts = new Map<string, number[]>();
   readonly sums = new Map<string, number>();
+  /** Bytes moved per operation (reads and writes; 0 for the others), for throughput. */
+  readonly bytes = new Map<string, number>();
   readonly #recent = new Float64Array(RECENT_SAMPLES);
   readonly #recentAt = new Float64Array(RECENT_SAMPLES);
   #next = 0;
 
-  /** Records one request of `op` that took `seconds`. */
-  record(op: string, seconds: number): void {
+  /** Records one request of `op` that took `seconds` and moved `bytes`. */
+  record(op: string, seconds: number, bytes = 0): void {
     let c = this.counts.get(op);
     if (!c) {
       c = new Array(LATENCY_BUCKETS.length + 1).fill(0);
@@ -30,6 +32,7 @@ export class LatencyMonitor {
     while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
     c[i]!++;
     this.sums.set(op, (this.sums.get(op) ?? 0) + seconds);
+    this.bytes.set(op, (this.bytes.get(op) ?? 0) + bytes);
     this.#recent[this.#next] = seconds;
     this.#recentAt[this.#next] = performance.now();
     this.#next = (this.#next + 1) % RECENT_SAMPLES;

@@ -40,6 +40,8 @@ export const API_ERROR = {
   STORE_UNAVAILABLE: "store_unavailable",
   /** 503: no replica could serve a chunk (missing or corrupt everywhere that answered). */
   CHUNK_UNAVAILABLE: "chunk_unavailable",
+  /** 503: as many event streams (`/v1/events`) are open as the gateway allows; retry later. */
+  TOO_MANY_STREAMS: "too_many_streams",
   /** 507: a store is full; nothing was committed. */
   STORE_FULL: "store_full",
   /** 500: anything else (a bug); the gateway logs it. */

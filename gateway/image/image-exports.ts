@@ -9,16 +9,20 @@ import type { BlockDevice, ExportEntry, ExportProvider } from "../nbd/block-devi
 import type { Image } from "./image.ts";
 import type { ImageService } from "./image-service.ts";
 
-/** `image` with each I/O method timed into `latency`. */
+/** `image` with each I/O method timed into `latency` (reads and writes with their bytes). */
 function timed(image: Image, latency: LatencyMonitor): BlockDevice {
   const time =
-    <A extends unknown[], R>(op: string, fn: (...a: A) => Promise<R>) =>
+    <A extends unknown[], R>(op: string, fn: (...a: A) => Promise<R>, bytes?: (...a: A) => number) =>
     async (...args: A): Promise<R> => {
       const t = performance.now();
+      let done = false;
       try {
-        return await fn(...args);
+        const result = await fn(...args);
+        done = true;
+        return result;
       } finally {
-        latency.record(op, (performance.now() - t) / 1000);
+        // A failed request counts for latency, not for throughput.
+        latency.record(op, (performance.now() - t) / 1000, done ? bytes?.(...args) : 0);
       }
     };
   return {
@@ -28,8 +32,16 @@ function timed(image: Image, latency: LatencyMonitor): BlockDevice {
     blockSizes: image.blockSizes,
     capabilities: image.capabilities,
     description: image.description,
-    read: time("read", (o: number, l: number) => image.read(o, l)),
-    write: time("write", (o: number, d: Uint8Array, f: { fua: boolean }) => image.write(o, d, f)),
+    read: time(
+      "read",
+      (o: number, l: number) => image.read(o, l),
+      (_o, l) => l,
+    ),
+    write: time(
+      "write",
+      (o: number, d: Uint8Array, f: { fua: boolean }) => image.write(o, d, f),
+      (_o, d) => d.byteLength,
+    ),
     flush: time("flush", () => image.flush()),
     trim: time("trim", (o: number, l: number, f: { fua: boolean }) => image.trim(o, l, f)),
     writeZeroes: time(
