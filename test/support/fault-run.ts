@@ -47,6 +47,9 @@ export interface FaultReport {
   readonly safeActedUpon: number;
   readonly maintenanceRuns: number;
   readonly acknowledgedFlushes: number;
+  /** Garbage collection passes at zero grace that finished, and the chunks they deleted. */
+  readonly gcPasses: number;
+  readonly gcDeleted: number;
   readonly failedOps: number;
   readonly violations: string[];
   readonly log: string[];
@@ -95,6 +98,8 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     safeActedUpon: 0,
     maintenanceRuns: 0,
     acks: 0,
+    gcPasses: 0,
+    gcDeleted: 0,
     failed: 0,
   };
   const say = (line: string) => {
@@ -556,6 +561,26 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     ).catch(() => {});
   };
 
+  /** A garbage collection pass at zero grace, then every acknowledged flush read back. */
+  const opGc = async () => {
+    const g = pick(live());
+    if (g === undefined) return;
+    type Pass = { phase: string; error: string | null; stores: { deleted: number }[] };
+    const r = await timed(send<Pass>(gateways[g]!, "POST", "/v1/gc?wait=1", { graceSeconds: 0 }), "gc").catch(
+      (err: Error) => {
+        say(`gc via g${g} failed: ${err.message.slice(0, 100)}`);
+        return null;
+      },
+    );
+    if (!r) return;
+    const deleted = r.stores.reduce((n, s) => n + s.deleted, 0);
+    say(`gc via g${g}: ${r.phase}${r.error ? ` (${r.error.slice(0, 80)})` : ""}, ${deleted} chunks deleted`);
+    if (r.phase !== "done") return;
+    counters.gcPasses++;
+    counters.gcDeleted += deleted;
+    await checkAll(g, "after a gc pass");
+  };
+
   // ---- the run
 
   try {
@@ -588,6 +613,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
       else if (r < 0.86) await opFault();
       else if (r < 0.92) await opSafe();
       else if (r < 0.94) await opMaintenance();
+      else if (r < 0.96) await opGc();
       await undoFaults();
       // Keep the number of images bounded (clones add up).
       if (images.size > 6)
@@ -629,6 +655,8 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     safeActedUpon: counters.safeActedUpon,
     maintenanceRuns: counters.maintenanceRuns,
     acknowledgedFlushes: counters.acks,
+    gcPasses: counters.gcPasses,
+    gcDeleted: counters.gcDeleted,
     failedOps: counters.failed,
     violations,
     log,
