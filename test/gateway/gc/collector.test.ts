@@ -140,6 +140,8 @@ describe("garbage collection", () => {
       await writeBlocks(service, "old", [[0, 8]]); // block content 7 is garbage now
       const garbage = hashChunk(pattern(BLOCK, 7));
       await service.create("new", MiB);
+      // An empty create stays unconfirmed until its first commit confirms it; do that here.
+      await confirmContent(core, "new", ((await service.info("new")) as Head).incarnation);
       const head0 = (await service.info("new")) as Head;
       const owned = (await core.heads.change("new", takeOver("new", head0.incarnation, core.id)))
         .head as Head;
