@@ -165,6 +165,7 @@ describe("blockmend up with TLS, end to end", () => {
     const created = await fetch(`${up.url}/v1/images`, {
       method: "POST",
       body: JSON.stringify({ name: "web01", size: 16 * 1024 * 1024 }),
+      headers: { "content-type": "application/json" },
     });
     expect(created.status).toBe(201);
     const qemu = (certDir: string) => [
@@ -240,6 +241,7 @@ describe("blockmend up with TLS, end to end", () => {
       const res = await fetch(`${api}/v1/images`, {
         method: "POST",
         body: JSON.stringify({ name: "d", size: 8 << 20 }),
+        headers: { "content-type": "application/json" },
       });
       expect(res.status).toBe(201);
       const io = await runOk([
