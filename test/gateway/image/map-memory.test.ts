@@ -29,7 +29,10 @@ async function rssMiB(pid: number): Promise<number> {
 test("map requests over a 1 PiB sparse image keep the gateway's RSS within its budget", async () => {
   const data = await mkdtemp(join(tmpdir(), "blockmend-map-rss-"));
   dirs.push(data);
-  const gw = await startBlockmend(["up", "--data", data, "--nbd", "127.0.0.1:0", "--http", "127.0.0.1:0"], 60_000);
+  const gw = await startBlockmend(
+    ["up", "--data", data, "--nbd", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+    60_000,
+  );
   const created = await fetch(`${gw.url}/v1/images`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -59,7 +62,9 @@ test("map requests over a 1 PiB sparse image keep the gateway's RSS within its b
     extents: { hole: boolean; length: number }[];
   };
   expect(last.extents.at(-1)).toEqual({ offset: PiB - 65536, length: 65536, hole: false } as never);
-  console.log(`map RSS: before ${before.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB (+${(peak - before).toFixed(1)})`);
+  console.log(
+    `map RSS: before ${before.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB (+${(peak - before).toFixed(1)})`,
+  );
   expect(peak - before).toBeLessThan(MAP_RSS_BUDGET_MIB);
   await gw.kill("SIGTERM");
 }, 120_000);

@@ -64,7 +64,11 @@ async function signed(method: string, path: string, body?: Uint8Array, secret = 
     query: {},
     headers,
   });
-  return f(url, { method, headers: req.headers as Record<string, string>, body });
+  return f(url, {
+    method,
+    headers: req.headers as Record<string, string>,
+    body: body as BodyInit | undefined,
+  });
 }
 
 /** No image was created by a refused request, and a signed listing still answers. */
