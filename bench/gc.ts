@@ -92,6 +92,7 @@ try {
   const gcStart = Date.now() - t0;
   const res = await fetch(`${api}/v1/gc?wait=1`, {
     method: "POST",
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ graceSeconds: 0 }),
   });
   const report = (await res.json()) as GcReport;

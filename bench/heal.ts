@@ -80,6 +80,7 @@ try {
   await fetch(`${api}/v1/images`, {
     method: "POST",
     body: JSON.stringify({ name: "vm", size: IMAGE_MIB * 1024 * 1024 }),
+    headers: { "content-type": "application/json" },
   });
   const fio = (extra: string[]) => [
     "fio",

@@ -124,6 +124,7 @@ try {
   const created = await fetch(`http://127.0.0.1:${httpPort}/v1/images`, {
     method: "POST",
     body: JSON.stringify({ name: "bench", size: SIZE_MIB * 1024 * 1024 }),
+    headers: { "content-type": "application/json" },
   });
   if (created.status !== 201) throw new Error(`create failed: ${await created.text()}`);
 

@@ -96,6 +96,7 @@ try {
         const res = await fetch(`${up.api}/v1/images`, {
           method: "POST",
           body: JSON.stringify({ name: "bench", size: bytes }),
+          headers: { "content-type": "application/json" },
         });
         if (res.status !== 201) throw new Error(`create failed: ${await res.text()}`);
         const url = `${up.nbd}/bench`;

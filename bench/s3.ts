@@ -95,7 +95,11 @@ try {
     AWS_EC2_METADATA_DISABLED: "true",
   };
   const create = async (name: string) => {
-    const r = await fetch(`${api}/v1/images`, { method: "POST", body: JSON.stringify({ name, size: SIZE }) });
+    const r = await fetch(`${api}/v1/images`, {
+      method: "POST",
+      body: JSON.stringify({ name, size: SIZE }),
+      headers: { "content-type": "application/json" },
+    });
     if (r.status !== 201) throw new Error(`create ${name}: ${await r.text()}`);
   };
   const randomFile = async (path: string) => sh(["sh", "-c", `head -c ${SIZE} /dev/urandom > ${path}`]);

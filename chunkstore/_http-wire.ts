@@ -14,6 +14,16 @@ export const ERROR_CODE = {
   OUT_OF_RANGE: "out_of_range",
   /** 401: missing or wrong bearer token. */
   UNAUTHORIZED: "unauthorized",
+  /** 403: a `read` token on a route that writes (`access/`). */
+  FORBIDDEN_SCOPE: "forbidden_scope",
+  /** 403: a `Host` that is none of the server's names (DNS rebinding). */
+  FORBIDDEN_HOST: "forbidden_host",
+  /** 403: a state-changing request from a web page of another origin. */
+  FORBIDDEN_ORIGIN: "forbidden_origin",
+  /** 403: a POST with a body type browsers send cross-site (text/plain, forms). */
+  FORBIDDEN_CONTENT_TYPE: "forbidden_content_type",
+  /** 408: the request body did not arrive in time (slow-drip client). */
+  REQUEST_TIMEOUT: "request_timeout",
   /** 404: no such route. */
   NOT_FOUND: "not_found",
   /** 404: the chunk is not in the store. */

@@ -8,6 +8,8 @@
  * and 5xx answers; UnauthorizedError on 401; the domain errors the server reports
  * (not found, mismatch, corrupt, full, unsupported) as their own classes.
  */
+
+import { type Fetch, fetchErrorDetail, fetchTrusting, isTlsError } from "../runtime/tls-fetch.ts";
 import { BATCH_FRAME, decodeBatch, encodeBatch, RECORD_STATUS } from "./_batch-frame.ts";
 import { ERROR_CODE, EXPECT_IDENTITY_HEADER, etagOf, LIST_MAX_LIMIT, versionOfEtag } from "./_http-wire.ts";
 import type {
@@ -46,6 +48,11 @@ import { verifyPut, verifyPutMany, verifyRead } from "./verify.ts";
 export interface HttpStoreOptions {
   /** Sent as `Authorization: Bearer <token>`. */
   readonly token?: string;
+  /**
+   * CA certificate(s), PEM, that an `https://` server's certificate must chain to (instead
+   * of the system's CAs). A certificate that does not verify is always refused.
+   */
+  readonly ca?: string;
   /** Per-request timeout in milliseconds, covering the body transfer. Default 10 000. */
   readonly timeoutMs?: number;
   /** Name in errors and logs; default the base URL. */
@@ -89,6 +96,7 @@ export class HttpStore implements ChunkStore {
   readonly url: string;
   readonly #authorization: string | undefined;
   readonly #timeoutMs: number;
+  readonly #fetch: Fetch;
   #closed = false;
 
   constructor(url: string | URL, options: HttpStoreOptions = {}) {
@@ -102,6 +110,9 @@ export class HttpStore implements ChunkStore {
     this.name = options.name ?? this.url;
     this.#capabilities = options.capabilities ?? { chunks: true, refs: true, persistent: true };
     this.#authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
+    if (options.ca !== undefined && parsed.protocol !== "https:")
+      throw new TypeError(`Chunk store URL "${String(url)}" has a CA but is not https://`);
+    this.#fetch = fetchTrusting(options.ca);
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!(timeoutMs > 0)) throw new RangeError(`Chunk store timeout must be positive; got ${timeoutMs}`);
     this.#timeoutMs = timeoutMs;
@@ -466,13 +477,17 @@ export class HttpStore implements ChunkStore {
     let res: Response;
     for (let attempt = 1; ; attempt++) {
       try {
-        res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(this.#timeoutMs) });
+        res = await this.#fetch(url, { method, headers, body, signal: AbortSignal.timeout(this.#timeoutMs) });
         break;
       } catch (e) {
         // One immediate retry on a connection failure (not a timeout): a pooled keep-alive
         // connection to a server that restarted fails on first use, and a store coming back
         // must not look down again because of it. Chunk requests are idempotent.
-        const retry = attempt === 1 && init.idempotent !== false && (e as Error)?.name !== "TimeoutError";
+        const retry =
+          attempt === 1 &&
+          init.idempotent !== false &&
+          (e as Error)?.name !== "TimeoutError" &&
+          !isTlsError(e);
         if (!retry) throw this.#unavailable(method, url, e);
       }
     }
@@ -546,7 +561,9 @@ export class HttpStore implements ChunkStore {
     const why =
       err?.name === "TimeoutError"
         ? `timed out after ${this.#timeoutMs} ms`
-        : `failed: ${err?.message ?? String(e)}`;
+        : isTlsError(e)
+          ? `failed: TLS with the store failed (${fetchErrorDetail(e)}): its certificate must be signed by the CA given with --store-ca and name the host of the URL, and the store must serve https`
+          : `failed: ${fetchErrorDetail(e)}`;
     return new StoreUnavailableError(this.name, `${method} ${url} ${why}`, { cause: e });
   }
 

@@ -9,6 +9,8 @@ import type { ChunkStore } from "./chunk-store.ts";
 export interface OpenStoreOptions {
   /** Bearer token for `http(s)://` stores. */
   readonly token?: string;
+  /** CA (PEM) an `https://` store's certificate must chain to. */
+  readonly ca?: string;
   /** Per-request timeout for remote stores, in milliseconds. */
   readonly timeoutMs?: number;
   /** Free-space reserve for `file:` stores, in bytes. */
@@ -30,7 +32,11 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
   if (url.startsWith("http://") || url.startsWith("https://")) {
     // No request yet: a gateway starts while a store is down (ChunkStore.probe asks later).
     const { HttpStore } = await import("./http-store.ts");
-    return new HttpStore(url, { token: options.token, timeoutMs: options.timeoutMs });
+    return new HttpStore(url, {
+      token: options.token,
+      timeoutMs: options.timeoutMs,
+      ...(options.ca !== undefined && url.startsWith("https://") ? { ca: options.ca } : {}),
+    });
   }
   if (url.startsWith("s3://")) {
     const { S3Store } = await import("./s3-store.ts");

@@ -1,7 +1,12 @@
 /**
  * The chunk store server: a Hono app exposing any ChunkStore over HTTP, with optional
  * bearer-token auth and a witness mode (refs only). Serve its `fetch` with
- * `runtime/serve-http.ts`; the client is `http-store.ts`.
+ * `runtime/serve-http.ts` (HTTPS with `tls`); the client is `http-store.ts`.
+ *
+ * Access (`access/`): the Host and Origin rules first, then, with tokens, every request
+ * needs `Authorization: Bearer <token>`. A token has a scope: `read` allows GET and HEAD
+ * and the read batches (POST has, batch-get); `write` allows everything (chunk PUT and
+ * DELETE, batch-put, ref writes). A read token writing gets 403 `forbidden_scope`.
  *
  * Routes (all under /v1; errors are `{"error":{"code","message"}}`, codes in `_http-wire.ts`):
  *
@@ -38,6 +43,11 @@ import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { AccessRefusedError } from "../access/access-errors.ts";
+import { requireScopedToken } from "../access/bearer-scopes.ts";
+import { bodyDeadline } from "../access/body-deadline.ts";
+import { type GuardOptions, requestGuard } from "../access/request-guard.ts";
+import type { ScopedToken } from "../access/token-file.ts";
 import {
   type BatchRecordInput,
   decodeBatch,
@@ -71,10 +81,29 @@ import { assertHash } from "./hash.ts";
 import { MAX_BATCH_BYTES, MAX_BATCH_HASHES, MAX_CHUNK_BYTES, MAX_REF_BYTES } from "./limits.ts";
 import { WitnessStore } from "./witness-store.ts";
 
+/** Token scopes of the chunk store server, weakest first. */
+export const STORE_SCOPES = ["read", "write"] as const;
+export type StoreScope = (typeof STORE_SCOPES)[number];
+
+/** POST routes that only read (a read token may call them). */
+const READ_POSTS = new Set(["/v1/chunks/has", "/v1/chunks/batch-get"]);
+
+/** The scope a request needs: `read` for GET, HEAD and the read batches, `write` for the rest. */
+export function storeScopeOf(method: string, pathname: string): StoreScope {
+  if (method === "GET" || method === "HEAD") return "read";
+  return method === "POST" && READ_POSTS.has(pathname) ? "read" : "write";
+}
+
 /** Options of {@link createChunkStoreApp}. */
 export interface ChunkStoreAppOptions {
-  /** When set, every request needs `Authorization: Bearer <token>`. */
+  /** When set, every request needs `Authorization: Bearer <token>` (a `write` token). */
   readonly token?: string;
+  /** Tokens with scopes (`--token-file` lines `TOKEN [read|write]`); with `token`, both are accepted. */
+  readonly tokens?: readonly ScopedToken<StoreScope>[];
+  /** The listen address and public names, for the Host rule (default: none, the Origin rules only). */
+  readonly guard?: GuardOptions;
+  /** Deadline of a request body in ms (default `BODY_DEADLINE_MS`). */
+  readonly bodyDeadlineMs?: number;
   /** Keep refs only: chunk writes are refused with 405 `witness_no_chunks`. */
   readonly witness?: boolean;
 }
@@ -102,7 +131,24 @@ export function createChunkStoreApp(store: ChunkStore, options: ChunkStoreAppOpt
       message: `No route ${c.req.method} ${new URL(c.req.url).pathname}`,
     }),
   );
-  if (options.token !== undefined) app.use("*", requireBearer(options.token));
+  app.use("*", requestGuard(options.guard ?? {}));
+  const tokens: ScopedToken<StoreScope>[] = [
+    ...(options.token !== undefined ? [{ token: options.token, scope: "write" as const }] : []),
+    ...(options.tokens ?? []),
+  ];
+  if (tokens.length > 0) {
+    app.use(
+      "*",
+      requireScopedToken<StoreScope>({
+        tokens,
+        ladder: STORE_SCOPES,
+        needs: (c) => storeScopeOf(c.req.method, new URL(c.req.url).pathname),
+        describe: (s) =>
+          s === "read" ? "GET, HEAD, POST /v1/chunks/has and /v1/chunks/batch-get" : "every route",
+      }),
+    );
+  }
+  app.use("*", bodyDeadline(options.bodyDeadlineMs));
   let identity: Promise<string> | undefined;
   const storeIdentity = () => {
     identity ??= s.probe().then((p) => p.identity);
@@ -283,6 +329,8 @@ interface HttpError {
 /** The one mapping from a thrown value to an HTTP status and error code. */
 function httpErrorOf(err: unknown, witness: boolean): HttpError {
   const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof AccessRefusedError)
+    return { status: err.status, code: err.code, message, headers: { ...err.headers } };
   if (err instanceof HTTPException) {
     if (err.status === 401) {
       return {
@@ -359,30 +407,6 @@ function limit(maxSize: number): MiddlewareHandler {
       throw new HTTPException(413, { message: `Request body is larger than ${maxSize} bytes` });
     },
   });
-}
-
-/** `Authorization: Bearer <token>`, compared in constant time; anything else is 401. */
-function requireBearer(token: string): MiddlewareHandler {
-  const encoder = new TextEncoder();
-  const expected = encoder.encode(token);
-  return async (c, next) => {
-    const header = c.req.header("authorization") ?? "";
-    const m = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-    if (!m || !constantTimeEqual(encoder.encode(m[1]!), expected)) {
-      throw new HTTPException(401, {
-        message: header ? "Wrong bearer token" : "Missing Authorization: Bearer <token> header",
-      });
-    }
-    await next();
-  };
-}
-
-/** Compares without an early exit; the time depends only on the longer length. */
-function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  const n = Math.max(a.length, b.length);
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < n; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
-  return diff === 0;
 }
 
 /** `{"hashes":[...]}`, at most MAX_BATCH_HASHES, each well-formed. */

@@ -8,6 +8,7 @@ import type { GcReport } from "../gateway/gc/collector.ts";
 import type { StoreAnswer, StoreHealAnswer } from "../gateway/heal/cluster-status.ts";
 import type { SafeToRemove } from "../gateway/heal/safe-to-remove.ts";
 import type { ApiErrorBody, ImageInfo, MapResponse, SnapshotInfo } from "../gateway/http/http-wire.ts";
+import { type Fetch, fetchErrorDetail, fetchTrusting } from "../runtime/tls-fetch.ts";
 
 /** The API URL when neither `--api` nor BLOCKMEND_API is given. */
 export const DEFAULT_API_URL = "http://127.0.0.1:8080";
@@ -35,10 +36,17 @@ export class GatewayError extends Error {
 /** Calls one gateway's HTTP API. */
 export class GatewayClient {
   readonly url: string;
+  readonly #fetch: Fetch;
+  readonly #authorization: string | undefined;
 
-  /** @param url Base URL of the gateway, for example `http://127.0.0.1:8080`. */
-  constructor(url: string) {
+  /**
+   * @param url Base URL of the gateway, for example `http://127.0.0.1:8080`.
+   * @param options `token`: sent as `Authorization: Bearer`; `ca`: PEM the `https://` gateway's certificate must chain to.
+   */
+  constructor(url: string, options: { token?: string; ca?: string } = {}) {
     this.url = url.replace(/\/+$/, "");
+    this.#fetch = fetchTrusting(options.ca);
+    this.#authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
   }
 
   /** Creates an image (or a clone with `from: "image@snapshot"`). */
@@ -162,10 +170,12 @@ export class GatewayClient {
     const what = `${method} ${this.url}${path}`;
     let res: Response;
     try {
-      res = await fetch(`${this.url}${path}`, { ...init, method });
+      const headers = new Headers(init.headers);
+      if (this.#authorization) headers.set("authorization", this.#authorization);
+      res = await this.#fetch(`${this.url}${path}`, { ...init, headers, method });
     } catch (err) {
       throw new GatewayError(
-        `Cannot reach the blockmend API at ${this.url} (${what}): ${err instanceof Error ? err.message : String(err)}. ` +
+        `Cannot reach the blockmend API at ${this.url} (${what}): ${fetchErrorDetail(err)}. ` +
           "Is the gateway running? Point to it with --api URL or BLOCKMEND_API",
         0,
         undefined,
@@ -183,8 +193,9 @@ export class GatewayClient {
     } catch {
       // not our JSON error shape (a proxy, another server): keep the raw text
     }
+    const hint = res.status === 401 ? " (give the token with --token-file FILE or $BLOCKMEND_TOKEN)" : "";
     throw new GatewayError(
-      `${what} failed with ${res.status}${code ? ` ${code}` : ""}: ${message}`,
+      `${what} failed with ${res.status}${code ? ` ${code}` : ""}: ${message}${hint}`,
       res.status,
       code,
     );

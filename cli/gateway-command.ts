@@ -1,9 +1,14 @@
 /** `blockmend gateway`: serve images from chunk stores over NBD and HTTP. */
-import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { defaultMinReplicas, parseStoreFlag, startGateway } from "../gateway/gateway.ts";
-import { isLoopback, parseListenAddress } from "./listen-address.ts";
+import {
+  API_SECURITY_ARGS,
+  readApiSecurityFlags,
+  readStoreAccessFlags,
+  STORE_ACCESS_ARGS,
+} from "./api-security-flags.ts";
+import { parseListenAddress } from "./listen-address.ts";
 import { NBD_LISTEN_DESCRIPTION, NBD_TLS_ARGS, nbdServerOptions, nbdUsage } from "./nbd-flags.ts";
 import { readS3Flags, S3_ARGS, s3Banner } from "./s3-flags.ts";
 import { onShutdown } from "./shutdown.ts";
@@ -32,7 +37,8 @@ const command = defineCommand({
     nbd: { type: "string", description: NBD_LISTEN_DESCRIPTION, default: "127.0.0.1:10809" },
     ...NBD_TLS_ARGS,
     http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
-    "store-token-file": { type: "string", description: "Bearer token for http(s) stores" },
+    ...API_SECURITY_ARGS,
+    ...STORE_ACCESS_ARGS,
     "state-dir": {
       type: "string",
       description: "Directory for the gateway's id and lock (one gateway per directory)",
@@ -46,14 +52,12 @@ const command = defineCommand({
     const minReplicas = args["min-replicas"] ? Number(args["min-replicas"]) : defaultMinReplicas(replicas);
     const nbd = nbdServerOptions(args); // refuses a reachable NBD listener without TLS client auth
     const http = parseListenAddress(args.http, "--http");
-    if (!isLoopback(http.hostname)) {
-      console.error(
-        `blockmend gateway: warning: --http ${http.hostname} is reachable from other machines and has no authentication`,
-      );
-    }
-    const storeToken = args["store-token-file"]
-      ? (await readFile(args["store-token-file"], "utf8")).trim()
-      : undefined;
+    const security = await readApiSecurityFlags(args, rawArgs, http);
+    const storeAccess = await readStoreAccessFlags(
+      args,
+      rawArgs,
+      stores.map((s) => s.id),
+    );
     const s3 = await readS3Flags(args).catch((err: Error) => {
       console.error(`blockmend gateway: ${err.message}`);
       process.exit(2);
@@ -64,9 +68,10 @@ const command = defineCommand({
       minReplicas,
       nbd,
       http,
-      storeToken,
+      ...security,
+      ...storeAccess,
       stateDir: resolve(args["state-dir"]),
-      s3: s3?.config,
+      s3: s3 ? { ...s3.config, publicNames: security.httpAccess.publicNames } : undefined,
     });
     console.log(
       `blockmend gateway ${gw.id}: ${stores.length} stores, ${replicas} replicas (min ${minReplicas}); NBD on ${nbdUsage(nbd, gw.nbdPort).where}, HTTP API on ${gw.httpUrl}`,

@@ -1,15 +1,12 @@
 /** `blockmend heal status|wait`: what is healing, how far, and waiting for it to finish. */
 import { defineCommand } from "citty";
 import cliProgress from "cli-progress";
-import { apiUrl, GatewayClient, type HealStatusBody } from "./gateway-client.ts";
+import { API_CLIENT_ARGS, gatewayClientOf } from "./api-client-flags.ts";
+import type { HealStatusBody } from "./gateway-client.ts";
 import { formatBytes } from "./size.ts";
+import { strictCommand } from "./strict-flags.ts";
 
-const apiArg = {
-  api: {
-    type: "string",
-    description: "Gateway HTTP API URL (default: $BLOCKMEND_API or http://127.0.0.1:8080)",
-  },
-} as const;
+const apiArg = API_CLIENT_ARGS;
 
 /** One line per store. */
 function describe(h: HealStatusBody): string {
@@ -36,7 +33,7 @@ const status = defineCommand({
   meta: { name: "status", description: "Show heal progress per store" },
   args: { ...apiArg, json: { type: "boolean", description: "Print the raw JSON", default: false } },
   async run({ args }) {
-    const h = await new GatewayClient(apiUrl(args.api)).healStatus();
+    const h = await (await gatewayClientOf(args)).healStatus();
     console.log(args.json ? JSON.stringify(h, null, 2) : describe(h));
   },
 });
@@ -52,7 +49,7 @@ const wait = defineCommand({
     timeout: { type: "string", description: "Give up after this many seconds", default: "3600" },
   },
   async run({ args }) {
-    const client = new GatewayClient(apiUrl(args.api));
+    const client = await gatewayClientOf(args);
     const deadline = Date.now() + Number(args.timeout) * 1000;
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({
@@ -96,5 +93,5 @@ const wait = defineCommand({
 
 export default defineCommand({
   meta: { name: "heal", description: "Heal status, and waiting for heals to finish" },
-  subCommands: { status, wait },
+  subCommands: { status: strictCommand(status), wait: strictCommand(wait) },
 });

@@ -1,6 +1,7 @@
 /**
  * `blockmend image ...`: manage images on a running gateway through its HTTP API
- * (`--api URL`, else $BLOCKMEND_API, else http://127.0.0.1:8080).
+ * (`--api URL`, else $BLOCKMEND_API, else http://127.0.0.1:8080; `--ca`, `--token-file`:
+ * `api-client-flags.ts`).
  *
  *   create NAME SIZE [--chunk-size N]   SIZE in bytes or with K/M/G/T (1G, 512M)
  *   ls [--json]                         one line per image
@@ -17,16 +18,13 @@
 import { type ArgsDef, type CommandDef, defineCommand, type ParsedArgs } from "citty";
 import cliProgress from "cli-progress";
 import { parseExportName } from "../gateway/image/image-service.ts";
-import { apiUrl, GatewayClient } from "./gateway-client.ts";
+import { API_CLIENT_ARGS, gatewayClientOf } from "./api-client-flags.ts";
+import type { GatewayClient } from "./gateway-client.ts";
 import { exportImage, importImage, type TransferResult } from "./image-transfer.ts";
 import { formatBytes, parseSize } from "./size.ts";
+import { strictCommand } from "./strict-flags.ts";
 
-const apiArg = {
-  api: {
-    type: "string",
-    description: "Gateway HTTP API URL (default: $BLOCKMEND_API or http://127.0.0.1:8080)",
-  },
-} as const satisfies ArgsDef;
+const apiArg = API_CLIENT_ARGS;
 const jsonArg = {
   json: { type: "boolean", description: "Print JSON", default: false },
 } as const satisfies ArgsDef;
@@ -44,19 +42,21 @@ function command<A extends ArgsDef>(
   args: A,
   run: (args: ParsedArgs<A>, client: GatewayClient) => Promise<void>,
 ): CommandDef<A & typeof apiArg> {
-  return defineCommand({
-    meta: { name, description },
-    args: { ...args, ...apiArg },
-    async run({ args }) {
-      try {
-        // The merged args type is not assignable to ParsedArgs<A> generically; the values are.
-        await run(args as unknown as ParsedArgs<A>, new GatewayClient(apiUrl(args.api)));
-      } catch (err) {
-        console.error(`blockmend image ${name}: ${err instanceof Error ? err.message : String(err)}`);
-        process.exitCode = 1;
-      }
-    },
-  });
+  return strictCommand(
+    defineCommand({
+      meta: { name, description },
+      args: { ...args, ...apiArg },
+      async run({ args }) {
+        try {
+          // The merged args type is not assignable to ParsedArgs<A> generically; the values are.
+          await run(args as unknown as ParsedArgs<A>, await gatewayClientOf(args));
+        } catch (err) {
+          console.error(`blockmend image ${name}: ${err instanceof Error ? err.message : String(err)}`);
+          process.exitCode = 1;
+        }
+      },
+    }),
+  );
 }
 
 const optionalSize = (text: string | undefined, what: string) => (text ? parseSize(text, what) : undefined);

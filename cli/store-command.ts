@@ -1,19 +1,15 @@
 /** `blockmend store ls|safe-to-remove ID`: store states, and whether one can be taken down. */
 import { defineCommand } from "citty";
-import { apiUrl, GatewayClient } from "./gateway-client.ts";
+import { API_CLIENT_ARGS, gatewayClientOf } from "./api-client-flags.ts";
+import { strictCommand } from "./strict-flags.ts";
 
-const apiArg = {
-  api: {
-    type: "string",
-    description: "Gateway HTTP API URL (default: $BLOCKMEND_API or http://127.0.0.1:8080)",
-  },
-} as const;
+const apiArg = API_CLIENT_ARGS;
 
 const ls = defineCommand({
   meta: { name: "ls", description: "List stores with their role, state, identity and maintenance" },
   args: { ...apiArg, json: { type: "boolean", description: "Print the raw JSON", default: false } },
   async run({ args }) {
-    const answer = await new GatewayClient(apiUrl(args.api)).stores();
+    const answer = await (await gatewayClientOf(args)).stores();
     if (args.json) {
       console.log(JSON.stringify(answer, null, 2));
       return;
@@ -45,7 +41,7 @@ const maintenance = defineCommand({
       console.error(`blockmend store maintenance: say on or off, not "${args.mode}"`);
       process.exit(2);
     }
-    const r = await new GatewayClient(apiUrl(args.api)).setMaintenance(args.id, args.mode === "on");
+    const r = await (await gatewayClientOf(args)).setMaintenance(args.id, args.mode === "on");
     console.log(
       r.maintenance
         ? `store ${r.store} is in maintenance: new writes do not count it (${r.headsStamped} image head(s) stamped); wait for "store safe-to-remove ${r.store}"`
@@ -61,7 +57,7 @@ const safeToRemove = defineCommand({
   },
   args: { ...apiArg, id: { type: "positional", description: "Store id", required: true } },
   async run({ args }) {
-    const r = await new GatewayClient(apiUrl(args.api)).safeToRemove(args.id);
+    const r = await (await gatewayClientOf(args)).safeToRemove(args.id);
     if (r.safe) {
       console.log(
         r.maintenance
@@ -78,5 +74,9 @@ const safeToRemove = defineCommand({
 
 export default defineCommand({
   meta: { name: "store", description: "Store states and safe maintenance" },
-  subCommands: { ls, "safe-to-remove": safeToRemove, maintenance },
+  subCommands: {
+    ls: strictCommand(ls),
+    "safe-to-remove": strictCommand(safeToRemove),
+    maintenance: strictCommand(maintenance),
+  },
 });

@@ -6,6 +6,7 @@
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { defaultMinReplicas, startGateway } from "../gateway/gateway.ts";
+import { API_SECURITY_ARGS, readApiSecurityFlags } from "./api-security-flags.ts";
 import { parseListenAddress } from "./listen-address.ts";
 import { NBD_LISTEN_DESCRIPTION, NBD_TLS_ARGS, nbdServerOptions, nbdUsage } from "./nbd-flags.ts";
 import { readS3Flags, S3_ARGS, s3Banner } from "./s3-flags.ts";
@@ -21,19 +22,22 @@ const command = defineCommand({
     nbd: { type: "string", description: NBD_LISTEN_DESCRIPTION, default: "127.0.0.1:10809" },
     ...NBD_TLS_ARGS,
     http: { type: "string", description: "HOST:PORT for the HTTP API", default: "127.0.0.1:8080" },
+    ...API_SECURITY_ARGS,
     ...S3_ARGS,
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     const data = resolve(args.data);
     const stores = ["a", "b", "c"].map((id) => ({ id, url: `file:${data}/store-${id}` }));
     const nbd = nbdServerOptions(args);
     const http = parseListenAddress(args.http, "--http");
+    const security = await readApiSecurityFlags(args, rawArgs, http);
     const s3 = await readS3Flags(args, { generatedCredentialsDir: data }).catch((err: Error) => {
       console.error(`blockmend up: ${err.message}`);
       process.exit(2);
     });
     const gw = await startGateway({
-      s3: s3?.config,
+      s3: s3 ? { ...s3.config, publicNames: security.httpAccess.publicNames } : undefined,
+      ...security,
       stores,
       replicas: REPLICAS,
       minReplicas: defaultMinReplicas(REPLICAS),
@@ -42,7 +46,11 @@ const command = defineCommand({
       stateDir: `${data}/gateway`,
     });
     const api = gw.httpUrl;
-    const apiFlag = api === "http://127.0.0.1:8080" ? "" : ` --api ${api}`;
+    const apiFlag = [
+      api === "http://127.0.0.1:8080" ? "" : ` --api ${api}`,
+      security.tls && args["tls-dir"] ? ` --ca ${resolve(args["tls-dir"], "ca-cert.pem")}` : "",
+      args["token-file"] ? ` --token-file ${resolve(args["token-file"])}` : "",
+    ].join("");
     const usage = nbdUsage(nbd, gw.nbdPort);
     console.log(`blockmend up: 3 file stores under ${data}, ${REPLICAS} replicas`);
     console.log(`  NBD:      ${usage.exportUri("<image>")}   (image@snapshot: read-only)`);

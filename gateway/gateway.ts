@@ -7,7 +7,7 @@
 import { LRUCache } from "lru-cache";
 import type { Hash } from "../chunkstore/chunk-store.ts";
 import { openStore } from "../chunkstore/open-store.ts";
-import { serveHttp } from "../runtime/serve-http.ts";
+import { type HttpsCredentials, serveHttp } from "../runtime/serve-http.ts";
 import { createTaskPool } from "../workers/create-task-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
 import { openGatewayState } from "./gateway-state.ts";
@@ -23,6 +23,7 @@ import { DamageLedger, RepairQueue } from "./heal/read-repair.ts";
 import { Replacements } from "./heal/replacement.ts";
 import { Scrubber } from "./heal/scrub.ts";
 import { HealThrottle } from "./heal/throttle.ts";
+import { type ApiAccessOptions, apiGuard } from "./http/api-access.ts";
 import { DASHBOARD_OPENAPI_PATHS, startDashboard } from "./http/dashboard-routes.ts";
 import { GC_OPENAPI_PATHS, mountGcRoutes } from "./http/gc-api.ts";
 import { createGatewayApp } from "./http/http-api.ts";
@@ -64,6 +65,14 @@ export interface GatewayConfig {
   readonly stateDir: string;
   /** Bearer token for `http(s)://` stores. */
   readonly storeToken?: string;
+  /** Bearer tokens per store id (`--store-token-file ID=FILE`); before `storeToken`. */
+  readonly storeTokens?: Readonly<Record<string, string>>;
+  /** CA (PEM) that `https://` stores' certificates must chain to (`--store-ca`). */
+  readonly storeCa?: string;
+  /** Who may call the HTTP API (tokens, public names); the listen address comes from `http`. */
+  readonly httpAccess?: Omit<ApiAccessOptions, "hostname">;
+  /** HTTPS for the HTTP API and the S3 endpoint (from `--tls-dir`). */
+  readonly tls?: HttpsCredentials;
   /** Bytes of clean chunks kept in memory. */
   readonly chunkCacheBytes?: number;
   /** Dirty bytes held across all images before writers wait. */
@@ -335,7 +344,10 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     cleanups.push(() => state.lock.release());
     const configured: ConfiguredStore[] = [];
     for (const s of config.stores) {
-      const store = await openStore(s.url, { token: config.storeToken });
+      const store = await openStore(s.url, {
+        token: config.storeTokens?.[s.id] ?? config.storeToken,
+        ca: config.storeCa,
+      });
       cleanups.push(() => store.close());
       configured.push({ id: s.id, url: s.url, store });
     }
@@ -358,13 +370,14 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
         dashboard.mount(a);
       },
       openapiPaths: { ...STATUS_OPENAPI_PATHS, ...GC_OPENAPI_PATHS, ...DASHBOARD_OPENAPI_PATHS },
+      guard: apiGuard({ ...config.httpAccess, hostname: config.http.hostname }),
     });
-    const http = await serveHttp(app.fetch, config.http);
+    const http = await serveHttp(app.fetch, { ...config.http, tls: config.tls });
     cleanups.push(() => {
       dashboard.close(); // first: open event streams would hold the listener open
       return http.close();
     });
-    const s3 = config.s3 ? await startS3Endpoint(core.images, config.s3) : undefined;
+    const s3 = config.s3 ? await startS3Endpoint(core.images, { ...config.s3, tls: config.tls }) : undefined;
     if (s3) cleanups.push(() => s3.close());
     return { ...core, nbdPort: nbd.port, httpUrl: http.url, s3Url: s3?.url, close };
   } catch (err) {

@@ -20,13 +20,21 @@ export interface ServeOptions {
    * (MAX_BATCH_BYTES, 64 MiB + 64 KiB); routes enforce their exact limits themselves.
    */
   readonly maxRequestBodySize?: number;
+  /** Serve HTTPS with this certificate chain and key (PEM; `tls-files.ts` loads them from `--tls-dir`). */
+  readonly tls?: HttpsCredentials;
+}
+
+/** A server certificate (and intermediates after it) and its private key, PEM. */
+export interface HttpsCredentials {
+  readonly cert: string;
+  readonly key: string;
 }
 
 /** A listening server. */
 export interface HttpServer {
   readonly hostname: string;
   readonly port: number;
-  /** Base URL, for example `http://127.0.0.1:41234`. */
+  /** Base URL, for example `http://127.0.0.1:41234` (`https://` with TLS). */
   readonly url: string;
   /**
    * Stops accepting connections and lets requests in flight finish, for at most
@@ -48,6 +56,7 @@ interface BunLike {
     port: number;
     maxRequestBodySize: number;
     development: boolean;
+    tls?: { cert: string; key: string };
     error(error: Error): Response;
   }): { hostname?: string; port?: number; stop(closeActiveConnections?: boolean): Promise<void> | void };
 }
@@ -56,6 +65,8 @@ interface DenoLike {
     options: {
       hostname: string;
       port: number;
+      cert?: string;
+      key?: string;
       onListen(addr: { hostname: string; port: number }): void;
       onError(error: unknown): Response;
     },
@@ -83,12 +94,13 @@ export async function serveHttp(handler: FetchHandler, options: ServeOptions = {
       port,
       maxRequestBodySize: options.maxRequestBodySize ?? DEFAULT_MAX_BODY,
       development: false,
+      ...(options.tls ? { tls: { cert: options.tls.cert, key: options.tls.key } } : {}),
       error: (error) => internalError(error),
     });
     const bound = { hostname: server.hostname ?? hostname, port: server.port ?? port };
     return {
       ...bound,
-      url: urlOf(bound.hostname, bound.port),
+      url: urlOf(bound.hostname, bound.port, options.tls !== undefined),
       close: async () => {
         if (!(await withinGrace(server.stop(false)))) await server.stop(true);
       },
@@ -100,14 +112,20 @@ export async function serveHttp(handler: FetchHandler, options: ServeOptions = {
     let server!: ReturnType<DenoLike["serve"]>;
     await new Promise<void>((resolve) => {
       server = deno.serve(
-        { hostname, port, onListen: () => resolve(), onError: (error) => internalError(error) },
+        {
+          hostname,
+          port,
+          ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
+          onListen: () => resolve(),
+          onError: (error) => internalError(error),
+        },
         handler,
       );
     });
     const bound = { hostname: server.addr.hostname, port: server.addr.port };
     return {
       ...bound,
-      url: urlOf(bound.hostname, bound.port),
+      url: urlOf(bound.hostname, bound.port, options.tls !== undefined),
       close: async () => {
         // Deno has no forced close; after the grace period the remaining requests finish on their own.
         await withinGrace(server.shutdown().then(() => server.finished));
@@ -134,8 +152,8 @@ async function withinGrace(work: Promise<void> | void): Promise<boolean> {
   }
 }
 
-function urlOf(hostname: string, port: number): string {
-  return `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+function urlOf(hostname: string, port: number, https: boolean): string {
+  return `http${https ? "s" : ""}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
 }
 
 /** Last resort when the handler itself throws (a Hono app maps its own errors). */

@@ -45,6 +45,7 @@ done
 # again with every server under Deno.
 DENO_SUITES=(
   test/runtime/chunkstore-process.test.ts
+  test/runtime/secure-deployment.test.ts
   test/gateway/gateway-interop.test.ts
   test/gateway/heal/heal-scenario.test.ts
   test/gateway/http/events-process.test.ts

@@ -28,9 +28,9 @@ export const DEFAULT_HEAL_LIMITS: HealLimits = {
 };
 
 /** The smallest rate accepted for any limit: below it a heal of one chunk takes seconds. */
-const MIN_RATE = 64 * 1024;
+export const MIN_RATE = 64 * 1024;
 /** The largest copy concurrency: beyond, batches only queue at the stores. */
-const MAX_CONCURRENCY = 64;
+export const MAX_CONCURRENCY = 64;
 /** Foreground p99 above this multiple of the idle baseline halves the heal rate. */
 const BACKOFF_FACTOR = 1.25;
 

@@ -8,25 +8,18 @@
  */
 import type { Hono } from "hono";
 import { type Collector, DEFAULT_GC_GRACE_MS, GcBusyError } from "../gc/collector.ts";
+import { jsonLimit, noBody } from "./_body-limits.ts";
 import type { PathItem } from "./openapi.ts";
+import { GcBody, GcQuery, valid } from "./schemas.ts";
 
 /** Mounts the gc routes on `app`. */
 export function mountGcRoutes(app: Hono, gc: Collector): void {
-  app.post("/v1/gc", async (c) => {
-    const text = await c.req.text();
-    let body: { graceSeconds?: unknown } | null;
-    try {
-      body = text.trim() === "" ? {} : JSON.parse(text);
-    } catch {
-      throw new TypeError('Body must be JSON {"graceSeconds": n} (or empty for the default)');
-    }
-    const grace = body?.graceSeconds;
-    if (grace !== undefined && (typeof grace !== "number" || !Number.isFinite(grace) || grace < 0))
-      throw new TypeError('Body must be JSON {"graceSeconds": n} with n >= 0 (or empty for the default)');
+  app.post("/v1/gc", jsonLimit, valid("query", GcQuery), valid("json", GcBody), async (c) => {
+    const grace = c.req.valid("json").graceSeconds;
     const graceMs = grace === undefined ? DEFAULT_GC_GRACE_MS : Math.round(grace * 1000);
     try {
       const { report, done } = await gc.start({ graceMs });
-      if (c.req.query("wait") === "1") return c.json(await done, 200);
+      if (c.req.valid("query").wait === "1") return c.json(await done, 200);
       done.catch(() => {});
       return c.json(report, 202);
     } catch (err) {
@@ -36,7 +29,7 @@ export function mountGcRoutes(app: Hono, gc: Collector): void {
     }
   });
 
-  app.get("/v1/gc", async (c) =>
+  app.get("/v1/gc", noBody, async (c) =>
     c.json({ running: gc.current?.finishedAt ? null : gc.current, last: await gc.lastReport() }),
   );
 }

@@ -24,13 +24,13 @@
  * it shares the open image (and its cache) with NBD clients of this gateway.
  */
 import { type Context, Hono, type MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { secureHeaders } from "hono/secure-headers";
 import pLimit from "p-limit";
 import { ImageNotFoundError, ReadOnlyError } from "../errors.ts";
-import { assertImageName, assertImageSize } from "../image/head.ts";
 import type { Image } from "../image/image.ts";
 import type { ImageService } from "../image/image-service.ts";
+import { jsonLimit, limit, noBody } from "./_body-limits.ts";
 import { parseContentRange, parseRangeHeader } from "./_byte-range.ts";
 import { errorResponse } from "./http-errors.ts";
 import {
@@ -38,13 +38,21 @@ import {
   type ImageInfo,
   imageInfo,
   MAX_DATA_BODY_BYTES,
-  MAX_JSON_BYTES,
   MAX_MAP_BLOCKS,
   type MapExtent,
   type MapResponse,
   snapshotInfos,
 } from "./http-wire.ts";
 import { openApiDocument, type PathItem } from "./openapi.ts";
+import {
+  CreateImageBody,
+  MapQuery,
+  ResizeBody,
+  SnapshotBody,
+  valid,
+  WriteQuery,
+  ZeroQuery,
+} from "./schemas.ts";
 
 /** Options of {@link createGatewayApp}. */
 export interface GatewayAppOptions {
@@ -52,6 +60,11 @@ export interface GatewayAppOptions {
   readonly routes?: (app: Hono) => void;
   /** OpenAPI path items of those routes, merged into `/v1/openapi.json`. */
   readonly openapiPaths?: Record<string, PathItem>;
+  /**
+   * Middleware in front of every route, before any route runs (`api-access.ts`: Host and
+   * Origin rules, bearer tokens, the body deadline); refusals share the error mapping.
+   */
+  readonly guard?: readonly MiddlewareHandler[];
 }
 
 /** Heads read at once when listing images. */
@@ -76,7 +89,8 @@ export function createGatewayApp(images: ImageService, options: GatewayAppOption
     ),
   );
 
-  const jsonLimit = limit(MAX_JSON_BYTES);
+  app.use("*", secureHeaders());
+  for (const g of options.guard ?? []) app.use("*", g);
 
   app.get("/v1/health", (c) => c.json({ ok: true, api: 1 }));
   app.get("/v1/openapi.json", (c) => c.json(openapi));
@@ -98,18 +112,12 @@ export function createGatewayApp(images: ImageService, options: GatewayAppOption
     return c.json({ images: infos.filter((i): i is ImageInfo => i !== null) });
   });
 
-  app.post("/v1/images", jsonLimit, async (c) => {
-    const body = await readJson(c);
-    const from = optional(body, "from", "string");
-    const size = optional(body, "size", "number");
+  app.post("/v1/images", jsonLimit, valid("json", CreateImageBody), async (c) => {
+    const { name, size, chunkSize, from } = c.req.valid("json");
     // A clone is created at its snapshot's size and then grown: ImageService.create keeps the
     // snapshot's root as is, which is wrong once the bigger size needs a taller block map.
-    let head = await images.create(body.name as string, from ? undefined : size, {
-      chunkSize: optional(body, "chunkSize", "number"),
-      from,
-    });
+    let head = await images.create(name, from ? undefined : size, { chunkSize, from });
     if (from && size !== undefined && size > head.size) {
-      assertImageSize(size);
       await images.withImage(head.name, (image) => image.resize(size));
       head = await images.info(head.name);
     }
@@ -119,16 +127,14 @@ export function createGatewayApp(images: ImageService, options: GatewayAppOption
 
   app.get("/v1/images/:name", async (c) => c.json(imageInfo(await images.info(c.req.param("name")))));
 
-  app.patch("/v1/images/:name", jsonLimit, async (c) => {
+  app.patch("/v1/images/:name", jsonLimit, valid("json", ResizeBody), async (c) => {
     const name = writable(c.req.param("name"));
-    const size = optional(await readJson(c), "size", "number");
-    if (size === undefined) throw new TypeError('Expected a JSON body {"size": bytes}');
-    assertImageSize(size);
+    const { size } = c.req.valid("json");
     await images.withImage(name, (image) => image.resize(size));
     return c.json(imageInfo(await images.info(name)));
   });
 
-  app.delete("/v1/images/:name", async (c) => {
+  app.delete("/v1/images/:name", noBody, async (c) => {
     await images.remove(writable(c.req.param("name")));
     return c.body(null, 204);
   });
@@ -139,16 +145,15 @@ export function createGatewayApp(images: ImageService, options: GatewayAppOption
     c.json({ snapshots: snapshotInfos(await images.info(c.req.param("name"))) }),
   );
 
-  app.post("/v1/images/:name/snapshots", jsonLimit, async (c) => {
+  app.post("/v1/images/:name/snapshots", jsonLimit, valid("json", SnapshotBody), async (c) => {
     const name = writable(c.req.param("name"));
-    const snap = (await readJson(c)).name;
-    assertImageName(snap, "snapshot");
+    const snap = c.req.valid("json").name;
     const head = await images.snapshot(name, snap);
     c.header("location", `/v1/images/${name}/snapshots/${snap}`);
     return c.json(snapshotInfos(head).find((s) => s.name === snap)!, 201);
   });
 
-  app.delete("/v1/images/:name/snapshots/:snap", async (c) => {
+  app.delete("/v1/images/:name/snapshots/:snap", noBody, async (c) => {
     await images.deleteSnapshot(writable(c.req.param("name")), c.req.param("snap"));
     return c.body(null, 204);
   });
@@ -179,28 +184,28 @@ export function createGatewayApp(images: ImageService, options: GatewayAppOption
     }
   });
 
-  app.put("/v1/images/:name/data", limit(MAX_DATA_BODY_BYTES), async (c) => {
+  app.put("/v1/images/:name/data", limit(MAX_DATA_BODY_BYTES), valid("query", WriteQuery), async (c) => {
     const name = writable(c.req.param("name"));
     const bytes = new Uint8Array(await c.req.arrayBuffer());
-    const offset = writeOffset(c, bytes.byteLength);
+    const offset = writeOffset(c, c.req.valid("query").offset, bytes.byteLength);
     await images.withImage(name, (image) => image.write(offset, bytes, { fua: true }));
     return c.body(null, 204);
   });
 
-  app.post("/v1/images/:name/zero", async (c) => {
+  app.post("/v1/images/:name/zero", noBody, valid("query", ZeroQuery), async (c) => {
     const name = writable(c.req.param("name"));
-    const offset = queryInt(c, "offset", true);
-    const length = queryInt(c, "length", true);
+    const { offset, length } = c.req.valid("query");
     await images.withImage(name, (image) =>
       image.writeZeroes(offset, length, { fua: true, noHole: false, fastZero: false }),
     );
     return c.body(null, 204);
   });
 
-  app.get("/v1/images/:name/map", async (c) => {
+  app.get("/v1/images/:name/map", valid("query", MapQuery), async (c) => {
+    const { offset, length } = c.req.valid("query");
     const image = await images.open(c.req.param("name"));
     try {
-      return c.json(await mapOf(image, queryInt(c, "offset", false), queryInt(c, "length", false)));
+      return c.json(await mapOf(image, offset, length));
     } finally {
       await images.release(image);
     }
@@ -213,58 +218,6 @@ export function createGatewayApp(images: ImageService, options: GatewayAppOption
 // ---------------------------------------------------------------------------
 // Helpers.
 
-/** Body limit for one route; overflow becomes a 413 through the one error mapping. */
-function limit(maxSize: number): MiddlewareHandler {
-  return bodyLimit({
-    maxSize,
-    onError: () => {
-      throw new HTTPException(413, { message: `Request body is larger than ${maxSize} bytes` });
-    },
-  });
-}
-
-/** The request body as a JSON object; anything else is a TypeError (400). */
-async function readJson(c: Context): Promise<Record<string, unknown>> {
-  let body: unknown;
-  try {
-    body = await c.req.json();
-  } catch (e) {
-    throw new TypeError(`Request body is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new TypeError("Request body must be a JSON object");
-  }
-  return body as Record<string, unknown>;
-}
-
-/** `body[key]` if present, checked to be of `type`. */
-function optional<T extends "string" | "number">(
-  body: Record<string, unknown>,
-  key: string,
-  type: T,
-): (T extends "string" ? string : number) | undefined {
-  const value = body[key];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== type) throw new TypeError(`"${key}" must be a ${type}; got ${JSON.stringify(value)}`);
-  return value as T extends "string" ? string : number;
-}
-
-/** A non-negative integer query parameter; `required` false gives undefined when absent. */
-function queryInt(c: Context, key: string, required: true): number;
-function queryInt(c: Context, key: string, required: false): number | undefined;
-function queryInt(c: Context, key: string, required: boolean): number | undefined {
-  const raw = c.req.query(key);
-  if (raw === undefined) {
-    if (required) throw new TypeError(`Query parameter "${key}" is required`);
-    return undefined;
-  }
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n)) {
-    throw new TypeError(`Query parameter "${key}"=${JSON.stringify(raw)} is not a non-negative integer`);
-  }
-  return n;
-}
-
 /** The name of a writable image: a snapshot (`image@snap`) is read-only. */
 function writable(name: string): string {
   if (name.includes("@")) throw new ReadOnlyError(name);
@@ -272,8 +225,7 @@ function writable(name: string): string {
 }
 
 /** The offset of a data write: `?offset=N`, or `Content-Range: bytes a-b/*` matching the body length. */
-function writeOffset(c: Context, length: number): number {
-  const offset = queryInt(c, "offset", false);
+function writeOffset(c: Context, offset: number | undefined, length: number): number {
   const header = c.req.header("content-range");
   if (offset !== undefined && header !== undefined) {
     throw new TypeError("Give the write offset as ?offset=N or as Content-Range, not both");

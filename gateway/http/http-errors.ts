@@ -7,6 +7,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { AccessRefusedError } from "../../access/access-errors.ts";
 import {
   ChunkCorruptError,
   ChunkNotFoundError,
@@ -46,6 +47,9 @@ export interface HttpError {
 /** The one mapping from a thrown value to status, code and message. Unknown errors are 500 and logged. */
 export function httpErrorOf(err: unknown): HttpError {
   const message = err instanceof Error ? err.message : String(err);
+  // The codes of `access/` are API_ERROR codes too (the same strings on every listener).
+  if (err instanceof AccessRefusedError)
+    return { status: err.status, code: err.code, message, headers: { ...err.headers } };
   if (err instanceof HTTPException) {
     if (err.status === 404) return { status: 404, code: API_ERROR.NOT_FOUND, message };
     if (err.status === 413) return { status: 413, code: API_ERROR.PAYLOAD_TOO_LARGE, message };

@@ -14,8 +14,20 @@ export const API_ERROR = {
   BAD_REQUEST: "bad_request",
   /** 400: a value out of range: size, offset, chunk size (a RangeError in the gateway). */
   OUT_OF_RANGE: "out_of_range",
+  /** 401: no bearer token, or one this gateway does not know (`access/`, `--token-file`). */
+  UNAUTHORIZED: "unauthorized",
+  /** 403: a status token (`--status-token-file`) on a route that needs a full token. */
+  FORBIDDEN_SCOPE: "forbidden_scope",
+  /** 403: a `Host` that is none of the gateway's names (DNS rebinding; `--public-name`). */
+  FORBIDDEN_HOST: "forbidden_host",
+  /** 403: a state-changing request from another web origin. */
+  FORBIDDEN_ORIGIN: "forbidden_origin",
+  /** 403: a state-changing request with a body type browsers send cross-site (text/plain, forms). */
+  FORBIDDEN_CONTENT_TYPE: "forbidden_content_type",
   /** 404: no such route. */
   NOT_FOUND: "not_found",
+  /** 408: the request body did not arrive in time (slow-drip client). */
+  REQUEST_TIMEOUT: "request_timeout",
   /** 404: no such image or snapshot. */
   IMAGE_NOT_FOUND: "image_not_found",
   /** 409: an image (or snapshot) of that name exists already. */

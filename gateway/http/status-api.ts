@@ -15,7 +15,9 @@ import type { ClusterStatus } from "../heal/cluster-status.ts";
 import type { HealScheduler } from "../heal/heal-scheduler.ts";
 import { LATENCY_BUCKETS, type LatencyMonitor } from "../heal/latency-monitor.ts";
 import type { HealThrottle } from "../heal/throttle.ts";
+import { jsonLimit } from "./_body-limits.ts";
 import type { PathItem } from "./openapi.ts";
+import { HealLimitsBody, MaintenanceBody, valid } from "./schemas.ts";
 
 /** What the status routes read and do. */
 export interface StatusSources {
@@ -42,11 +44,9 @@ export function mountStatusRoutes(app: Hono, s: StatusSources): void {
     }
   });
 
-  app.put("/v1/stores/:id/maintenance", async (c) => {
+  app.put("/v1/stores/:id/maintenance", jsonLimit, valid("json", MaintenanceBody), async (c) => {
     const id = c.req.param("id");
-    const body = (await c.req.json().catch(() => null)) as { on?: unknown } | null;
-    if (!body || typeof body.on !== "boolean")
-      throw new TypeError('Body must be JSON {"on": true} or {"on": false}');
+    const body = c.req.valid("json");
     try {
       const { stamped } = await s.maintenance(id, body.on);
       return c.json({ store: id, maintenance: body.on, headsStamped: stamped });
@@ -59,14 +59,9 @@ export function mountStatusRoutes(app: Hono, s: StatusSources): void {
 
   app.get("/v1/heal", async (c) => c.json(await s.status.heal()));
   app.get("/v1/heal/limits", (c) => c.json(s.throttle.limits()));
-  app.put("/v1/heal/limits", async (c) => {
-    const body = await c.req.json().catch(() => {
-      throw new TypeError(
-        'Body must be JSON: {"rateBytesPerSecond": ..., "floorBytesPerSecond": ..., "ceilingBytesPerSecond": ..., "concurrency": ..., "scrubBytesPerSecond": ...}',
-      );
-    });
-    return c.json(s.throttle.setLimits(body));
-  });
+  app.put("/v1/heal/limits", jsonLimit, valid("json", HealLimitsBody), async (c) =>
+    c.json(s.throttle.setLimits(c.req.valid("json"))),
+  );
 
   app.get("/metrics", async (c) =>
     c.text(await metrics(s), 200, { "content-type": "text/plain; version=0.0.4" }),

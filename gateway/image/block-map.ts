@@ -7,12 +7,31 @@
  * Page format (frozen): the concatenation of up to FANOUT raw hashes with trailing
  * zero entries trimmed. A page whose entries are all zero is never stored: its hash is
  * the zero hash, like a hole.
+ *
+ * Memory: a hole costs nothing. A lookup that meets a zero entry stops there (the whole
+ * subtree below is a hole), so reading or mapping a sparse image loads and allocates no
+ * page for its holes; a page is made for a hole only when a block under it is written.
+ * Loaded clean pages of one map are bounded by an LRU ({@link DEFAULT_LOADED_PAGE_BYTES});
+ * an evicted page is loaded again through the page loader (the gateway's chunk cache).
+ * Dirty pages stay until the commit that writes them, and the pages a commit wrote stay
+ * until the caller says they are stored ({@link BlockMap.pagesStored}).
  */
+import { LRUCache } from "lru-cache";
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { HASH_BYTES, hashBytes, toHex } from "../../chunkstore/hash.ts";
 
 /** Entries per page: 256 x 32 bytes = 8 KiB pages; a leaf covers 16 MiB of 64 KiB chunks. */
 export const FANOUT = 256;
+
+/** Bytes of a page in memory (a full FANOUT-entry page). */
+export const PAGE_BYTES = FANOUT * HASH_BYTES;
+
+/**
+ * Clean pages one open map keeps loaded: 16 MiB = 2048 pages, the whole map of 32 GiB of
+ * written data at 64 KiB chunks; past that the least recently used clean pages go (the
+ * gateway's chunk cache keeps their bytes, so one comes back without a store read).
+ */
+export const DEFAULT_LOADED_PAGE_BYTES = 16 * 1024 * 1024;
 
 /** The address of a hole (an all-zero block) and of an empty page. */
 export const ZERO_HASH: Hash = "0".repeat(64);
@@ -39,10 +58,10 @@ export function encodePage(entries: Uint8Array): Uint8Array {
 
 /** A full FANOUT-entry page from its stored bytes. */
 export function decodePage(bytes: Uint8Array): Uint8Array {
-  if (bytes.byteLength % HASH_BYTES !== 0 || bytes.byteLength > FANOUT * HASH_BYTES) {
+  if (bytes.byteLength % HASH_BYTES !== 0 || bytes.byteLength > PAGE_BYTES) {
     throw new RangeError(`Invalid block map page of ${bytes.byteLength} bytes`);
   }
-  const page = new Uint8Array(FANOUT * HASH_BYTES);
+  const page = new Uint8Array(PAGE_BYTES);
   page.set(bytes);
   return page;
 }
@@ -63,11 +82,18 @@ function rawHash(hash: Hash): Uint8Array {
 /** Reads a page chunk by hash (from the image's stores). */
 export type PageLoader = (hash: Hash) => Promise<Uint8Array>;
 
-/** A page loaded in memory; `dirty` pages are rewritten by the next {@link BlockMap.commit}. */
+/**
+ * A page loaded in memory. `dirty` pages (and every page above one) are rewritten by the
+ * next {@link BlockMap.commit} and are never evicted; clean pages below the top sit in
+ * the map's LRU, and evicting one detaches it (and what was loaded below it) from its parent.
+ */
 interface Node {
   entries: Uint8Array;
   dirty: boolean;
   children: Map<number, Node>;
+  /** The page above and this page's slot in it; null for the top page. */
+  parent: Node | null;
+  slot: number;
 }
 
 /** The pages a commit produced: the new root and the page chunks to store. */
@@ -76,25 +102,49 @@ export interface MapCommit {
   readonly pages: { hash: Hash; bytes: Uint8Array }[];
 }
 
+/** A run of blocks that are all holes or all data, as {@link BlockMap.runs} yields them. */
+export interface BlockRun {
+  readonly blocks: number;
+  readonly hole: boolean;
+}
+
+/** Options of {@link BlockMap}. */
+export interface BlockMapOptions {
+  /** Clean pages kept loaded, in bytes (default {@link DEFAULT_LOADED_PAGE_BYTES}). */
+  readonly loadedPageBytes?: number;
+}
+
 /**
- * A mutable view of one image version's block map. Pages load lazily and stay in
- * memory while the map is open (8 KiB per 16 MiB of image at 64 KiB chunks).
+ * A mutable view of one image version's block map. Pages load lazily; holes are never
+ * loaded or allocated, and clean pages are bounded by an LRU (see the module doc).
  */
 export class BlockMap {
   #root: Hash;
   #levels: number;
   #top: Promise<Node> | null = null;
-
-  private readonly load: PageLoader;
+  readonly #load: PageLoader;
+  /** Clean pages below the top, least recently used first out. */
+  readonly #clean: LRUCache<Node, Node>;
+  /** Pages the last commit wrote, kept until {@link BlockMap.pagesStored}: their bytes may be nowhere else yet. */
+  #unstored: Node[] = [];
+  #topSettled: Node | null = null;
 
   readonly blocks: number;
 
-  constructor(load: PageLoader, root: Hash, blocks: number) {
-    this.load = load;
-
+  constructor(load: PageLoader, root: Hash, blocks: number, options: BlockMapOptions = {}) {
+    this.#load = load;
     this.blocks = blocks;
     this.#root = root;
     this.#levels = levelsFor(blocks);
+    const maxSize = options.loadedPageBytes ?? DEFAULT_LOADED_PAGE_BYTES;
+    this.#clean = new LRUCache<Node, Node>({
+      maxSize: Math.max(PAGE_BYTES, maxSize),
+      sizeCalculation: () => PAGE_BYTES,
+      // Called once the cache is consistent again, so the subtree can be dropped from it too.
+      disposeAfter: (node, _key, reason) => {
+        if (reason === "evict") this.#detach(node);
+      },
+    });
   }
 
   /** Hash of the last committed version. */
@@ -106,52 +156,165 @@ export class BlockMap {
     return this.#levels;
   }
 
-  async #node(hash: Hash): Promise<Node> {
-    const entries =
-      hash === ZERO_HASH ? new Uint8Array(FANOUT * HASH_BYTES) : decodePage(await this.load(hash));
-    return { entries, dirty: false, children: new Map() };
+  /** Pages in memory now (the top one and every loaded or dirty one below it). */
+  get loadedPages(): number {
+    let n = 0;
+    const count = (node: Node) => {
+      n++;
+      for (const c of node.children.values()) count(c);
+    };
+    // The top is settled once any lookup finished; before that nothing is loaded.
+    if (this.#topSettled) count(this.#topSettled);
+    return n;
+  }
+
+  async #node(hash: Hash, parent: Node | null, slot: number): Promise<Node> {
+    // Only the top page of an empty map is made for a hole (lookups stop at zero entries).
+    const entries = hash === ZERO_HASH ? new Uint8Array(PAGE_BYTES) : decodePage(await this.#load(hash));
+    return { entries, dirty: false, children: new Map(), parent, slot };
   }
 
   #topNode(): Promise<Node> {
-    this.#top ??= this.#node(this.#root);
+    this.#top ??= this.#node(this.#root, null, 0).then((n) => {
+      this.#topSettled = n;
+      return n;
+    });
     return this.#top;
   }
 
-  /** Descends to the leaf holding `block`, loading pages on the way. */
-  async #leaf(block: number): Promise<{ leaf: Node; slot: number; path: Node[] }> {
+  /** An evicted page leaves its parent, and every page loaded below it leaves the LRU. */
+  #detach(node: Node): void {
+    const parent = node.parent;
+    if (parent && parent.children.get(node.slot) === node) parent.children.delete(node.slot);
+    const drop = (n: Node) => {
+      for (const c of n.children.values()) {
+        this.#clean.delete(c);
+        drop(c);
+      }
+      n.children.clear();
+    };
+    drop(node);
+  }
+
+  /** True if `node` is still reachable from the top (not evicted meanwhile). */
+  #attached(node: Node): boolean {
+    for (let n = node; n.parent; n = n.parent) if (n.parent.children.get(n.slot) !== n) return false;
+    return true;
+  }
+
+  #checkBlock(block: number): void {
     if (!Number.isInteger(block) || block < 0 || block >= this.blocks) {
       throw new RangeError(`Block ${block} is outside the map (${this.blocks} blocks)`);
     }
+  }
+
+  /** The loaded child at `slot` of `node`, loading it (a non-hole) if needed. */
+  async #child(node: Node, slot: number): Promise<Node> {
+    let child = node.children.get(slot);
+    if (child) {
+      if (!child.dirty) this.#clean.get(child); // recently used
+      return child;
+    }
+    const hash = toHex(node.entries.subarray(slot * HASH_BYTES, (slot + 1) * HASH_BYTES));
+    const loaded = await this.#node(hash, node, slot);
+    // Another lookup may have loaded it meanwhile; keep the first so no update is lost.
+    child = node.children.get(slot);
+    if (child) return child;
+    node.children.set(slot, loaded);
+    if (!node.dirty && !this.#attached(node)) return loaded; // its parent was evicted meanwhile
+    this.#clean.set(loaded, loaded);
+    return loaded;
+  }
+
+  /**
+   * Descends towards the leaf holding `block`, loading pages on the way. Stops at the
+   * first zero entry: `leaf` is then null (the block is a hole; nothing was allocated).
+   */
+  async #find(block: number): Promise<{ leaf: Node | null; path: Node[] }> {
     let node = await this.#topNode();
     const path = [node];
     for (let level = this.#levels - 1; level > 0; level--) {
       const slot = Math.floor(block / FANOUT ** level) % FANOUT;
-      let child = node.children.get(slot);
-      if (!child) {
-        const hash = toHex(node.entries.subarray(slot * HASH_BYTES, (slot + 1) * HASH_BYTES));
-        const loaded = node.children.get(slot) ?? (await this.#node(hash));
-        // Another lookup may have loaded it meanwhile; keep the first so no update is lost.
-        child = node.children.get(slot) ?? loaded;
-        node.children.set(slot, child);
+      if (!node.children.has(slot) && isZeroEntry(node.entries, slot * HASH_BYTES)) {
+        return { leaf: null, path };
       }
-      node = child;
+      node = await this.#child(node, slot);
       path.push(node);
     }
-    return { leaf: node, slot: block % FANOUT, path };
+    return { leaf: node, path };
   }
 
   /** Hash of the chunk at `block`, or {@link ZERO_HASH} for a hole. */
   async get(block: number): Promise<Hash> {
-    const { leaf, slot } = await this.#leaf(block);
-    const off = slot * HASH_BYTES;
+    this.#checkBlock(block);
+    const { leaf } = await this.#find(block);
+    if (!leaf) return ZERO_HASH;
+    const off = (block % FANOUT) * HASH_BYTES;
     return isZeroEntry(leaf.entries, off) ? ZERO_HASH : toHex(leaf.entries.subarray(off, off + HASH_BYTES));
   }
 
   /** Points `block` at `hash` (ZERO_HASH makes it a hole). Visible at once; durable after commit. */
   async set(block: number, hash: Hash): Promise<void> {
-    const { leaf, slot, path } = await this.#leaf(block);
-    leaf.entries.set(rawHash(hash), slot * HASH_BYTES);
-    for (const n of path) n.dirty = true;
+    this.#checkBlock(block);
+    for (;;) {
+      const { leaf, path } = await this.#find(block);
+      // No await from here on: the path cannot be evicted while it is checked and marked.
+      const last = path[path.length - 1]!;
+      if (!this.#attached(last)) continue; // a page of the path was evicted during the descent
+      if (!leaf && hash === ZERO_HASH) return; // a hole made a hole: nothing changes
+      let node = last;
+      // Pages for the hole's levels below the last loaded page, made now that a block under them is written.
+      while (path.length < this.#levels) {
+        const slot = Math.floor(block / FANOUT ** (this.#levels - path.length)) % FANOUT;
+        const made: Node = {
+          entries: new Uint8Array(PAGE_BYTES),
+          dirty: true,
+          children: new Map(),
+          parent: node,
+          slot,
+        };
+        node.children.set(slot, made);
+        path.push(made);
+        node = made;
+      }
+      node.entries.set(rawHash(hash), (block % FANOUT) * HASH_BYTES);
+      for (const n of path) {
+        if (!n.dirty) this.#clean.delete(n);
+        n.dirty = true;
+      }
+      return;
+    }
+  }
+
+  /**
+   * Runs of holes and data for `count` blocks from `first`, merged; whole hole subtrees
+   * are skipped without loading anything (a map request over a sparse image is cheap).
+   */
+  async runs(first: number, count: number): Promise<BlockRun[]> {
+    if (count === 0) return [];
+    this.#checkBlock(first);
+    this.#checkBlock(first + count - 1);
+    const out: { blocks: number; hole: boolean }[] = [];
+    const push = (blocks: number, hole: boolean) => {
+      const last = out.at(-1);
+      if (last && last.hole === hole) last.blocks += blocks;
+      else out.push({ blocks, hole });
+    };
+    const end = first + count;
+    const visit = async (node: Node, level: number, base: number): Promise<void> => {
+      const span = FANOUT ** level;
+      const from = Math.max(0, Math.floor((first - base) / span));
+      const to = Math.min(FANOUT, Math.ceil((end - base) / span));
+      for (let slot = from; slot < to; slot++) {
+        const start = Math.max(first, base + slot * span);
+        const stop = Math.min(end, base + (slot + 1) * span);
+        const zero = !node.children.has(slot) && isZeroEntry(node.entries, slot * HASH_BYTES);
+        if (level === 0 || zero) push(stop - start, zero);
+        else await visit(await this.#child(node, slot), level - 1, base + slot * span);
+      }
+    };
+    await visit(await this.#topNode(), this.#levels - 1, 0);
+    return out;
   }
 
   /** Hashes every dirty page bottom-up and returns the new root and the pages to store. */
@@ -165,6 +328,7 @@ export class BlockMap {
         if (h !== null) node.entries.set(rawHash(h), slot * HASH_BYTES);
       }
       node.dirty = false;
+      if (node !== top) this.#unstored.push(node);
       const bytes = encodePage(node.entries);
       if (bytes.byteLength === 0) return ZERO_HASH;
       const hash = toHex(hashBytes(bytes));
@@ -174,6 +338,15 @@ export class BlockMap {
     const root = walk(top);
     if (root !== null) this.#root = root;
     return { root: this.#root, pages };
+  }
+
+  /**
+   * The pages of the last {@link BlockMap.commit} are on the stores: they may now be
+   * evicted (and loaded again by hash). Until then they stay in memory.
+   */
+  pagesStored(): void {
+    for (const n of this.#unstored) if (!n.dirty && this.#attached(n)) this.#clean.set(n, n);
+    this.#unstored = [];
   }
 }
 

@@ -58,6 +58,7 @@ export async function commitBatch(
   for (const [index] of batch) await map.set(index, hashes.get(index)!);
   const { root, pages } = await map.commit();
   const pageOutcome = await ctx.stores.putChunks(pages, leaving, input.pending);
+  map.pagesStored();
   let put = PutOutcome.merge(dataOutcome, pageOutcome);
   let fresh = state.leaving;
   for (let attempt = 0; ; attempt++) {

@@ -305,9 +305,21 @@ export class Image implements BlockDevice {
     await this.#follow();
     this.#checkRange(offset, length);
     const extents: { length: number; hole: boolean; zero: boolean }[] = [];
-    for (const { index, length: n } of blockSpans(offset, length, this.chunkSize)) {
+    if (length === 0) return extents;
+    // Committed runs first (hole subtrees are skipped whole), then pending blocks over them.
+    const cs = this.chunkSize;
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((offset + length - 1) / cs);
+    const runs = await this.#map.runs(first, last - first + 1);
+    let run = 0;
+    let left = runs[0]!.blocks;
+    // A plain loop, not blockSpans: a map request covers up to 2^20 blocks.
+    for (let index = first; index <= last; index++) {
+      const n = Math.min(offset + length, (index + 1) * cs) - Math.max(offset, index * cs);
+      while (left === 0) left = runs[++run]!.blocks;
+      left--;
       const pending = this.#cache.pending(index);
-      const hole = pending ? pending.content === null : (await this.#map.get(index)) === ZERO_HASH;
+      const hole = pending ? pending.content === null : runs[run]!.hole;
       const last = extents.at(-1);
       if (last && last.hole === hole) last.length += n;
       else extents.push({ length: n, hole, zero: hole });

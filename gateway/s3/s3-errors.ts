@@ -4,6 +4,7 @@
  * {@link S3Error} for protocol faults); the app's `onError` calls {@link s3ErrorResponse};
  * nothing else builds error responses.
  */
+import { AccessRefusedError } from "../../access/access-errors.ts";
 import {
   ChunkCorruptError,
   ChunkNotFoundError,
@@ -104,6 +105,7 @@ export function s3ErrorOf(err: unknown): S3WireError {
     ...extra,
   });
   if (err instanceof S3Error) return wire(err.code, { fields: err.fields, headers: err.headers });
+  if (err instanceof AccessRefusedError) return wire("AccessDenied");
   if (err instanceof ImageNotFoundError) return wire("NoSuchKey", { fields: { Key: err.image } });
   // Only a conditional create (If-None-Match: *) can meet an existing image.
   if (err instanceof ImageExistsError)

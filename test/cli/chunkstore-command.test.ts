@@ -24,7 +24,7 @@ test("with --token-file every request needs the bearer token", async () => {
   const dir = await mkdtemp(join(tmpdir(), "blockmend-cs-"));
   try {
     const tokenFile = join(dir, "token");
-    await writeFile(tokenFile, "s3cret-token\n");
+    await writeFile(tokenFile, "s3cret-token-0123456789\n");
     const withToken = await startBlockmend([
       "chunkstore",
       "--dir",
@@ -36,7 +36,7 @@ test("with --token-file every request needs the bearer token", async () => {
     ]);
     expect((await fetch(`${withToken.url}/v1/health`)).status).toBe(401);
     const ok = await fetch(`${withToken.url}/v1/health`, {
-      headers: { authorization: "Bearer s3cret-token" },
+      headers: { authorization: "Bearer s3cret-token-0123456789" },
     });
     expect(ok.status).toBe(200);
     await withToken.kill("SIGTERM");

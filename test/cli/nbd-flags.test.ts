@@ -3,6 +3,7 @@
  * as one line with the right exit status, and the real `blockmend up` process serving
  * qemu-io over TLS with verified client certificates (and, under Deno, without them).
  */
+
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,6 +11,7 @@ import { join } from "node:path";
 import { NBD_LISTEN_DESCRIPTION, NBD_TLS_ARGS, nbdServerOptions, nbdUsage } from "../../cli/nbd-flags.ts";
 import { rejectUnknownFlags, UsageError } from "../../cli/strict-flags.ts";
 import { NbdConfigError } from "../../gateway/nbd/listen-policy.ts";
+import { fetchTrusting } from "../../runtime/tls-fetch.ts";
 import { makeTestPki, type TestPki } from "../gateway/nbd/_pki.ts";
 import { killAll, startBlockmend } from "../support/processes.ts";
 import { requireTools, run, runOk } from "../support/tools.ts";
@@ -162,10 +164,16 @@ describe("blockmend up with TLS, end to end", () => {
     ]);
     const port = Number(/nbds:\/\/127\.0\.0\.1:(\d+)/.exec(up.output())?.[1]);
     expect(port).toBeGreaterThan(0);
-    const created = await fetch(`${up.url}/v1/images`, {
-      method: "POST",
-      body: JSON.stringify({ name: "web01", size: 16 * 1024 * 1024 }),
-    });
+    // --tls-dir makes the HTTP API HTTPS too, with the same certificate.
+    expect(up.url).toStartWith("https://");
+    const created = await fetchTrusting(await Bun.file(join(pki.server, "ca-cert.pem")).text())(
+      `${up.url}/v1/images`,
+      {
+        method: "POST",
+        body: JSON.stringify({ name: "web01", size: 16 * 1024 * 1024 }),
+        headers: { "content-type": "application/json" },
+      },
+    );
     expect(created.status).toBe(201);
     const qemu = (certDir: string) => [
       "qemu-io",
@@ -228,7 +236,7 @@ describe("blockmend up with TLS, end to end", () => {
       const reader = proc.stdout.getReader();
       let out = "";
       const deadline = Date.now() + 30_000;
-      while (!/HTTP API: (http:\/\/127\.0\.0\.1:\d+)/.test(out)) {
+      while (!/HTTP API: (https:\/\/127\.0\.0\.1:\d+)/.test(out)) {
         if (Date.now() > deadline) throw new Error(`deno up did not start:\n${out}`);
         const r = await reader.read();
         if (r.done) throw new Error(`deno up exited:\n${out}${await new Response(proc.stderr).text()}`);
@@ -236,11 +244,15 @@ describe("blockmend up with TLS, end to end", () => {
       }
       expect(out).toContain(`nbds+unix:///<image>?socket=${socket}`);
       expect(((await stat(socket)).mode & 0o777).toString(8)).toBe("600");
-      const api = /HTTP API: (http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
-      const res = await fetch(`${api}/v1/images`, {
-        method: "POST",
-        body: JSON.stringify({ name: "d", size: 8 << 20 }),
-      });
+      const api = /HTTP API: (https:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+      const res = await fetchTrusting(await Bun.file(join(pki.server, "ca-cert.pem")).text())(
+        `${api}/v1/images`,
+        {
+          method: "POST",
+          body: JSON.stringify({ name: "d", size: 8 << 20 }),
+          headers: { "content-type": "application/json" },
+        },
+      );
       expect(res.status).toBe(201);
       const io = await runOk([
         "qemu-io",

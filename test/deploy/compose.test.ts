@@ -146,6 +146,7 @@ describe("compose.yaml", () => {
     const created = await fetch(`${gw.url}/v1/images`, {
       method: "POST",
       body: JSON.stringify({ name: "vm", size: 16 * 1024 * 1024 }),
+      headers: { "content-type": "application/json" },
     });
     expect(created.status).toBe(201);
     const nbd = /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(gw.output())![1]!;

@@ -41,6 +41,7 @@ test("blockmend up under Deno serves NBD and the HTTP API", async () => {
     const res = await fetch(`${api}/v1/images`, {
       method: "POST",
       body: JSON.stringify({ name: "d", size: 16 * 1024 * 1024 }),
+      headers: { "content-type": "application/json" },
     });
     expect(res.status).toBe(201);
     const io = await runOk([

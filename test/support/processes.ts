@@ -61,7 +61,7 @@ export async function startBlockmend(args: string[], timeoutMs = 20_000): Promis
   void pump(proc.stderr);
   const deadline = Date.now() + timeoutMs;
   while (true) {
-    const m = /(http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+    const m = /(https?:\/\/127\.0\.0\.1:\d+)/.exec(out);
     if (m) {
       return {
         proc,

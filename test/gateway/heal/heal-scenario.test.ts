@@ -156,6 +156,7 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
     const res = await fetch(`${gw.url}/v1/images`, {
       method: "POST",
       body: JSON.stringify({ name: "vm", size: IMAGE }),
+      headers: { "content-type": "application/json" },
     });
     expect(res.status).toBe(201);
     const nbdPort = gw.nbdPort;
@@ -182,6 +183,7 @@ test("heal after SIGKILL and SIGSTOP of a store copies only what it missed, with
     const limits = await fetch(`${gw.url}/v1/heal/limits`, {
       method: "PUT",
       body: JSON.stringify({ rateBytesPerSecond: 24 * MiB }),
+      headers: { "content-type": "application/json" },
     });
     expect(limits.status).toBe(200);
 

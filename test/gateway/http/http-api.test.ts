@@ -198,7 +198,11 @@ describe("gateway HTTP API: data", () => {
     const fixture = await imageService(undefined, { cache: { flushIntervalMs: 60_000 } });
     services.push(fixture.service);
     const app = createGatewayApp(fixture.service);
-    await app.request(`${H}/v1/images`, { method: "POST", body: JSON.stringify({ name: "dur", size: MiB }) });
+    await app.request(`${H}/v1/images`, {
+      method: "POST",
+      body: JSON.stringify({ name: "dur", size: MiB }),
+      headers: { "content-type": "application/json" },
+    });
     const data = pattern(70_000, 9);
     const res = await app.request(`${H}/v1/images/dur/data`, {
       method: "PUT",

@@ -59,3 +59,117 @@ test("growRoot keeps the old map as the first subtree", async () => {
   expect(await big.get(9)).toBe(h);
   expect(growRoot(ZERO_HASH, 1, 3).root).toBe(ZERO_HASH);
 });
+
+// Issue 9: a 1 PiB sparse image and four map requests grew the gateway by 1.6 GB, because
+// every page a lookup descended into was materialised, holes included.
+
+const PiB_BLOCKS = 2 ** 50 / 65536;
+
+/** A page store that counts loads. */
+function pageStore() {
+  const pages = new Map<string, Uint8Array>();
+  let loads = 0;
+  return {
+    pages,
+    get loads() {
+      return loads;
+    },
+    load: async (h: string) => {
+      loads++;
+      const p = pages.get(h);
+      if (!p) throw new Error(`page ${h} is not stored`);
+      return p;
+    },
+    keep(c: { pages: { hash: string; bytes: Uint8Array }[] }) {
+      for (const p of c.pages) pages.set(p.hash, p.bytes);
+    },
+  };
+}
+
+test("a hole costs nothing: mapping and reading a 1 PiB sparse map loads and keeps no page for it", async () => {
+  const store = pageStore();
+  const map = new BlockMap(store.load, ZERO_HASH, PiB_BLOCKS);
+  expect(await map.runs(0, 2 ** 20)).toEqual([{ blocks: 2 ** 20, hole: true }]);
+  expect(await map.runs(PiB_BLOCKS - 2 ** 20, 2 ** 20)).toEqual([{ blocks: 2 ** 20, hole: true }]);
+  for (const b of [0, 12345, PiB_BLOCKS / 2, PiB_BLOCKS - 1]) expect(await map.get(b)).toBe(ZERO_HASH);
+  await map.set(777, ZERO_HASH); // a hole made a hole changes nothing
+  expect(map.loadedPages).toBe(1); // the top page only
+  expect(store.loads).toBe(0);
+});
+
+test("one written block in a 1 PiB map: a map of the whole range loads only the pages on its path", async () => {
+  const store = pageStore();
+  const first = new BlockMap(store.load, ZERO_HASH, PiB_BLOCKS);
+  const h = hashChunk(new Uint8Array([9]));
+  const far = PiB_BLOCKS - 3;
+  await first.set(far, h);
+  const c = await first.commit();
+  store.keep(c);
+  expect(c.pages.length).toBe(first.levels); // one page per level, nothing for the holes
+  const map = new BlockMap(store.load, c.root, PiB_BLOCKS);
+  expect(await map.runs(0, PiB_BLOCKS)).toEqual([
+    { blocks: far, hole: true },
+    { blocks: 1, hole: false },
+    { blocks: 2, hole: true },
+  ]);
+  expect(store.loads).toBe(map.levels);
+  expect(map.loadedPages).toBe(map.levels);
+  expect(await map.get(far)).toBe(h);
+  expect(await map.get(far - 1)).toBe(ZERO_HASH);
+});
+
+test("loaded clean pages stay within the LRU bound, and evicted pages load again with the same entries", async () => {
+  const store = pageStore();
+  const blocks = FANOUT * 64; // 64 leaves
+  const writer = new BlockMap(store.load, ZERO_HASH, blocks);
+  const hashes = new Map<number, string>();
+  for (let leaf = 0; leaf < 64; leaf++) {
+    const b = leaf * FANOUT + (leaf % FANOUT);
+    hashes.set(b, hashChunk(new Uint8Array([leaf, 1])));
+    await writer.set(b, hashes.get(b)!);
+  }
+  const c = await writer.commit();
+  store.keep(c);
+  writer.pagesStored();
+  const bound = 8 * 8192; // 8 pages
+  const map = new BlockMap(store.load, c.root, blocks, { loadedPageBytes: bound });
+  for (let round = 0; round < 2; round++) {
+    for (const [b, h] of hashes) {
+      expect(await map.get(b)).toBe(h);
+      expect(map.loadedPages).toBeLessThanOrEqual(1 + 8);
+    }
+  }
+  expect(store.loads).toBeGreaterThan(64); // pages were evicted and loaded again
+  expect((await map.runs(0, blocks)).filter((r) => !r.hole).length).toBe(64);
+});
+
+test("dirty pages are never evicted: every write of a batch larger than the LRU is in the commit", async () => {
+  const store = pageStore();
+  const blocks = FANOUT * 40;
+  const map = new BlockMap(store.load, ZERO_HASH, blocks, { loadedPageBytes: 8192 });
+  const written = new Map<number, string>();
+  for (let leaf = 0; leaf < 40; leaf++) {
+    written.set(leaf * FANOUT + 3, hashChunk(new Uint8Array([leaf, 2])));
+    await map.set(leaf * FANOUT + 3, written.get(leaf * FANOUT + 3)!);
+  }
+  const c = await map.commit();
+  store.keep(c);
+  map.pagesStored();
+  const reread = new BlockMap(store.load, c.root, blocks);
+  for (const [b, h] of written) expect(await reread.get(b)).toBe(h);
+  // And the first map, now mostly evicted, still reads every write (through its loader).
+  for (const [b, h] of written) expect(await map.get(b)).toBe(h);
+});
+
+test("pages a commit wrote stay loaded until they are stored", async () => {
+  const store = pageStore();
+  const blocks = FANOUT * 16;
+  const map = new BlockMap(store.load, ZERO_HASH, blocks, { loadedPageBytes: 8192 });
+  for (let leaf = 0; leaf < 16; leaf++) await map.set(leaf * FANOUT, hashChunk(new Uint8Array([leaf, 3])));
+  await map.commit(); // pages not kept in the store: a load of one would fail
+  for (let leaf = 0; leaf < 16; leaf++) {
+    expect(await map.get(leaf * FANOUT)).toBe(hashChunk(new Uint8Array([leaf, 3])));
+    expect(await map.get(leaf * FANOUT + 1)).toBe(ZERO_HASH);
+  }
+  expect(store.loads).toBe(0);
+});

@@ -27,6 +27,7 @@ test("a gateway with an older owner epoch cannot commit", async () => {
     const res = await fetch(`${g1!.api}/v1/images`, {
       method: "POST",
       body: JSON.stringify({ name: "f", size: 16 * 1024 * 1024 }),
+      headers: { "content-type": "application/json" },
     });
     expect(res.status).toBe(201);
 

@@ -28,6 +28,7 @@ test("each chunk is on exactly 2 of 3 store processes; killing one leaves every 
     const res = await fetch(`${gw.url}/v1/images`, {
       method: "POST",
       body: JSON.stringify({ name: "r", size: 32 * MiB }),
+      headers: { "content-type": "application/json" },
     });
     expect(res.status).toBe(201);
 
