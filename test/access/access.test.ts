@@ -3,7 +3,7 @@ import { expect, test } from "bun:test";
 import { allowedHosts, hostOfHeader } from "../../access/request-guard.ts";
 import { MIN_TOKEN_CHARS, parseTokenFile } from "../../access/token-file.ts";
 import { storeScopeOf } from "../../chunkstore/server.ts";
-import { scopeOf } from "../../gateway/http/api-access.ts";
+import { isPublic, scopeOf } from "../../gateway/http/api-access.ts";
 
 const T = "0123456789abcdef0123";
 const rules = { scopes: ["read", "write"] as const, defaultScope: "write" as const };
@@ -58,6 +58,8 @@ test("gateway scopes: the status routes need status, everything else full (HEAD 
     ["GET", "/metrics"],
     ["GET", "/v1/openapi.json"],
     ["GET", "/v1/health"],
+    ["GET", "/v1/events"],
+    ["GET", "/v1/gc"],
   ])
     expect(`${m} ${p} ${scopeOf(m!, p!)}`).toBe(`${m} ${p} status`);
   for (const [m, p] of [
@@ -67,8 +69,18 @@ test("gateway scopes: the status routes need status, everything else full (HEAD 
     ["PUT", "/v1/stores/b/maintenance"],
     ["POST", "/v1/heal"],
     ["GET", "/metrics/x"],
+    ["POST", "/v1/gc"],
   ])
     expect(`${m} ${p} ${scopeOf(m!, p!)}`).toBe(`${m} ${p} full`);
+});
+
+test("public without a token: only the dashboard's page and its files", () => {
+  expect(isPublic("GET", "/")).toBe(true);
+  expect(isPublic("HEAD", "/dashboard/app.js")).toBe(true);
+  expect(isPublic("GET", "/dashboard/")).toBe(false);
+  expect(isPublic("GET", "/dashboard/a/b.js")).toBe(false);
+  expect(isPublic("POST", "/")).toBe(false);
+  expect(isPublic("GET", "/v1/events")).toBe(false);
 });
 
 test("chunk store scopes: reads and read batches need read, every write needs write", () => {

@@ -98,6 +98,27 @@ describe("blockmend up with HTTPS and tokens", () => {
     expect(noCa.code).toBe(60);
   });
 
+  test("with tokens the dashboard's page and files stay public; its event stream and GET /v1/gc take a status token, POST /v1/gc a full one", async () => {
+    const curl = (...args: string[]) => run(["curl", "-sS", "--cacert", ca, "-w", "\n%{http_code}", ...args]);
+    const code = (r: { out: string }) => r.out.trim().split("\n").at(-1);
+    const bearer = (t: string) => ["-H", `authorization: Bearer ${t}`];
+    const page = await curl(`${up.url}/`);
+    expect(code(page)).toBe("200");
+    expect(page.out).toContain("<html");
+    const script = (page.out.match(/src="(\/dashboard\/[^"]+\.js)"/) ?? [])[1];
+    expect(script).toBeDefined();
+    expect(code(await curl(`${up.url}${script}`))).toBe("200");
+    expect(code(await curl(`${up.url}/v1/events`))).toBe("401");
+    // The stream never ends: read its first event (the snapshot) and stop after 3 s.
+    const events = await curl("-N", "--max-time", "3", ...bearer(STATUS), `${up.url}/v1/events`);
+    expect(events.out).toContain("event: snapshot");
+    expect(code(await curl(...bearer(STATUS), `${up.url}/v1/gc`))).toBe("200");
+    const gc = ["-X", "POST", "-H", "content-type: application/json", "-d", '{"graceSeconds":0}'];
+    const refused = await curl(...gc, ...bearer(STATUS), `${up.url}/v1/gc`);
+    expect(refused.out).toContain('"code":"forbidden_scope"');
+    expect(code(await curl(...gc, ...bearer(FULL), `${up.url}/v1/gc?wait=1`))).toBe("200");
+  });
+
   test("the CLI over HTTPS with --ca and --token-file (or $BLOCKMEND_TOKEN); a status token may list stores, not create images", async () => {
     const api = ["--api", up.url, "--ca", ca];
     const created = await cli(["image", "create", "db01", "8M", ...api, "--token-file", join(dir, "full")]);
