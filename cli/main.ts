@@ -17,6 +17,7 @@ const main = defineCommand({
     heal: () => import("./heal-command.ts").then((m) => m.default),
     store: () => import("./store-command.ts").then((m) => m.default),
     chunkstore: () => import("./chunkstore-command.ts").then((m) => m.default),
+    backup: () => import("./backup-command.ts").then((m) => m.default),
   },
 });
 

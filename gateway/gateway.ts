@@ -10,6 +10,13 @@ import { openStore } from "../chunkstore/open-store.ts";
 import { serveHttp } from "../runtime/serve-http.ts";
 import { createTaskPool } from "../workers/create-task-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
+import {
+  BACKUP_OPENAPI_PATHS,
+  BackupClusterAdapter,
+  BackupJobs,
+  mountBackupRoutes,
+  NO_PINS,
+} from "./backup/mod.ts";
 import { openGatewayState } from "./gateway-state.ts";
 import { ClusterStatus } from "./heal/cluster-status.ts";
 import { CopyEngine } from "./heal/copy-engine.ts";
@@ -307,16 +314,23 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     cleanups.push(() => core.close());
     const nbd = await startNbdServer(new ImageExports(core.images, core.latency), config.nbd);
     cleanups.push(() => nbd.close());
+    const backups = new BackupJobs({
+      cluster: new BackupClusterAdapter(core.images),
+      pins: NO_PINS,
+      log: config.log ?? ((line) => console.error(`blockmend gateway: ${line}`)),
+    });
     const app = createGatewayApp(core.images, {
-      routes: (a) =>
+      routes: (a) => {
         mountStatusRoutes(a, {
           status: core.status,
           heal: core.heal,
           throttle: core.throttle,
           latency: core.latency,
           maintenance: core.setMaintenance,
-        }),
-      openapiPaths: STATUS_OPENAPI_PATHS,
+        });
+        mountBackupRoutes(a, backups);
+      },
+      openapiPaths: { ...STATUS_OPENAPI_PATHS, ...BACKUP_OPENAPI_PATHS },
     });
     const http = await serveHttp(app.fetch, config.http);
     cleanups.push(() => http.close());

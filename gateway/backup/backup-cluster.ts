@@ -1,0 +1,50 @@
+/**
+ * The port: everything backups need from the cluster, and nothing more.
+ * `backup-cluster-adapter.ts` implements it over today's image layer.
+ */
+import type { Hash } from "../../chunkstore/chunk-store.ts";
+
+/** One committed version of an image, as a backup reads it. */
+export interface BackupVersion {
+  readonly image: string;
+  readonly snapshot: string;
+  readonly root: Hash;
+  readonly size: number;
+  readonly chunkSize: number;
+}
+
+/**
+ * Keeps a version's chunks from garbage collection while a backup reads it. Returns the
+ * release. Garbage collection (gateway/gc/) is to honour it; until then it is a no-op.
+ */
+export interface VersionPins {
+  pin(image: string, root: Hash): () => void;
+}
+
+/** Pins that keep nothing (no garbage collection exists yet). */
+export const NO_PINS: VersionPins = { pin: () => () => {} };
+
+/** What backups read from and write to a cluster. */
+export interface BackupCluster {
+  /** The gateway's id (recorded in manifests and locks). */
+  readonly gatewayId: string;
+  /** `image@snapshot` now. Throws ImageNotFoundError. */
+  snapshotVersion(image: string, snapshot: string): Promise<BackupVersion>;
+  /** Takes snapshot `snapshot` of `image`'s current version (after a flush if owned here). */
+  takeSnapshot(image: string, snapshot: string): Promise<BackupVersion>;
+  removeSnapshot(image: string, snapshot: string): Promise<void>;
+  /** Chunks by hash from any replica, verified, in order. */
+  readChunks(hashes: readonly Hash[]): Promise<Uint8Array[]>;
+  /** Starts a restore into a new image `image` (refused if it exists). */
+  beginRestore(image: string): Promise<RestoreSession>;
+}
+
+/** Writing one restored image. */
+export interface RestoreSession {
+  /** Which of `hashes` the cluster lacks on some placement store (one batched `has` per store). */
+  lacking(hashes: readonly Hash[]): Promise<Hash[]>;
+  /** Puts chunks on their placement stores. */
+  put(chunks: readonly { hash: Hash; bytes: Uint8Array }[]): Promise<void>;
+  /** Writes the new image's head through the head writer (the image appears only now). */
+  commit(version: { root: Hash; size: number; chunkSize: number }): Promise<void>;
+}
