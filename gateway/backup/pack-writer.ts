@@ -96,7 +96,8 @@ export class PackWriter {
       const packs = this.#unindexed;
       this.#unindexed = [];
       try {
-        this.uploadedBytes += (await this.#repo.writeIndex(packs)).bytes;
+        const { bytes } = await this.#repo.writeIndex(packs);
+        this.uploadedBytes += bytes;
       } catch (err) {
         this.#failure ??= err;
       }
