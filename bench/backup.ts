@@ -205,6 +205,7 @@ try {
             "--endpoint-url",
             endpoint,
             "--only-show-errors",
+            ...["--cli-read-timeout", "600"],
           ],
           {
             AWS_CA_BUNDLE: undefined,

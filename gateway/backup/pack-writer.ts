@@ -10,7 +10,7 @@ import { PACK_TARGET_BYTES, type PackKind } from "./repository-format.ts";
 import type { PackRecord, RepositoryIndex } from "./repository-index.ts";
 
 /** Packs uploading at once: 3 x 16 MiB in flight keeps a link busy with bounded memory. */
-export const PACK_UPLOADS_IN_FLIGHT = 3;
+export const PACK_UPLOADS_IN_FLIGHT = 6;
 
 interface OpenPack {
   parts: Uint8Array[];
