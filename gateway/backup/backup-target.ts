@@ -56,10 +56,8 @@ export function parseBackupTarget(url: string): BackupTarget {
     throw new TypeError(`Invalid backup target "${url}": endpoint must be an http:// or https:// URL`);
   const region = u.searchParams.get("region") ?? undefined;
   const prefix = parts.join("/");
-  const query = new URLSearchParams();
-  if (endpoint) query.set("endpoint", endpoint);
-  if (region) query.set("region", region);
-  const q = query.toString();
+  // Shown as given (an endpoint URL in a query reads better unescaped; URL parses it back).
+  const q = [endpoint && `endpoint=${endpoint}`, region && `region=${region}`].filter(Boolean).join("&");
   return {
     url: `s3://${bucket}${prefix ? `/${prefix}` : ""}${q ? `?${q}` : ""}`,
     bucket,
