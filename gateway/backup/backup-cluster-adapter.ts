@@ -69,6 +69,19 @@ export class BackupClusterAdapter implements BackupCluster {
     return out as Uint8Array[];
   }
 
+  async holds(hash: Hash): Promise<boolean> {
+    const stores = this.#images.ctx.stores;
+    for (const id of stores.placement(hash)) {
+      const yes = await stores
+        .member(id)
+        ?.store.has([hash])
+        .then(([h]) => h === true)
+        .catch(() => false);
+      if (yes) return true;
+    }
+    return false;
+  }
+
   async beginRestore(image: string): Promise<RestoreSession> {
     assertImageName(image);
     const exists = await this.#images.info(image).then(

@@ -35,6 +35,8 @@ export interface BackupCluster {
   removeSnapshot(image: string, snapshot: string): Promise<void>;
   /** Chunks by hash from any replica, verified, in order. */
   readChunks(hashes: readonly Hash[]): Promise<Uint8Array[]>;
+  /** True if a placement store of `hash` holds it (a batched `has`; nothing is read or repaired). */
+  holds(hash: Hash): Promise<boolean>;
   /** Starts a restore into a new image `image` (refused if it exists). */
   beginRestore(image: string): Promise<RestoreSession>;
 }

@@ -93,12 +93,21 @@ export async function createBackup(deps: CreateDeps, params: CreateParams): Prom
     unpin = deps.pins.pin(version.image, version.root);
 
     progress.phase("planning");
-    const index = await repo.loadIndex();
+    const index = await repo.loadIndex({ existingPacks: true });
     const reader = new BlobReader(repo, index);
     const levels = levelsFor(Math.max(1, blockCount(version)));
     const parent = previousBackup(await repo.listManifests(), version, levels, reader);
-    // Old pages from the repository (the old version may be gone from the cluster), new ones from the stores.
-    const pages = async (h: Hash) => (reader.has(h) ? reader.read(h) : (await cluster.readChunks([h]))[0]!);
+    // Pages from the repository where it has them (the old version may be gone from the
+    // cluster), else from the stores, asked first: a page the cluster never had (an old
+    // one) must not be reported there as a missing copy.
+    const pages = async (h: Hash): Promise<Uint8Array> => {
+      if (reader.has(h)) {
+        const bytes = await reader.read(h).catch(() => null);
+        if (bytes) return bytes;
+      }
+      if (await cluster.holds(h)) return (await cluster.readChunks([h]))[0]!;
+      throw new RangeError(`Map page ${h} is neither in the repository nor in the cluster`);
+    };
     const toSend: { hash: Hash; page: boolean }[] = [];
     const planned = new Set<Hash>();
     let added = 0;

@@ -114,7 +114,9 @@ export async function pruneRepository(
     }
 
     progress.phase("finding live chunks");
-    const index = await repo.loadIndex();
+    // Packs gone from the bucket are dropped from the index (what only they held is lost;
+    // verify reports it).
+    const index = await repo.loadIndex({ existingPacks: true });
     const reader = new BlobReader(repo, index);
     const live = new Set<Hash>();
     for (const m of kept) {

@@ -47,7 +47,7 @@ export async function restoreBackup(
   progress.phase("reading manifest");
   const manifest = await repo.readManifest(params.id);
   const session = await deps.cluster.beginRestore(params.image);
-  const index = await repo.loadIndex();
+  const index = await repo.loadIndex({ existingPacks: true });
   const reader = new BlobReader(repo, index);
 
   progress.phase("walking");

@@ -6,7 +6,7 @@
 import { LRUCache } from "lru-cache";
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { BlobCorruptError, type Repository } from "./repository.ts";
-import type { RepositoryIndex } from "./repository-index.ts";
+import type { BlobLocation, RepositoryIndex } from "./repository-index.ts";
 
 /** Bytes of tree packs kept in memory during one job. */
 const TREE_CACHE_BYTES = 64 * 1024 * 1024;
@@ -31,10 +31,22 @@ export class BlobReader {
     return this.#index.has(hash);
   }
 
-  /** The chunk's bytes, verified; throws BlobCorruptError when it is missing or damaged. */
+  /** The chunk's bytes, verified, from any of its locations; throws BlobCorruptError. */
   async read(hash: Hash): Promise<Uint8Array> {
-    const at = this.#index.locate(hash);
-    if (!at) throw new BlobCorruptError(hash, "no pack in the index holds it");
+    const where = this.#index.locations(hash);
+    if (where.length === 0) throw new BlobCorruptError(hash, "no pack in the index holds it");
+    let last: unknown;
+    for (const at of where) {
+      try {
+        return await this.#readAt(hash, at);
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
+  }
+
+  async #readAt(hash: Hash, at: BlobLocation): Promise<Uint8Array> {
     let stored: Uint8Array | null;
     if (at.pack.kind === "tree") {
       let whole = this.#packs.get(at.pack.name);

@@ -30,22 +30,31 @@ export class RepositoryIndex {
   readonly packs = new Map<string, PackRecord>();
   /** The `index/` objects this index was loaded from. */
   readonly objects: string[] = [];
-  readonly #where = new Map<Hash, BlobLocation>();
+  readonly #where = new Map<Hash, BlobLocation[]>();
 
-  /** Records a pack (a chunk already located elsewhere keeps its first location). */
+  /** Records a pack (a chunk already located elsewhere keeps its first location first). */
   add(pack: PackRecord): void {
     if (this.packs.has(pack.name)) return;
     this.packs.set(pack.name, pack);
-    for (const [hash, offset, length] of pack.blobs)
-      if (!this.#where.has(hash)) this.#where.set(hash, { pack, offset, length });
+    for (const [hash, offset, length] of pack.blobs) {
+      const list = this.#where.get(hash);
+      if (list) list.push({ pack, offset, length });
+      else this.#where.set(hash, [{ pack, offset, length }]);
+    }
   }
 
   has(hash: Hash): boolean {
     return this.#where.has(hash);
   }
 
+  /** Where the chunk is (its first location). */
   locate(hash: Hash): BlobLocation | undefined {
-    return this.#where.get(hash);
+    return this.#where.get(hash)?.[0];
+  }
+
+  /** Every location of the chunk (a chunk two backups raced to send is in two packs). */
+  locations(hash: Hash): readonly BlobLocation[] {
+    return this.#where.get(hash) ?? [];
   }
 
   /** Chunks located. */

@@ -149,17 +149,26 @@ export class Repository {
 
   // ---- index
 
-  /** Every index object, merged. */
-  async loadIndex(): Promise<RepositoryIndex> {
+  /**
+   * Every index object, merged. With `existingPacks`, packs the index names but the bucket
+   * no longer holds are left out (one listing of `packs/`), so a backup sends their chunks
+   * again instead of counting on a deleted pack.
+   */
+  async loadIndex(options: { existingPacks?: boolean } = {}): Promise<RepositoryIndex> {
     const index = new RepositoryIndex();
     const keys: string[] = [];
     for await (const o of this.store.list(KEYS.index)) keys.push(o.key);
     const limit = pLimit(LOAD_CONCURRENCY);
     const loaded = await Promise.all(keys.map((k) => limit(() => this.#readIndexObject(k))));
+    let present: Set<string> | null = null;
+    if (options.existingPacks) {
+      present = new Set();
+      for await (const o of this.store.list(KEYS.packs)) present.add(o.key.slice(o.key.lastIndexOf("/") + 1));
+    }
     for (const [i, packs] of loaded.entries()) {
       if (packs === null) continue; // removed by a prune meanwhile: its packs are in the prune's index
       index.objects.push(keys[i]!);
-      for (const p of packs) index.add(p);
+      for (const p of packs) if (!present || present.has(p.name)) index.add(p);
     }
     return index;
   }

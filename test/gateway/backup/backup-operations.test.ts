@@ -207,3 +207,25 @@ describe("encrypted repositories", () => {
     expect(NO_PINS.pin("vm", m!.root)).toBeFunction();
   });
 });
+
+describe("a repository that lost the previous backup's map pages", () => {
+  test("the next backup sends the pages again, reports no damage in the cluster, and restores", async () => {
+    const store = new MemoryObjectStore();
+    await backup(src.cluster, store, { image: "vm" });
+    const repo = await Repository.open(store);
+    for (const p of (await repo.loadIndex()).packs.values())
+      if (p.kind === "tree") store.objects.delete(repo.packKey(p.name));
+    await write(src.service, "vm", 33 * MiB, pattern(MiB, 9));
+    const damage: string[] = [];
+    const off = src.service.ctx.stores.badCopy.add((id, hash) => damage.push(`${id}:${hash}`));
+    const r = await backup(src.cluster, store, { image: "vm", keepSnapshot: true });
+    off?.();
+    expect(damage).toEqual([]);
+    expect(r.uploadedChunks).toBe(16 + 3 + 1); // the new data, and every page again (their pack is gone)
+    expect(r.parent).toBeNull(); // the previous tree is unreadable: no diff against it
+    await restoreInto(store, r.id, "vm-lost-pages");
+    expect(await readAll(dst.service, "vm-lost-pages")).toEqual(
+      await readAll(src.service, `vm@${r.snapshot}`),
+    );
+  });
+});
