@@ -27,6 +27,7 @@ import { generateKeyFile, parseKeyFile } from "../gateway/backup/repository-cryp
 import { parseExportName } from "../gateway/image/image-service.ts";
 import { apiUrl, GatewayError } from "./gateway-client.ts";
 import { formatBytes } from "./size.ts";
+import { rejectUnknownFlags, UsageError } from "./strict-flags.ts";
 
 const common = {
   api: {
@@ -175,12 +176,14 @@ function command<A extends ArgsDef>(
   return defineCommand({
     meta: { name, description },
     args,
-    async run({ args: a }) {
+    async run({ args: a, rawArgs }) {
       try {
+        // citty ignores unknown flags: a typo (--form) must not run something else.
+        rejectUnknownFlags(rawArgs, args);
         await run(a as Args);
       } catch (err) {
         console.error(`blockmend backup ${name}: ${err instanceof Error ? err.message : String(err)}`);
-        process.exitCode = 1;
+        process.exitCode = err instanceof UsageError ? 2 : 1;
       }
     },
   });
