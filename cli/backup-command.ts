@@ -16,6 +16,7 @@
  * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or AWS_PROFILE and the SDK's chain) and travel
  * to the gateway with the request, which keeps them in memory for the job only.
  */
+import { Buffer } from "node:buffer";
 import { readFile, writeFile } from "node:fs/promises";
 import { S3Client } from "@aws-sdk/client-s3";
 import { type ArgsDef, defineCommand } from "citty";

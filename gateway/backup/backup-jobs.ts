@@ -5,6 +5,7 @@
  * to disk, logged, or part of its status. A gateway that stops forgets its jobs; running
  * one again skips what the killed run had uploaded (its packs are indexed as they land).
  */
+import { Buffer } from "node:buffer";
 import type { BackupCluster, VersionPins } from "./backup-cluster.ts";
 import { type CreateParams, type CreateResult, createBackup } from "./backup-create.ts";
 import type { Manifest } from "./backup-manifest.ts";

@@ -3,6 +3,7 @@
  * pages and chunks it names are in the packs (pages in `tree` packs); the manifest holds
  * the image's metadata and the version's root. FROZEN format 1 (add fields, never rename).
  */
+import { Buffer } from "node:buffer";
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { isHash } from "../../chunkstore/hash.ts";
 import { RepositoryFormatError } from "./backup-errors.ts";

@@ -3,6 +3,7 @@
  * WebCrypto only, so it runs the same on Bun and Deno. A repository without encryption
  * uses {@link PLAIN}: sealing is the identity and names are the ids themselves.
  */
+import { Buffer } from "node:buffer";
 import { RepositoryKeyError } from "./backup-errors.ts";
 import { HKDF_INFO, KEY_BYTES, NONCE_BYTES, TAG_BYTES } from "./repository-format.ts";
 

@@ -4,6 +4,7 @@
  * layout and the formats are frozen in `repository-format.ts`; README.md describes them.
  */
 
+import { Buffer } from "node:buffer";
 import pLimit from "p-limit";
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { fromHex, hashBytes, hashChunk, toHex } from "../../chunkstore/hash.ts";
