@@ -54,7 +54,8 @@ function target(prefix: string): string {
 
 /** Runs `blockmend backup ARGS` against gateway `gw`; resolves with exit code and output. */
 async function cli(gw: { url: string }, args: string[], env: Record<string, string> = {}) {
-  const proc = Bun.spawn([process.execPath, "cli/main.ts", "backup", ...args, "--api", gw.url], {
+  const api = args[0] === "keygen" ? [] : ["--api", gw.url];
+  const proc = Bun.spawn([process.execPath, "cli/main.ts", "backup", ...args, ...api], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdout: "pipe",
