@@ -18,6 +18,7 @@ const main = defineCommand({
     gc: () => import("./gc-command.ts").then((m) => m.default),
     store: () => import("./store-command.ts").then((m) => m.default),
     chunkstore: () => import("./chunkstore-command.ts").then((m) => m.default),
+    backup: () => import("./backup-command.ts").then((m) => m.default),
   },
 });
 

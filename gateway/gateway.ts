@@ -10,9 +10,15 @@ import { openStore } from "../chunkstore/open-store.ts";
 import { type HttpsCredentials, serveHttp } from "../runtime/serve-http.ts";
 import { createTaskPool } from "../workers/create-task-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
+import {
+  BACKUP_OPENAPI_PATHS,
+  BackupClusterAdapter,
+  BackupJobs,
+  backupPins,
+  mountBackupRoutes,
+} from "./backup/mod.ts";
 import { openGatewayState } from "./gateway-state.ts";
 import { Collector, GcBusyError } from "./gc/collector.ts";
-
 import { Pins } from "./gc/pins.ts";
 import { ClusterStatus } from "./heal/cluster-status.ts";
 import { CopyEngine } from "./heal/copy-engine.ts";
@@ -357,6 +363,11 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     cleanups.push(() => nbd.close());
     const dashboard = await startDashboard({ ...core, gatewayId: core.id });
     cleanups.push(() => dashboard.close());
+    const backups = new BackupJobs({
+      cluster: new BackupClusterAdapter(core.images),
+      pins: backupPins(core.images.ctx),
+      log: config.log ?? ((line) => console.error(`blockmend gateway: ${line}`)),
+    });
     const app = createGatewayApp(core.images, {
       routes: (a) => {
         mountStatusRoutes(a, {
@@ -367,9 +378,15 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
           maintenance: core.setMaintenance,
         });
         mountGcRoutes(a, core.gc);
+        mountBackupRoutes(a, backups);
         dashboard.mount(a);
       },
-      openapiPaths: { ...STATUS_OPENAPI_PATHS, ...GC_OPENAPI_PATHS, ...DASHBOARD_OPENAPI_PATHS },
+      openapiPaths: {
+        ...STATUS_OPENAPI_PATHS,
+        ...GC_OPENAPI_PATHS,
+        ...BACKUP_OPENAPI_PATHS,
+        ...DASHBOARD_OPENAPI_PATHS,
+      },
       guard: apiGuard({ ...config.httpAccess, hostname: config.http.hostname }),
     });
     const http = await serveHttp(app.fetch, { ...config.http, tls: config.tls });
