@@ -1,6 +1,7 @@
 /**
  * `blockmend backup ...`: backups of images into S3 buckets, run as jobs in a gateway
- * (`--api URL`, else $BLOCKMEND_API, else http://127.0.0.1:8080) and watched from here.
+ * (`--api URL`, else $BLOCKMEND_API, else http://127.0.0.1:8080; `--ca`, `--token-file` as
+ * for every client command) and watched from here.
  *
  *   create IMAGE[@SNAP] --to s3://BUCKET/PREFIX?endpoint=URL&region=R [--keep-snapshot]
  *   ls --from TARGET
@@ -26,15 +27,13 @@ import type { Manifest } from "../gateway/backup/backup-manifest.ts";
 import { parseBackupTarget, type TargetCredentials } from "../gateway/backup/backup-target.ts";
 import { generateKeyFile, parseKeyFile } from "../gateway/backup/repository-crypto.ts";
 import { parseExportName } from "../gateway/image/image-service.ts";
-import { apiUrl, GatewayError } from "./gateway-client.ts";
+import { API_CLIENT_ARGS, gatewayClientOf } from "./api-client-flags.ts";
+import { type GatewayClient, GatewayError } from "./gateway-client.ts";
 import { formatBytes } from "./size.ts";
 import { rejectUnknownFlags, UsageError } from "./strict-flags.ts";
 
 const common = {
-  api: {
-    type: "string",
-    description: "Gateway HTTP API URL (default: $BLOCKMEND_API or http://127.0.0.1:8080)",
-  },
+  ...API_CLIENT_ARGS,
   json: { type: "boolean", description: "Print JSON", default: false },
   "key-file": {
     type: "string",
@@ -83,38 +82,8 @@ async function targetBody(url: string, keyFile: string | undefined): Promise<Rec
   };
 }
 
-/** One API request; a non-2xx answer is a GatewayError with the server's message. */
-async function call<T>(api: string, method: string, path: string, body?: unknown): Promise<T> {
-  const what = `${method} ${api}${path}`;
-  let res: Response;
-  try {
-    res = await fetch(`${api}${path}`, {
-      method,
-      ...(body !== undefined && {
-        body: JSON.stringify(body),
-        headers: { "content-type": "application/json" },
-      }),
-    });
-  } catch (err) {
-    throw new GatewayError(
-      `Cannot reach the blockmend API at ${api} (${what}): ${(err as Error).message}. Is the gateway running? Point to it with --api URL or BLOCKMEND_API`,
-      0,
-    );
-  }
-  const text = await res.text();
-  if (res.ok) return JSON.parse(text) as T;
-  let message = text.slice(0, 500);
-  let code: string | undefined;
-  try {
-    const e = (JSON.parse(text) as { error: { code: string; message: string } }).error;
-    message = e.message;
-    code = e.code;
-  } catch {}
-  throw new GatewayError(message, res.status, code);
-}
-
 /** Watches a job to its end, with a progress bar on a terminal; resolves with its last status. */
-async function watch(api: string, first: BackupJobStatus, title: string): Promise<BackupJobStatus> {
+async function watch(client: GatewayClient, first: BackupJobStatus, title: string): Promise<BackupJobStatus> {
   const bar = process.stderr.isTTY
     ? new cliProgress.SingleBar({
         stream: process.stderr,
@@ -127,7 +96,7 @@ async function watch(api: string, first: BackupJobStatus, title: string): Promis
   try {
     while (s.state === "running") {
       await new Promise((r) => setTimeout(r, 500));
-      s = await call<BackupJobStatus>(api, "GET", `/v1/backups/jobs/${s.id}`);
+      s = await client.request<BackupJobStatus>("GET", `/v1/backups/jobs/${encodeURIComponent(s.id)}`);
       if (bar) {
         bar.setTotal(Math.max(1, s.bytesTotal));
         bar.update(s.bytesDone, {
@@ -152,13 +121,15 @@ async function runJob(
   request: Record<string, unknown>,
   report: (result: Record<string, unknown>, status: BackupJobStatus) => number | undefined,
 ): Promise<void> {
-  const api = apiUrl(args.api);
-  const first = await call<BackupJobStatus>(api, "POST", "/v1/backups/jobs", request);
+  const client = await gatewayClientOf(args);
+  const first = await client.request<BackupJobStatus>("POST", "/v1/backups/jobs", request);
   if (args.detach) {
-    console.log(args.json ? JSON.stringify({ jobId: first.id }) : `started backup job ${first.id} on ${api}`);
+    console.log(
+      args.json ? JSON.stringify({ jobId: first.id }) : `started backup job ${first.id} on ${client.url}`,
+    );
     return;
   }
-  const last = await watch(api, first, `backup ${name}`);
+  const last = await watch(client, first, `backup ${name}`);
   if (last.state === "failed") throw new GatewayError(`job ${last.id} failed: ${last.error}`, 500);
   process.exitCode = report(last.result as unknown as Record<string, unknown>, last) ?? 0;
 }
@@ -246,8 +217,7 @@ const ls = command(
     ...common,
   },
   async (args) => {
-    const { backups } = await call<{ backups: Manifest[] }>(
-      apiUrl(args.api),
+    const { backups } = await (await gatewayClientOf(args)).request<{ backups: Manifest[] }>(
       "POST",
       "/v1/backups/list",
       await targetBody(args.from, args["key-file"]),
@@ -384,10 +354,9 @@ const prune = command(
 const jobs = command(
   "jobs",
   "The gateway's backup jobs (running and recent)",
-  { api: common.api, json: common.json },
+  { ...API_CLIENT_ARGS, json: common.json },
   async (args) => {
-    const { jobs: list } = await call<{ jobs: BackupJobStatus[] }>(
-      apiUrl(args.api),
+    const { jobs: list } = await (await gatewayClientOf(args)).request<{ jobs: BackupJobStatus[] }>(
       "GET",
       "/v1/backups/jobs",
     );

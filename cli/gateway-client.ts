@@ -157,6 +157,11 @@ export class GatewayClient {
     return this.#json<MapResponse>("GET", `/v1/images/${enc(name)}/map?offset=${offset}`);
   }
 
+  /** One JSON request to any route (the commands whose routes have no method here: backups). */
+  request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.#json<T>(method, path, body);
+  }
+
   async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
     const init =
       body === undefined

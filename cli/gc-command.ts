@@ -1,14 +1,11 @@
 /** `blockmend gc run|status`: reclaims the space of chunks no image version references. */
 import { defineCommand } from "citty";
-import { apiUrl, GatewayClient, type GcReport } from "./gateway-client.ts";
+import { API_CLIENT_ARGS, gatewayClientOf } from "./api-client-flags.ts";
+import type { GcReport } from "./gateway-client.ts";
 import { formatBytes } from "./size.ts";
+import { strictCommand } from "./strict-flags.ts";
 
-const apiArg = {
-  api: {
-    type: "string",
-    description: "Gateway HTTP API URL (default: $BLOCKMEND_API or http://127.0.0.1:8080)",
-  },
-} as const;
+const apiArg = API_CLIENT_ARGS;
 
 /** A pass in a few lines. */
 export function describeGc(r: GcReport): string {
@@ -49,7 +46,7 @@ const run = defineCommand({
     const grace = args.grace === undefined ? undefined : Number(args.grace);
     if (grace !== undefined && (!Number.isFinite(grace) || grace < 0))
       throw new TypeError(`--grace must be a number of seconds, 0 or more (got "${args.grace}")`);
-    const r = await new GatewayClient(apiUrl(args.api)).startGc(grace, args.wait);
+    const r = await (await gatewayClientOf(args)).startGc(grace, args.wait);
     console.log(args.json ? JSON.stringify(r, null, 2) : describeGc(r));
     if (r.phase === "failed") process.exitCode = 1;
   },
@@ -59,7 +56,7 @@ const status = defineCommand({
   meta: { name: "status", description: "Show the running pass and the last finished one" },
   args: { ...apiArg, json: { type: "boolean", description: "Print the raw JSON", default: false } },
   async run({ args }) {
-    const s = await new GatewayClient(apiUrl(args.api)).gcStatus();
+    const s = await (await gatewayClientOf(args)).gcStatus();
     if (args.json) return console.log(JSON.stringify(s, null, 2));
     console.log(s.running ? describeGc(s.running) : "no pass running here");
     console.log(s.last ? `last:\n${describeGc(s.last)}` : "no pass has finished yet");
@@ -68,5 +65,5 @@ const status = defineCommand({
 
 export default defineCommand({
   meta: { name: "gc", description: "Garbage collection: reclaim space of overwritten and deleted data" },
-  subCommands: { run, status },
+  subCommands: { run: strictCommand(run, "gc"), status: strictCommand(status, "gc") },
 });

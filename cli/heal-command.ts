@@ -93,5 +93,5 @@ const wait = defineCommand({
 
 export default defineCommand({
   meta: { name: "heal", description: "Heal status, and waiting for heals to finish" },
-  subCommands: { status: strictCommand(status), wait: strictCommand(wait) },
+  subCommands: { status: strictCommand(status, "heal"), wait: strictCommand(wait, "heal") },
 });

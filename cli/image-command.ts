@@ -56,6 +56,7 @@ function command<A extends ArgsDef>(
         }
       },
     }),
+    "image",
   );
 }
 

@@ -75,8 +75,8 @@ const safeToRemove = defineCommand({
 export default defineCommand({
   meta: { name: "store", description: "Store states and safe maintenance" },
   subCommands: {
-    ls: strictCommand(ls),
-    "safe-to-remove": strictCommand(safeToRemove),
-    maintenance: strictCommand(maintenance),
+    ls: strictCommand(ls, "store"),
+    "safe-to-remove": strictCommand(safeToRemove, "store"),
+    maintenance: strictCommand(maintenance, "store"),
   },
 });

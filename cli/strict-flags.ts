@@ -53,16 +53,17 @@ export function rejectUnknownFlags(rawArgs: readonly string[], args: ArgsDef): v
 }
 
 /**
- * Wraps a citty command: unknown flags are refused before `run`, and usage errors and
+ * Wraps a citty command (`parent`: the command it is a subcommand of, for messages): unknown flags are refused before `run`, and usage errors and
  * NBD startup refusals thrown by `run` become one line on stderr (exit 2 and 1).
  * Other errors propagate as before (citty prints them with their stack).
  */
-export function strictCommand<T extends ArgsDef>(command: CommandDef<T>): CommandDef<T> {
+export function strictCommand<T extends ArgsDef>(command: CommandDef<T>, parent?: string): CommandDef<T> {
   const run = command.run;
   return {
     ...command,
     async run(context) {
-      const name = `blockmend ${(command.meta as { name?: string } | undefined)?.name ?? ""}`.trim();
+      const own = (command.meta as { name?: string } | undefined)?.name ?? "";
+      const name = ["blockmend", parent, own].filter(Boolean).join(" ");
       try {
         rejectUnknownFlags(context.rawArgs, (await resolve(command.args)) ?? {});
         return await run?.(context);

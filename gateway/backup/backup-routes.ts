@@ -16,9 +16,11 @@
  * {@link backupErrorOf}, everything else goes to the app's one mapping.
  */
 import type { Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { z } from "zod";
+import { limit, noBody } from "../http/_body-limits.ts";
 import type { PathItem } from "../http/openapi.ts";
+import { valid } from "../http/schemas.ts";
 import {
   BackupNotFoundError,
   BackupTargetError,
@@ -27,8 +29,7 @@ import {
   RepositoryLockedError,
 } from "./backup-errors.ts";
 import { type BackupJobs, type JobRequest, TooManyJobsError } from "./backup-jobs.ts";
-import { BACKUP_ID_PATTERN } from "./backup-manifest.ts";
-import { parseCredentials } from "./backup-target.ts";
+import { BackupJobBody, BackupListBody } from "./backup-schemas.ts";
 import { parseKeyFile } from "./repository-crypto.ts";
 
 /** Largest request body: a few strings and a key. */
@@ -51,18 +52,15 @@ export function backupErrorOf(err: unknown): { status: ContentfulStatusCode; cod
 
 /** Mounts the backup routes on `app`. */
 export function mountBackupRoutes(app: Hono, jobs: BackupJobs): void {
-  const limit = bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: (c) => c.json({ error: { code: "payload_too_large", message: "Request body too large" } }, 413),
-  });
+  const limited = limit(MAX_BODY_BYTES);
   const mapped = (c: Context, err: unknown): Response => {
     const m = backupErrorOf(err);
     if (!m) throw err;
     return c.json({ error: { code: m.code, message: (err as Error).message } }, m.status);
   };
 
-  app.post("/v1/backups/jobs", limit, async (c) => {
-    const req = jobRequest(await body(c));
+  app.post("/v1/backups/jobs", limited, valid("json", BackupJobBody), async (c) => {
+    const req = jobRequest(c.req.valid("json"));
     try {
       return c.json(await jobs.start(req), 202);
     } catch (err) {
@@ -70,9 +68,9 @@ export function mountBackupRoutes(app: Hono, jobs: BackupJobs): void {
     }
   });
 
-  app.get("/v1/backups/jobs", (c) => c.json({ jobs: jobs.list() }));
+  app.get("/v1/backups/jobs", noBody, (c) => c.json({ jobs: jobs.list() }));
 
-  app.get("/v1/backups/jobs/:id", (c) => {
+  app.get("/v1/backups/jobs/:id", noBody, (c) => {
     const s = jobs.status(c.req.param("id"));
     if (!s)
       return c.json(
@@ -82,92 +80,53 @@ export function mountBackupRoutes(app: Hono, jobs: BackupJobs): void {
     return c.json(s);
   });
 
-  app.post("/v1/backups/list", limit, async (c) => {
-    const b = await body(c);
+  app.post("/v1/backups/list", limited, valid("json", BackupListBody), async (c) => {
     try {
-      return c.json({ backups: await jobs.listBackups(target(b)) });
+      return c.json({ backups: await jobs.listBackups(target(c.req.valid("json"))) });
     } catch (err) {
       return mapped(c, err);
     }
   });
 }
 
-async function body(c: Context): Promise<Record<string, unknown>> {
-  const b = await c.req.json().catch(() => null);
-  if (typeof b !== "object" || b === null || Array.isArray(b))
-    throw new TypeError("Request body must be a JSON object");
-  return b as Record<string, unknown>;
-}
-
-function str(b: Record<string, unknown>, key: string, required: true): string;
-function str(b: Record<string, unknown>, key: string, required: false): string | undefined;
-function str(b: Record<string, unknown>, key: string, required: boolean): string | undefined {
-  const v = b[key];
-  if (v === undefined || v === null) {
-    if (required) throw new TypeError(`"${key}" is required`);
-    return undefined;
-  }
-  if (typeof v !== "string") throw new TypeError(`"${key}" must be a string`);
-  return v;
-}
-
-function num(b: Record<string, unknown>, key: string): number | undefined {
-  const v = b[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isFinite(v)) throw new TypeError(`"${key}" must be a number`);
-  return v;
-}
-
-function target(b: Record<string, unknown>) {
-  const key = str(b, "key", false);
+/** The target part of a validated body: the key file's text parsed (a bad key is a 400). */
+function target(b: z.infer<typeof BackupListBody>) {
   return {
-    target: str(b, "target", true),
-    credentials: parseCredentials(b.credentials),
-    ...(key !== undefined && { key: parseKeyFile(key) }),
+    target: b.target,
+    ...(b.credentials && {
+      credentials: {
+        accessKeyId: b.credentials.accessKeyId,
+        secretAccessKey: b.credentials.secretAccessKey,
+        ...(b.credentials.sessionToken && { sessionToken: b.credentials.sessionToken }),
+      },
+    }),
+    ...(b.key !== undefined && { key: parseKeyFile(b.key) }),
   };
 }
 
-function backupId(b: Record<string, unknown>): string {
-  const id = str(b, "backup", true);
-  if (!BACKUP_ID_PATTERN.test(id))
-    throw new TypeError(`"${id}" is not a backup id (YYYYMMDD-HHMMSS-xxxxxxxx)`);
-  return id;
-}
-
-function jobRequest(b: Record<string, unknown>): JobRequest {
+function jobRequest(b: z.infer<typeof BackupJobBody>): JobRequest {
   const t = target(b);
   switch (b.kind) {
     case "create":
       return {
         kind: "create",
         ...t,
-        image: str(b, "image", true),
-        snapshot: str(b, "snapshot", false),
+        image: b.image,
+        snapshot: b.snapshot,
         keepSnapshot: b.keepSnapshot === true,
       };
     case "restore":
-      return { kind: "restore", ...t, backup: backupId(b), image: str(b, "image", true) };
+      return { kind: "restore", ...t, backup: b.backup, image: b.image };
     case "verify":
-      return { kind: "verify", ...t, backup: backupId(b) };
-    case "prune": {
-      const count = (k: string) => {
-        const n = num(b, k);
-        if (n !== undefined && (!Number.isInteger(n) || n < 0))
-          throw new TypeError(`"${k}" must be a whole number`);
-        return n;
-      };
+      return { kind: "verify", ...t, backup: b.backup };
+    case "prune":
       return {
         kind: "prune",
         ...t,
-        keepLast: count("keepLast"),
-        keepDaily: count("keepDaily"),
-        repackBelow: num(b, "repackBelow"),
+        keepLast: b.keepLast,
+        keepDaily: b.keepDaily,
+        repackBelow: b.repackBelow,
       };
-    }
-    default:
-      throw new TypeError(
-        `"kind" must be "create", "restore", "verify" or "prune"; got ${JSON.stringify(b.kind)}`,
-      );
   }
 }
 

@@ -137,6 +137,15 @@ describe("blockmend up with HTTPS and tokens", () => {
     expect(noToken.code).toBe(1);
     expect(noToken.out).toContain("401 unauthorized");
     expect(noToken.out).toContain("--token-file FILE or $BLOCKMEND_TOKEN");
+    const jobs = await cli(["backup", "jobs", ...api, "--token-file", join(dir, "full")]);
+    expect(jobs.out).toContain("no backup jobs");
+    expect(jobs.code).toBe(0);
+    const jobsNoToken = await cli(["backup", "jobs", ...api]);
+    expect(jobsNoToken.code).toBe(1);
+    expect(jobsNoToken.out).toContain("401 unauthorized");
+    const gc = await cli(["gc", "status", ...api, "--token-file", join(dir, "status")]);
+    expect(gc.code).toBe(0);
+    expect(gc.out).toContain("no pass running here");
     const noCa = await cli(["image", "ls", "--api", up.url], { BLOCKMEND_TOKEN: FULL });
     expect(noCa.code).toBe(1);
     expect(noCa.out).toMatch(/certificate|TLS|verify/i);

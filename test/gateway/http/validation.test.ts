@@ -4,6 +4,11 @@
  * and change nothing.
  */
 import { afterEach, expect, test } from "bun:test";
+import { NO_PINS } from "../../../gateway/backup/backup-cluster.ts";
+import { BackupClusterAdapter } from "../../../gateway/backup/backup-cluster-adapter.ts";
+import { BackupJobs } from "../../../gateway/backup/backup-jobs.ts";
+import { mountBackupRoutes } from "../../../gateway/backup/backup-routes.ts";
+import { MemoryObjectStore } from "../../../gateway/backup/memory-object-store.ts";
 import { LatencyMonitor } from "../../../gateway/heal/latency-monitor.ts";
 import { HealThrottle } from "../../../gateway/heal/throttle.ts";
 import { createGatewayApp } from "../../../gateway/http/http-api.ts";
@@ -175,4 +180,46 @@ test("queries: unknown parameters, negative and fractional offsets are 400 namin
     "bad_request",
     'unknown field "at"',
   );
+});
+
+test("the backup routes: an unknown kind or field, a bad backup id and a repackBelow of 2 are 400 naming the field; no job starts", async () => {
+  const { service } = await imageService();
+  services.push(service);
+  const jobs = new BackupJobs({
+    cluster: new BackupClusterAdapter(service),
+    pins: NO_PINS,
+    log: () => {},
+    openStore: () => new MemoryObjectStore(),
+  });
+  const app = createGatewayApp(service, { routes: (a) => mountBackupRoutes(a, jobs) });
+  const send = (path: string, body: unknown) =>
+    app.request(`http://127.0.0.1${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  const t = { target: "s3://bucket/prefix?endpoint=http://127.0.0.1:1" };
+  await refused(await send("/v1/backups/jobs", { ...t, kind: "backup" }), "bad_request", '"kind"');
+  await refused(
+    await send("/v1/backups/jobs", { ...t, kind: "create", image: "vm", snapshots: "x" }),
+    "bad_request",
+    '"snapshots"',
+  );
+  await refused(
+    await send("/v1/backups/jobs", { ...t, kind: "verify", backup: "../x" }),
+    "bad_request",
+    '"backup"',
+    "not a backup id",
+  );
+  await refused(
+    await send("/v1/backups/jobs", { ...t, kind: "prune", keepLast: 1, repackBelow: 2 }),
+    "out_of_range",
+    '"repackBelow"',
+  );
+  await refused(
+    await send("/v1/backups/list", { ...t, credentials: { accessKeyId: 1, secretAccessKey: "s" } }),
+    "bad_request",
+    '"credentials.accessKeyId"',
+  );
+  expect(jobs.list()).toEqual([]);
 });
