@@ -3,7 +3,7 @@
  * (`--api URL`, else $BLOCKMEND_API, else http://127.0.0.1:8080; `--ca`, `--token-file`:
  * `api-client-flags.ts`).
  *
- *   create NAME SIZE [--chunk-size N]   SIZE in bytes or with K/M/G/T (1G, 512M)
+ *   create NAME SIZE [--chunk-size N]   SIZE: bytes, or with K, M, G, T, P (KiB ... PiB: powers of 1024)
  *   ls [--json]                         one line per image
  *   info NAME [--json]
  *   rm NAME | NAME@SNAP                 delete an image, or one snapshot
@@ -21,7 +21,7 @@ import { parseExportName } from "../gateway/image/image-service.ts";
 import { API_CLIENT_ARGS, gatewayClientOf } from "./api-client-flags.ts";
 import type { GatewayClient } from "./gateway-client.ts";
 import { exportImage, importImage, type TransferResult } from "./image-transfer.ts";
-import { formatBytes, parseSize } from "./size.ts";
+import { formatBytes, parseSize, SIZE_UNITS_HELP } from "./size.ts";
 import { strictCommand } from "./strict-flags.ts";
 
 const apiArg = API_CLIENT_ARGS;
@@ -60,18 +60,19 @@ function command<A extends ArgsDef>(
   );
 }
 
-const optionalSize = (text: string | undefined, what: string) => (text ? parseSize(text, what) : undefined);
+const optionalSize = (text: string | undefined, what: string) =>
+  text ? parseSize(text, what, { positive: true }) : undefined;
 
 const create = command(
   "create",
   "Create an empty image",
   {
     name: { type: "positional", description: "Image name", required: true },
-    size: { type: "positional", description: "Size: bytes, or with K/M/G/T (10G)", required: true },
+    size: { type: "positional", description: `Size: ${SIZE_UNITS_HELP}`, required: true },
     ...chunkSizeArg,
   },
   async (args, client) => {
-    const info = await client.createImage(args.name, parseSize(args.size), {
+    const info = await client.createImage(args.name, parseSize(args.size, "size", { positive: true }), {
       chunkSize: optionalSize(args["chunk-size"], "chunk size"),
     });
     console.log(
@@ -108,10 +109,30 @@ const ls = command("ls", "List images", { ...jsonArg }, async (args, client) => 
 
 const info = command(
   "info",
-  "Show an image",
-  { name: { type: "positional", description: "Image name", required: true }, ...jsonArg },
+  "Show an image (NAME) or a snapshot (NAME@SNAP)",
+  { name: { type: "positional", description: "NAME or NAME@SNAP", required: true }, ...jsonArg },
   async (args, client) => {
-    const i = await client.info(args.name);
+    const { image, snapshot } = parseExportName(args.name);
+    const i = await client.info(image);
+    if (snapshot !== undefined) {
+      const s = i.snapshots.find((x) => x.name === snapshot);
+      if (!s)
+        throw new TypeError(
+          `Image ${image} has no snapshot ${snapshot} (it has ${i.snapshots.map((x) => x.name).join(", ") || "none"})`,
+        );
+      if (args.json) return console.log(JSON.stringify({ image, ...s }, null, 2));
+      console.log(
+        [
+          `name:        ${image}@${s.name}`,
+          `size:        ${formatBytes(s.size)} (${s.size} bytes)`,
+          `chunk size:  ${formatBytes(i.chunkSize)}`,
+          `generation:  ${s.generation} (the image is at ${i.generation})`,
+          `root:        ${s.root}`,
+          `created:     ${s.createdAt}`,
+        ].join("\n"),
+      );
+      return;
+    }
     if (args.json) return console.log(JSON.stringify(i, null, 2));
     const lines = [
       `name:        ${i.name}`,
@@ -203,6 +224,11 @@ const importCommand = command(
     console.log(
       `imported ${args.file} into ${args.name}${result.created ? " (created)" : ""}: ${summary(result, "sent", "skipped (zero)", started)}`,
     );
+    const tail = result.size % 512;
+    if (tail !== 0 && result.created)
+      console.log(
+        `note: ${args.file} is ${result.size} bytes, not a whole number of 512-byte sectors: image ${args.name} is ${result.size - tail + 512} bytes, its last ${512 - tail} bytes read as zeros`,
+      );
   },
 );
 

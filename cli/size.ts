@@ -1,25 +1,26 @@
-/** Byte sizes on the command line: `1G`, `512M`, `64K`, `1073741824` in, `1.0 GiB` out. */
+/** Byte sizes on the command line: `10G`, `512MiB`, `1073741824` in (gateway/image/size-text.ts), `1.0 GiB` out. */
+import { parseSizeText, SIZE_UNITS_HELP, SizeTextError } from "../gateway/image/size-text.ts";
 
-/** Binary multipliers, as qemu-img and dd read them (`K`, `KB`, `KiB` are all 1024). */
-const UNITS = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 } as const;
+export { SIZE_UNITS_HELP };
 
 /**
- * Parses a size with an optional binary suffix (K, M, G, T, P; with or without `B` or
- * `iB`). Throws a TypeError naming `what` on anything else.
+ * Parses a size (the API's parser), for `what` ("size", "chunk size"); with `positive`,
+ * 0 is refused too. Throws a TypeError naming `what` and the text.
  *
  * @example
  * parseSize("1G") // 1073741824
- * parseSize("1.5M") // 1572864
+ * parseSize("0", "size", { positive: true }) // throws: Invalid size "0": must be more than 0 ...
  */
-export function parseSize(text: string, what = "size"): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([KMGTP])(?:i?B)?|B)?\s*$/i.exec(text);
-  const unit = (m?.[2]?.toUpperCase() ?? "") as keyof typeof UNITS;
-  const bytes = m ? Number(m[1]) * UNITS[unit] : Number.NaN;
-  if (!Number.isSafeInteger(bytes)) {
-    throw new TypeError(
-      `Invalid ${what} "${text}": use bytes or a number with K, M, G, T or P (for example 10G)`,
-    );
+export function parseSize(text: string, what = "size", options: { positive?: boolean } = {}): number {
+  let bytes: number;
+  try {
+    bytes = parseSizeText(text);
+  } catch (err) {
+    if (err instanceof SizeTextError) throw new TypeError(`Invalid ${what} ${err.message}`);
+    throw err;
   }
+  if (options.positive && bytes === 0)
+    throw new TypeError(`Invalid ${what} "${text}": must be more than 0 (${SIZE_UNITS_HELP})`);
   return bytes;
 }
 

@@ -137,8 +137,9 @@ const paths: Record<string, PathItem> = {
           properties: {
             name: { type: "string" },
             size: {
-              type: "integer",
-              description: "Bytes, a multiple of 512; for a clone at least the snapshot's",
+              oneOf: [{ type: "integer" }, { type: "string" }],
+              description:
+                'Bytes, a multiple of 512 (or text: "10G", "10GiB"; K M G T P are powers of 1024, "10GB" is refused); for a clone at least the snapshot\'s',
             },
             chunkSize: { type: "integer", description: "Default 65536" },
             from: { type: "string", description: "Clone source `image@snapshot`" },
@@ -160,7 +161,13 @@ const paths: Record<string, PathItem> = {
       summary: "Grow an image",
       requestBody: {
         required: true,
-        content: json({ type: "object", required: ["size"], properties: { size: { type: "integer" } } }),
+        content: json({
+          type: "object",
+          required: ["size"],
+          properties: {
+            size: { oneOf: [{ type: "integer" }, { type: "string" }], description: 'Bytes, or text ("20G")' },
+          },
+        }),
       },
       responses: { "200": ok("Grown", ref("Image")), ...writeErrors },
     },

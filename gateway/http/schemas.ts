@@ -10,6 +10,7 @@ import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
 import { MAX_CONCURRENCY, MIN_RATE } from "../heal/throttle.ts";
 import { MAX_CHUNK_SIZE, MAX_IMAGE_SIZE, MIN_CHUNK_SIZE } from "../image/head.ts";
+import { parseSizeText, SIZE_UNITS_HELP } from "../image/size-text.ts";
 
 /** Image and snapshot names (as `assertImageName` in `image/head.ts`). */
 const name = (what: string) =>
@@ -22,11 +23,37 @@ const bytes = z
   .number({ error: "must be a number of bytes" })
   .int({ error: "must be a whole number of bytes" });
 
+/**
+ * A size as a number of bytes, or as text with a unit ("10G", "10GiB"; "10GB" is refused
+ * with a hint): the CLI's parser, `image/size-text.ts`.
+ */
+const sizeValue = z.unknown().transform((value, ctx) => {
+  if (typeof value === "number") return value;
+  if (typeof value === "string") {
+    try {
+      return parseSizeText(value);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      ctx.addIssue({ code: "invalid_format", format: "size", input: value, message });
+      return z.NEVER;
+    }
+  }
+  ctx.addIssue({
+    code: "invalid_type",
+    expected: "number",
+    input: value,
+    message: `must be ${SIZE_UNITS_HELP}`,
+  });
+  return z.NEVER;
+});
+
 /** An image size: whole 512-byte sectors, at most MAX_IMAGE_SIZE (1 PiB). */
-const imageSize = bytes
-  .min(0, { error: "must not be negative" })
-  .max(MAX_IMAGE_SIZE, { error: `must be at most ${MAX_IMAGE_SIZE} bytes (1 PiB)` })
-  .multipleOf(512, { error: "must be a whole number of 512-byte sectors" });
+const imageSize = sizeValue.pipe(
+  bytes
+    .min(0, { error: "must not be negative" })
+    .max(MAX_IMAGE_SIZE, { error: `must be at most ${MAX_IMAGE_SIZE} bytes (1 PiB)` })
+    .multipleOf(512, { error: "must be a whole number of 512-byte sectors" }),
+);
 
 /** A chunk size: a power of two from MIN_CHUNK_SIZE to MAX_CHUNK_SIZE. */
 const chunkSize = bytes

@@ -158,7 +158,9 @@ describe("blockmend image", () => {
     const odd = random(1000);
     const src = join(dir, "odd.raw");
     await writeFile(src, odd);
-    await ok("import", src, "odd");
+    expect(await ok("import", src, "odd")).toContain(
+      "is 1000 bytes, not a whole number of 512-byte sectors: image odd is 1024 bytes, its last 24 bytes read as zeros",
+    );
     expect((JSON.parse(await ok("info", "odd", "--json")) as ImageInfo).size).toBe(1024);
     const out = join(dir, "odd.out");
     await ok("export", "odd", out);
@@ -167,6 +169,30 @@ describe("blockmend image", () => {
     expect(back.subarray(1000)).toEqual(new Uint8Array(24));
     await ok("rm", "small");
     await ok("rm", "odd");
+  }, 30_000);
+
+  test("info NAME@SNAP shows the snapshot, as text and --json; an unknown snapshot is one line and exit 1", async () => {
+    await ok("create", "snapped", "4M");
+    await ok("snapshot", "snapped", "s1");
+    await ok("create", "grown", "8GiB"); // GiB means what G means
+    expect((JSON.parse(await ok("info", "grown", "--json")) as ImageInfo).size).toBe(8 * 1024 * MiB);
+    const text = await ok("info", "snapped@s1");
+    expect(text).toContain("name:        snapped@s1");
+    expect(text).toContain("size:        4.0 MiB (4194304 bytes)");
+    const json = JSON.parse(await ok("info", "snapped@s1", "--json")) as {
+      image: string;
+      name: string;
+      size: number;
+    };
+    expect(json).toMatchObject({ image: "snapped", name: "s1", size: 4 * MiB });
+    const missing = await cli("info", "snapped@nope");
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toBe(
+      "blockmend image info: Image snapped has no snapshot nope (it has s1)",
+    );
+    await ok("rm", "snapped@s1");
+    await ok("rm", "snapped");
+    await ok("rm", "grown");
   }, 30_000);
 
   test("failures print one line naming the API and the server's message, and exit 1", async () => {
@@ -185,7 +211,21 @@ describe("blockmend image", () => {
 
     const badSize = await cli("create", "x", "12Q");
     expect(badSize.code).toBe(1);
-    expect(badSize.stderr).toContain('Invalid size "12Q"');
+    expect(badSize.stderr).toContain(
+      'Invalid size "12Q" is not a size: use bytes, or a number with K, M, G, T or P',
+    );
+    const decimal = await cli("create", "x", "10GB");
+    expect(decimal.code).toBe(1);
+    expect(decimal.stderr).toContain('"10GB" is ambiguous: write 10G or 10GiB');
+    expect(decimal.stderr.trim().split("\n")).toHaveLength(1);
+    for (const size of ["0", "-1"]) {
+      const refused = await cli("create", "x", size);
+      expect(refused.code).toBe(1);
+      // citty reads "-1" as a flag, so the size is missing: still one line, not the help text.
+      expect(refused.stderr).toMatch(/must be more than 0|Missing required positional argument: SIZE/);
+      expect(refused.stderr).not.toContain("USAGE"); // a message, not the help text
+    }
+    expect((await cli("info", "x")).code).toBe(1); // nothing was created
 
     const down = await cli("ls", "--api", "http://127.0.0.1:9");
     expect(down.code).toBe(1);

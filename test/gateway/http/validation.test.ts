@@ -123,7 +123,7 @@ test("POST /v1/images refuses a negative size, more than 1 PiB, chunkSize 3000, 
     'unknown field "chunksize"',
   );
   await refused(await send("POST", "/v1/images", { name: "../x", size: 4096 }), "bad_request", '"name"');
-  await refused(await send("POST", "/v1/images", { name: "a", size: "4096" }), "bad_request", '"size"');
+  await refused(await send("POST", "/v1/images", { name: "a", size: true }), "bad_request", '"size"');
   await refused(await send("POST", "/v1/images", { name: "a", from: "nosnap" }), "bad_request", '"from"');
   expect(await service.list()).toEqual([]);
 });
@@ -222,4 +222,24 @@ test("the backup routes: an unknown kind or field, a bad backup id and a repackB
     '"credentials.accessKeyId"',
   );
   expect(jobs.list()).toEqual([]);
+});
+
+test("POST /v1/images takes a size as text with the CLI's units, and refuses 10GB naming the field", async () => {
+  const { send } = await setup();
+  const made = await send("POST", "/v1/images", { name: "texty", size: "16MiB" });
+  expect(made.status).toBe(201);
+  expect(((await made.json()) as { size: number }).size).toBe(16 * 1024 * 1024);
+  await refused(
+    await send("POST", "/v1/images", { name: "t2", size: "10GB" }),
+    "bad_request",
+    '"size"',
+    "ambiguous",
+  );
+  await refused(
+    await send("POST", "/v1/images", { name: "t2", size: "1000" }),
+    "out_of_range",
+    '"size"',
+    "512-byte",
+  );
+  expect((await send("GET", "/v1/images/t2")).status).toBe(404);
 });
