@@ -48,7 +48,7 @@ async function startUp(runtime: Runtime, data: string) {
   const reader = proc.stdout.getReader();
   let out = "";
   const deadline = Date.now() + 60_000;
-  while (!/HTTP API: (http:\/\/[\d.:]+)/.test(out) || !/nbd:\/\/[\d.:]+/.test(out)) {
+  while (!/HTTP API:\s+(http:\/\/[\d.:]+)/.test(out) || !/nbd:\/\/[\d.:]+/.test(out)) {
     const r = await reader.read();
     if (r.done || Date.now() > deadline) throw new Error(`${runtime} blockmend up did not start:\n${out}`);
     out += new TextDecoder().decode(r.value);
@@ -58,7 +58,7 @@ async function startUp(runtime: Runtime, data: string) {
   })();
   return {
     proc,
-    api: /HTTP API: (http:\/\/[\d.:]+)/.exec(out)![1]!,
+    api: /HTTP API:\s+(http:\/\/[\d.:]+)/.exec(out)![1]!,
     nbd: /(nbd:\/\/[\d.:]+)/.exec(out)![1]!,
   };
 }

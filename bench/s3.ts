@@ -72,7 +72,7 @@ try {
     for (let r = await reader.read(); !r.done; r = await reader.read());
   })();
   const nbd = /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
-  const api = /HTTP API: (http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+  const api = /HTTP API:\s+(http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
   const m = /S3 endpoint on (http:\/\/127\.0\.0\.1:\d+) .*credentials in (\S+)\)/.exec(out)!;
   const s3url = m[1]!;
   const line = (await readFile(m[2]!, "utf8")).split("\n").find((l) => l && !l.startsWith("#"))!;

@@ -1,4 +1,5 @@
 /** The `blockmend` command line: one subcommand per file, loaded lazily. */
+import "./color-policy.ts"; // first: before citty reads the environment
 import { defineCommand } from "citty";
 import { argvWithConfigFile, type CommandShape } from "./config-file.ts";
 import { runCli } from "./run-cli.ts";

@@ -140,8 +140,7 @@ export function nbdUsage(options: NbdServerOptions, port: number): NbdUsage {
         const uri = exportUri(name);
         return [
           `qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' ${uri}`,
-          `qemu-img convert -n -O raw disk.raw ${uri}   # write a disk image into it`,
-          `qemu-system-x86_64 -m 1G -drive file=${uri},format=raw,cache=writeback   # boot it`,
+          `nbdinfo ${uri}   # size and block sizes, as a client sees them`,
         ];
       }
       const server = unix

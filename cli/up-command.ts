@@ -53,17 +53,33 @@ const command = defineCommand({
     ].join("");
     const usage = nbdUsage(nbd, gw.nbdPort);
     console.log(`blockmend up: 3 file stores under ${data}, ${REPLICAS} replicas`);
-    console.log(`  NBD:      ${usage.exportUri("<image>")}   (image@snapshot: read-only)`);
-    console.log(`  HTTP API: ${api}/v1   (OpenAPI: ${api}/v1/openapi.json)`);
+    console.log(`  NBD:       ${usage.exportUri("<image>")}   (image@snapshot: read-only)`);
+    console.log(`  HTTP API:  ${api}/v1   (OpenAPI: ${api}/v1/openapi.json)`);
     console.log(
       `  Dashboard: ${api}/   (stores, heals, I/O, safe-to-remove; docs/operations.md, "Dashboard")`,
     );
-    if (s3 && gw.s3Url) console.log(`  ${s3Banner(gw.s3Url, s3)}`);
+    if (s3 && gw.s3Url) console.log(`  S3:        ${s3Banner(gw.s3Url, s3)}`);
+    // Suggestions that work as printed, on a fresh data directory and after a restart.
+    const existing = await gw.images.list();
+    const name = firstFreeName(existing);
+    if (existing.length > 0) console.log(`  Images:    ${existing.join(", ")}`);
     console.log("Try, in another terminal:");
-    console.log(`  npx blockmend image create web01 1G${apiFlag}`);
-    for (const line of usage.tryLines("web01")) console.log(`  ${line}`);
+    console.log(`  npx blockmend image create ${name} 1G${apiFlag}`);
+    for (const line of usage.tryLines(name)) console.log(`  ${line}`);
+    if (!nbd.tls)
+      console.log(
+        `To boot a VM from it: qemu-system-x86_64 -m 1G -drive file=${usage.exportUri(name)},format=raw,cache=writeback (libvirt: docs/operations.md)`,
+      );
     onShutdown(() => gw.close());
   },
 });
+
+/** `web01`, or the first of web02, web03, ... that is not taken. */
+export function firstFreeName(taken: readonly string[]): string {
+  for (let i = 1; ; i++) {
+    const name = `web${String(i).padStart(2, "0")}`;
+    if (!taken.includes(name)) return name;
+  }
+}
 
 export default strictCommand(command);

@@ -40,6 +40,7 @@ export const PUBLIC_ROUTES: readonly RouteRule[] = [
  * token. One line per route.
  */
 export const STATUS_ROUTES: readonly RouteRule[] = [
+  { method: "GET", path: "/v1" },
   { method: "GET", path: "/v1/health" },
   { method: "GET", path: "/v1/events" },
   { method: "GET", path: "/v1/gc" },

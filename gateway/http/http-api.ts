@@ -70,6 +70,25 @@ export interface GatewayAppOptions {
 /** Heads read at once when listing images. */
 const LIST_CONCURRENCY = 16;
 
+/** `GET /v1`: what a person or a script finds at the API's root, with where to go next. */
+const API_INDEX = {
+  name: "blockmend",
+  api: 1,
+  description: "Replicated block storage for VM images: this gateway's HTTP API",
+  links: {
+    openapi: "/v1/openapi.json",
+    health: "/v1/health",
+    images: "/v1/images",
+    stores: "/v1/stores",
+    heal: "/v1/heal",
+    gc: "/v1/gc",
+    backups: "/v1/backups/jobs",
+    events: "/v1/events",
+    metrics: "/metrics",
+    dashboard: "/",
+  },
+} as const;
+
 /**
  * Builds the HTTP API over `images`. The app never closes the service.
  *
@@ -92,6 +111,7 @@ export function createGatewayApp(images: ImageService, options: GatewayAppOption
   app.use("*", secureHeaders());
   for (const g of options.guard ?? []) app.use("*", g);
 
+  app.get("/v1", (c) => c.json(API_INDEX));
   app.get("/v1/health", (c) => c.json({ ok: true, api: 1 }));
   app.get("/v1/openapi.json", (c) => c.json(openapi));
 

@@ -110,6 +110,12 @@ const schemas = {
 };
 
 const paths: Record<string, PathItem> = {
+  "/v1": {
+    get: {
+      summary: "An index of the API: its name, version and links to the main routes",
+      responses: { "200": ok("{name, api, description, links}", { type: "object" }) },
+    },
+  },
   "/v1/health": {
     get: { summary: "Liveness", responses: { "200": ok("The gateway is serving", { type: "object" }) } },
   },

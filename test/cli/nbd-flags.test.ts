@@ -236,7 +236,7 @@ describe("blockmend up with TLS, end to end", () => {
       const reader = proc.stdout.getReader();
       let out = "";
       const deadline = Date.now() + 30_000;
-      while (!/HTTP API: (https:\/\/127\.0\.0\.1:\d+)/.test(out)) {
+      while (!/HTTP API:\s+(https:\/\/127\.0\.0\.1:\d+)/.test(out)) {
         if (Date.now() > deadline) throw new Error(`deno up did not start:\n${out}`);
         const r = await reader.read();
         if (r.done) throw new Error(`deno up exited:\n${out}${await new Response(proc.stderr).text()}`);
@@ -244,7 +244,7 @@ describe("blockmend up with TLS, end to end", () => {
       }
       expect(out).toContain(`nbds+unix:///<image>?socket=${socket}`);
       expect(((await stat(socket)).mode & 0o777).toString(8)).toBe("600");
-      const api = /HTTP API: (https:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+      const api = /HTTP API:\s+(https:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
       const res = await fetchTrusting(await Bun.file(join(pki.server, "ca-cert.pem")).text())(
         `${api}/v1/images`,
         {

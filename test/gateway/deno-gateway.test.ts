@@ -30,13 +30,13 @@ test("blockmend up under Deno serves NBD and the HTTP API", async () => {
     const reader = proc.stdout.getReader();
     let out = "";
     const deadline = Date.now() + 30_000;
-    while (!/HTTP API: (http:\/\/127\.0\.0\.1:\d+)/.test(out) || !/nbd:\/\/127\.0\.0\.1:\d+/.test(out)) {
+    while (!/HTTP API:\s+(http:\/\/127\.0\.0\.1:\d+)/.test(out) || !/nbd:\/\/127\.0\.0\.1:\d+/.test(out)) {
       if (Date.now() > deadline) throw new Error(`deno gateway did not start:\n${out}`);
       const r = await reader.read();
       if (r.done) throw new Error(`deno gateway exited:\n${out}${await new Response(proc.stderr).text()}`);
       out += new TextDecoder().decode(r.value);
     }
-    const api = /HTTP API: (http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+    const api = /HTTP API:\s+(http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
     const nbd = /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
     const res = await fetch(`${api}/v1/images`, {
       method: "POST",
