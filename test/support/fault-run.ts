@@ -638,6 +638,12 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
       violations.push(
         `heal status did not converge within 120 s of the last fault: ${JSON.stringify(s?.stores.map((x) => [x.id, x.state, x.reasons]))}`,
       );
+      // What to debug it with: every gateway's heal view and its last log lines.
+      for (const i of live()) {
+        const heal = await api<unknown>(gateways[i]!, "/v1/heal").catch((e) => String(e));
+        say(`g${i} /v1/heal: ${JSON.stringify(heal)}`);
+        say(`g${i} log tail:\n${gateways[i]?.output().split("\n").slice(-40).join("\n") ?? "(none)"}`);
+      }
     }
     say(`heal converged: ${converged}`);
     for (const i of live()) await checkAll(i, "final");
