@@ -4,7 +4,7 @@ import cliProgress from "cli-progress";
 import { API_CLIENT_ARGS, gatewayClientOf } from "./api-client-flags.ts";
 import type { HealStatusBody } from "./gateway-client.ts";
 import { formatBytes } from "./size.ts";
-import { strictCommand } from "./strict-flags.ts";
+import { strictCommand, UsageError } from "./strict-flags.ts";
 
 const apiArg = API_CLIENT_ARGS;
 
@@ -49,8 +49,11 @@ const wait = defineCommand({
     timeout: { type: "string", description: "Give up after this many seconds", default: "3600" },
   },
   async run({ args }) {
+    const seconds = Number(args.timeout);
+    if (!Number.isFinite(seconds) || seconds <= 0)
+      throw new UsageError(`--timeout must be a number of seconds above 0 (got "${args.timeout}")`);
     const client = await gatewayClientOf(args);
-    const deadline = Date.now() + Number(args.timeout) * 1000;
+    const deadline = Date.now() + seconds * 1000;
     const bar = process.stderr.isTTY
       ? new cliProgress.SingleBar({
           stream: process.stderr,
@@ -59,18 +62,29 @@ const wait = defineCommand({
         })
       : null;
     let started = false;
+    let lastMissing = 0;
     try {
       for (;;) {
         const h = await client.healStatus();
         const down = h.stores.filter((s) => s.state === "down");
         const healing = h.stores.filter((s) => s.state === "healing" || s.state === "replaced");
         if (healing.length === 0 && down.length === 0 && !h.healing) {
+          if (bar && started) {
+            // Done: the bar ends full, whatever the last poll saw.
+            const total = bar.getTotal();
+            bar.update(total, {
+              copied: formatBytes(lastMissing),
+              missing: formatBytes(lastMissing),
+              eta: 0,
+            });
+          }
           bar?.stop();
           console.log("in sync: no store is healing or down");
           process.exit(0);
         }
         const missing = healing.reduce((a, s) => a + s.missingBytes, 0);
         const copied = healing.reduce((a, s) => a + s.copiedBytes, 0);
+        lastMissing = Math.max(lastMissing, missing);
         const eta = Math.max(0, ...healing.map((s) => s.etaSeconds ?? 0));
         if (bar) {
           if (!started) bar.start(Math.max(1, missing), 0, {});

@@ -37,9 +37,19 @@ export async function runCli(main: CommandDef, argv: string[] = process.argv.sli
     await runCommand(main, { rawArgs: argv });
   } catch (err) {
     const e = err as Error & { code?: string };
-    if (e?.name === "CLIError") {
+    if (e?.name === "CLIError" && e.code === "E_NO_COMMAND") {
+      // `blockmend` or `blockmend image` alone: what there is to run.
       await showUsage(...(await resolve(main, argv)));
-      console.error(e.message);
+      process.exit(2);
+    }
+    if (e?.name === "CLIError") {
+      // An unknown command, a missing argument: one line, and where the help is.
+      const path = ["blockmend", ...(await commandPath(main, argv))].join(" ");
+      const message =
+        e.code === "E_UNKNOWN_COMMAND" ? e.message.replace(/^Unknown command/, "unknown command") : e.message;
+      console.error(
+        `${path}: ${message} (${path} --help lists ${e.code === "E_UNKNOWN_COMMAND" ? "the commands" : "the arguments"})`,
+      );
       process.exit(2);
     }
     if (EXPECTED.has(e?.name) || (e as { code?: string })?.code === "EADDRINUSE") {
@@ -64,4 +74,19 @@ async function resolve(main: CommandDef, argv: string[]): Promise<[CommandDef, C
     cmd = (typeof next === "function" ? await (next as () => Promise<CommandDef>)() : next) as CommandDef;
   }
   return [cmd, parent];
+}
+
+/** The names of the (sub)commands `argv` names, as far as they exist. */
+async function commandPath(main: CommandDef, argv: string[]): Promise<string[]> {
+  const names: string[] = [];
+  let cmd: CommandDef = main;
+  for (const arg of argv) {
+    if (arg.startsWith("-")) break;
+    const subs = typeof cmd.subCommands === "function" ? await cmd.subCommands() : await cmd.subCommands;
+    const next = subs?.[arg];
+    if (!next) break;
+    names.push(arg);
+    cmd = (typeof next === "function" ? await (next as () => Promise<CommandDef>)() : next) as CommandDef;
+  }
+  return names;
 }
