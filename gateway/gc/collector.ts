@@ -33,15 +33,15 @@
  */
 import type { ChunkStore, Hash } from "../../chunkstore/chunk-store.ts";
 import { MAX_BATCH_HASHES } from "../../chunkstore/limits.ts";
-import { levelsFor, ZERO_HASH } from "../image/block-map.ts";
-import { blockCount, type Head, type HeadValue, liveHead } from "../image/head.ts";
+import { type HeadValue, liveHead } from "../image/head.ts";
 import { type HeadWriter, stampGc } from "../image/head-writer.ts";
-import { changedChunks } from "../image/tree-diff.ts";
 import { Lease } from "../register/lease.ts";
 import { type Register, write } from "../register/register.ts";
 import type { Cluster } from "../replication/cluster.ts";
 import type { StoreSet } from "../replication/store-set.ts";
-import { livePins } from "./pins.ts";
+import { referencedChunks } from "./mark.ts";
+
+export { versionsOf } from "./mark.ts";
 
 /** How long the gc lease lasts; renewed between steps and batches. */
 const GC_LEASE_MS = 30_000;
@@ -268,27 +268,8 @@ export class Collector {
   }
 
   /** Every chunk reachable from every live head's versions and every live pin. */
-  async #mark(): Promise<Set<Hash>> {
-    const out = new Set<Hash>();
-    const heads = await this.#d.heads.scan();
-    // Pins are read after the heads: a reader pins before the version leaves its head.
-    const pins = await livePins(this.#d.register);
-    for (const value of heads.values()) {
-      const head = liveHead(value);
-      if (!head) continue;
-      for (const v of versionsOf(head)) await this.#walk(v, head.chunkSize, out);
-    }
-    for (const p of pins) await this.#walk(p, p.chunkSize, out);
-    return out;
-  }
-
-  async #walk(v: { root: Hash; size: number }, chunkSize: number, out: Set<Hash>): Promise<void> {
-    if (v.root === ZERO_HASH || out.has(v.root)) return;
-    const levels = levelsFor(Math.max(1, blockCount({ size: v.size, chunkSize })));
-    // Pages already marked are skipped with their subtrees: the walk of a version shares
-    // the work of every version it has pages in common with.
-    const pages = (h: Hash) => this.#d.stores.getChunk(h);
-    for await (const c of changedChunksSkipping(pages, v.root, levels, out)) out.add(c);
+  #mark(): Promise<Set<Hash>> {
+    return referencedChunks(this.#d);
   }
 
   async #condemn(
@@ -327,24 +308,6 @@ export class Collector {
       if (++n % 64 === 0) await renew();
     }
   }
-}
-
-/** The versions of a head whose chunks must stay: current, snapshots, and in-sync roots. */
-export function versionsOf(head: Head): { root: Hash; size: number }[] {
-  const out = [{ root: head.root, size: head.size }];
-  for (const s of Object.values(head.snapshots)) out.push({ root: s.root, size: s.size });
-  for (const s of Object.values(head.synced)) out.push({ root: s.root, size: s.size });
-  return out;
-}
-
-/** Every chunk under `root`, not descending into pages already in `seen`. */
-async function* changedChunksSkipping(
-  pages: (h: Hash) => Promise<Uint8Array>,
-  root: Hash,
-  levels: number,
-  seen: ReadonlySet<Hash>,
-): AsyncGenerator<Hash> {
-  for await (const c of changedChunks(pages, ZERO_HASH, root, levels, seen)) yield c.hash;
 }
 
 function storeReport(store: string, fields: Partial<GcStoreReport>): GcStoreReport {

@@ -14,7 +14,9 @@
  *    landed during the copy need no second pass, and a commit that missed S sends the heal
  *    round again. The VM is never paused and no commit waits on the heal.
  */
+
 import { ImageDeletedError, ImageNotFoundError } from "../errors.ts";
+import { referencedChunks } from "../gc/mark.ts";
 import { type Head, heldVersion, holdsCurrent, liveHead } from "../image/head.ts";
 import type { HeadWriter } from "../image/head-writer.ts";
 import { markSynced, startTail } from "../image/head-writer.ts";
@@ -207,10 +209,25 @@ export class HealScheduler {
       if (damage && damage.chunks.length > 0) {
         // Known bad copies first: each replaced from a replica, then cleared in the record.
         const repaired: string[] = [];
+        const unrepairable: string[] = [];
         for (const hash of damage.chunks) {
           if (!proceed()) break;
           if (await this.#d.engine.repair(id, hash, true)) repaired.push(hash);
-          else p.lostChunks++;
+          else unrepairable.push(hash);
+        }
+        // No good copy anywhere: a loss if a version needs it; garbage (overwritten, then
+        // collected, after a read or a heal found it missing) if none does.
+        if (unrepairable.length > 0 && proceed()) {
+          const referenced = await referencedChunks(this.#d);
+          for (const hash of unrepairable) {
+            if (referenced.has(hash)) p.lostChunks++;
+            else {
+              repaired.push(hash);
+              this.#d.log(
+                `heal of ${id}: chunk ${hash} recorded damaged there is referenced by no version (garbage): record cleared`,
+              );
+            }
+          }
         }
         if (repaired.length) await this.#d.cluster.clearDamage(id, repaired);
       }
@@ -286,6 +303,10 @@ export class HealScheduler {
           },
         });
         if (result.lost.length > 0) {
+          // The head moved on meanwhile (and a collection took the old version's chunks):
+          // not a loss, go round again with the new head.
+          const now = liveHead(await this.#d.heads.read(name));
+          if (now && now.incarnation === incarnation && now.generation !== head.generation) continue;
           p.lostChunks += result.lost.length;
           throw new Error(
             `${result.lost.length} chunk(s) of image "${name}" have no good copy on any store (first: ${result.lost[0]}): data loss`,
