@@ -12,12 +12,13 @@ cd "$(dirname "$0")/.."
 # for the S3 conformance suite, the S3 clients the S3 endpoint's interop tests drive (awscli,
 # rclone, s3cmd), and the checkers of the deployment files: docker-compose (`config`
 # validates compose.yaml without an engine) and systemd-analyze (verify and security of the
-# units in deploy/systemd), and Chromium for the dashboard's browser tests (driven by
+# units in deploy/systemd), virt-xml-validate (libvirt-clients, with xmllint) for the libvirt
+# domains in deploy/libvirt, and Chromium for the dashboard's browser tests (driven by
 # playwright-core, which downloads no browser of its own).
 PACKAGES=(qemu-utils libnbd-bin gnutls-bin ceph-mon ceph-osd ceph-mgr radosgw ceph-common uuid-runtime curl python3
-  docker-compose systemd awscli rclone s3cmd chromium)
+  docker-compose systemd awscli rclone s3cmd chromium libvirt-clients libxml2-utils)
 TOOLS=(qemu-img qemu-io nbdinfo nbdcopy certtool radosgw ceph-osd ceph-mon ceph-mgr uuidgen curl python3
-  docker-compose systemd-analyze aws rclone s3cmd chromium)
+  docker-compose systemd-analyze aws rclone s3cmd chromium virt-xml-validate xmllint)
 missing=()
 for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
 if ((${#missing[@]})); then
