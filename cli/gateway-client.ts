@@ -218,6 +218,8 @@ export type { GcReport };
 export interface HealStatusBody {
   healing: boolean;
   stores: StoreHealAnswer[];
+  /** Head holders without chunks (absent from gateways before this field). */
+  witnesses?: { id: string; state: string; reasons: readonly string[] }[];
 }
 
 /** The body of `GET /v1/stores/{id}/safe-to-remove` (see gateway/heal/safe-to-remove.ts). */

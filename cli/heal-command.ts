@@ -26,6 +26,10 @@ function describe(h: HealStatusBody): string {
     if (s.lastError) line += ` (last error: ${s.lastError})`;
     lines.push(line);
   }
+  for (const w of h.witnesses ?? [])
+    lines.push(
+      `  ${w.id}: witness, ${w.state === "down" ? `down (${w.reasons.join("; ") || "unreachable"})` : "up"}: holds image heads only, nothing to heal`,
+    );
   return lines.join("\n");
 }
 

@@ -130,6 +130,8 @@ export class ClusterStatus {
     healing: boolean;
     limits: HealLimits;
     stores: StoreHealAnswer[];
+    /** Witnesses hold heads only (nothing to heal); down, they weaken the head majority. */
+    witnesses: { id: string; state: StoreState; reasons: readonly string[] }[];
     scrub: ScrubStatus[];
     repairedChunks: number;
   }> {
@@ -166,6 +168,9 @@ export class ClusterStatus {
       healing: stores.some((s) => s.running || s.state === "healing" || s.state === "replaced"),
       limits: this.#d.throttle.limits(),
       stores,
+      witnesses: [...states.values()]
+        .filter((s) => s.role === "witness")
+        .map((s) => ({ id: s.id, state: s.state, reasons: s.reasons })),
       scrub: this.#d.scrub.status(),
       repairedChunks: this.#d.repairs.repairedChunks,
     };

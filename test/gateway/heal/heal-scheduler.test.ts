@@ -47,7 +47,9 @@ describe("heal", () => {
     g.core.health.start();
     g.core.heal.start();
     await until("b in sync", async () => (await stateOf(g, "b")).state === "in-sync");
-    const b = (await g.core.status.heal()).stores.find((s) => s.id === "b")!;
+    const status = await g.core.status.heal();
+    expect(status.witnesses.map((w) => [w.id, w.state])).toEqual([["c", "in-sync"]]); // heal status shows it (ids are a, b, c by position)
+    const b = status.stores.find((s) => s.id === "b")!;
     expect(b.copiedBytes).toBeGreaterThanOrEqual(2 * MiB); // both versions of the region
     expect(b.copiedBytes).toBeLessThan(2 * MiB + 128 * 1024); // plus a few map pages
     const head = await g.service.info("vm");
@@ -202,7 +204,7 @@ describe("damage with no good copy anywhere", () => {
       if (variant === "garbage") {
         await until("a and b in sync", async () =>
           ((await g.core.status.stores()).stores as { id: string; state: string }[])
-            .filter((s) => s.id !== "w")
+            .filter((s) => s.id !== "c")
             .every((s) => s.state === "in-sync"),
         );
         expect(g.core.cluster.record.stores.a!.damaged).toBeNull();
