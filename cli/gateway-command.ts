@@ -11,7 +11,7 @@ import {
 import { parseListenAddress } from "./listen-address.ts";
 import { NBD_LISTEN_DESCRIPTION, NBD_TLS_ARGS, nbdServerOptions, nbdUsage } from "./nbd-flags.ts";
 import { readS3Flags, S3_ARGS, s3Banner } from "./s3-flags.ts";
-import { onShutdown } from "./shutdown.ts";
+import { closeReporting, onShutdown } from "./shutdown.ts";
 import { strictCommand } from "./strict-flags.ts";
 
 /** All values of a repeatable flag (citty keeps only the last one). */
@@ -77,7 +77,7 @@ const command = defineCommand({
       `blockmend gateway ${gw.id}: ${stores.length} stores, ${replicas} replicas (min ${minReplicas}); NBD on ${nbdUsage(nbd, gw.nbdPort).where}, HTTP API on ${gw.httpUrl}`,
     );
     if (s3 && gw.s3Url) console.log(`blockmend gateway: ${s3Banner(gw.s3Url, s3)}`);
-    onShutdown(() => gw.close());
+    onShutdown(() => closeReporting(gw));
   },
 });
 

@@ -10,7 +10,7 @@ import { API_SECURITY_ARGS, readApiSecurityFlags } from "./api-security-flags.ts
 import { parseListenAddress } from "./listen-address.ts";
 import { NBD_LISTEN_DESCRIPTION, NBD_TLS_ARGS, nbdServerOptions, nbdUsage } from "./nbd-flags.ts";
 import { readS3Flags, S3_ARGS, s3Banner } from "./s3-flags.ts";
-import { onShutdown } from "./shutdown.ts";
+import { closeReporting, onShutdown } from "./shutdown.ts";
 import { strictCommand } from "./strict-flags.ts";
 
 const REPLICAS = 2;
@@ -70,7 +70,7 @@ const command = defineCommand({
       console.log(
         `To boot a VM from it: qemu-system-x86_64 -m 1G -drive file=${usage.exportUri(name)},format=raw,cache=writeback (libvirt: docs/operations.md)`,
       );
-    onShutdown(() => gw.close());
+    onShutdown(() => closeReporting(gw));
   },
 });
 

@@ -288,6 +288,18 @@ export class ImageService {
   }
 
   /** Flushes and closes every open image. */
+  /** Writes acknowledged but not yet committed, over the open images (what a close flushes). */
+  unflushed(): { images: number; bytes: number } {
+    let images = 0;
+    let bytes = 0;
+    for (const image of this.#users.keys()) {
+      if (image.dirtyBytes === 0) continue;
+      images++;
+      bytes += image.dirtyBytes;
+    }
+    return { images, bytes };
+  }
+
   async close(): Promise<void> {
     const images = [...this.#users.keys()];
     for (const u of this.#users.values()) clearTimeout(u.linger);

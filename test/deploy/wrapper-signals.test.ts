@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { NbdClient } from "../support/nbd-client.ts";
 
 const ROOT = join(import.meta.dir, "../..");
 const WRAPPER = join(ROOT, "bin/blockmend.js");
@@ -219,5 +220,35 @@ describe("bin/blockmend.js", () => {
     expect(await portOpen(nbdPort)).toBe(false);
     expect(await portOpen(s.port)).toBe(false);
     await waitUntil("the stop line is printed", () => s.output().includes("blockmend up: stopped (SIGTERM)"));
+  }, 60_000);
+
+  test("blockmend up stopped with writes not yet flushed says what it flushed, and a restart reads them back", async () => {
+    const dir = await storeDir();
+    const args = ["up", "--data", dir, "--nbd", "127.0.0.1:0", "--http", "127.0.0.1:0"];
+    const s = await startWrapped(args);
+    const created = await fetch(`http://127.0.0.1:${s.port}/v1/images`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "vm", size: 1024 * 1024 }),
+    });
+    expect(created.status).toBe(201);
+    const nbdPort = Number(/nbd:\/\/127\.0\.0\.1:(\d+)/.exec(s.output())![1]);
+    const nbd = await NbdClient.connect(nbdPort, "vm");
+    const data = crypto.getRandomValues(new Uint8Array(65536));
+    await nbd.write(0, data); // acknowledged, not flushed: the background commit waits 1 s
+    process.kill(s.wrapper.pid, "SIGTERM");
+    expect(await s.wrapper.exited).toBe(0);
+    expect(s.output()).toContain(
+      "blockmend up: flushed 65536 bytes of unflushed writes in 1 image(s) to the stores",
+    );
+    nbd.close();
+    const again = await startWrapped(args);
+    const port2 = Number(/nbd:\/\/127\.0\.0\.1:(\d+)/.exec(again.output())![1]);
+    const reader = await NbdClient.connect(port2, "vm");
+    expect(await reader.read(0, 65536)).toEqual(data);
+    reader.close();
+    process.kill(again.wrapper.pid, "SIGTERM");
+    expect(await again.wrapper.exited).toBe(0);
+    expect(again.output()).toContain("nothing to flush");
   }, 60_000);
 });
