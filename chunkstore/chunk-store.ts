@@ -23,6 +23,12 @@ export interface StoreCapabilities {
    * S3 buckets (no atomic "delete unless written since"): they are never swept.
    */
   readonly sweep?: boolean;
+  /**
+   * In this process (file, memory): a put of a chunk it holds costs one index lookup and
+   * no transfer, so asking `has` first only doubles the lookups. Never learned from a
+   * remote store's answer.
+   */
+  readonly local?: boolean;
 }
 
 /** A ref as read: its value and the opaque version to pass to {@link ChunkStore.casRef}. */

@@ -178,7 +178,7 @@ interface Pending {
  */
 export class FileStore implements ChunkStore {
   readonly name: string;
-  readonly capabilities = { chunks: true, refs: true, persistent: true, sweep: true } as const;
+  readonly capabilities = { chunks: true, refs: true, persistent: true, sweep: true, local: true } as const;
   readonly #condemned = new CondemnedSet();
 
   readonly #dir: string;

@@ -340,6 +340,12 @@ class StoreImportSession implements ImportSession {
   async putChunks(chunks: readonly { hash: Hash; bytes: Uint8Array }[]): Promise<void> {
     if (chunks.length === 0) return;
     const stores = this.#ctx.stores;
+    // Stores in this process deduplicate a put with the one lookup a `has` would cost:
+    // asking first would only double the lookups (and a put revives a condemned chunk).
+    if (stores.dataMembers.every((m) => m.store.capabilities.local === true)) {
+      this.#merge(await stores.putChunks(chunks, this.#ctx.cluster.leaving()));
+      return;
+    }
     // Ask each placement store which chunks it holds; a chunk on all of them is not sent again.
     const asked = new Map<string, Hash[]>();
     for (const c of chunks) {

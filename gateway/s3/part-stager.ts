@@ -43,7 +43,10 @@ export type StagingBudget = (bytes: number) => void;
 /** Reads `body` to its end and stages it; throws what the body or the stores threw. */
 export async function stagePart(
   session: ImportSession,
-  body: AsyncIterable<Uint8Array> & { checksums?: Record<string, string> },
+  body: {
+    pump(sink: (piece: Uint8Array) => void | Promise<void>): Promise<void>;
+    checksums?: Record<string, string>;
+  },
   phase: number,
   budget: StagingBudget,
 ): Promise<StagedPart> {
@@ -80,10 +83,14 @@ export async function stagePart(
     inFlight.add(p);
   };
 
-  for await (const data of body) {
-    budget(data.byteLength);
-    size += data.byteLength;
-    let off = 0;
+  const nextBatch = () => {
+    dispatch(batch, perBatch);
+    batch = new Uint8Array(perBatch * cs);
+    fill = 0;
+  };
+  /** Copies `data` from `start` into the head seam and batches; async only when it must wait. */
+  const consume = (data: Uint8Array, start: number): void | Promise<void> => {
+    let off = start;
     while (off < data.byteLength) {
       if (headFill < headWanted) {
         const n = Math.min(headWanted - headFill, data.byteLength - off);
@@ -97,14 +104,27 @@ export async function stagePart(
       fill += n;
       off += n;
       if (fill === batch.byteLength) {
-        while (inFlight.size >= MAX_BATCHES_IN_FLIGHT && !failure) await Promise.race(inFlight);
-        if (failure) break;
-        dispatch(batch, perBatch);
-        batch = new Uint8Array(perBatch * cs);
-        fill = 0;
+        if (failure) throw failure.error;
+        if (inFlight.size >= MAX_BATCHES_IN_FLIGHT) return waitAndGoOn(data, off);
+        nextBatch();
       }
     }
-    if (failure) break;
+  };
+  const waitAndGoOn = async (data: Uint8Array, off: number): Promise<void> => {
+    while (inFlight.size >= MAX_BATCHES_IN_FLIGHT && !failure) await Promise.race(inFlight);
+    if (failure) throw failure.error;
+    nextBatch();
+    const more = consume(data, off);
+    if (more) await more;
+  };
+  try {
+    await body.pump((data) => {
+      budget(data.byteLength);
+      size += data.byteLength;
+      return consume(data, 0);
+    });
+  } catch (error) {
+    failure ??= { error };
   }
   if (!failure) {
     const whole = Math.floor(fill / cs);

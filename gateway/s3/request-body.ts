@@ -1,9 +1,7 @@
 /**
  * A request body as verified data: aws-chunked decoded (chunk signatures checked as each
  * chunk ends), every promised checksum computed as it streams and compared at the end.
- * Iterating it yields the payload bytes; the iteration only completes normally once
- * everything matched, so a consumer that records its result after the loop never records
- * unverified data.
+ * `pump` hands the payload bytes to a sink; it resolves only once everything matched.
  */
 import { createHash } from "node:crypto";
 import { AwsChunkedDecoder, type ChunkedEvent } from "./aws-chunked-decoder.ts";
@@ -12,7 +10,7 @@ import { S3Error } from "./s3-errors.ts";
 import type { PayloadProtection } from "./sigv4-verifier.ts";
 
 /** The verified payload of one request. */
-export class VerifiedBody implements AsyncIterable<Uint8Array> {
+export class VerifiedBody {
   readonly #request: Request;
   readonly #payload: PayloadProtection;
   /** The `x-amz-checksum-*` values that were verified (filled when iteration completes). */
@@ -41,21 +39,28 @@ export class VerifiedBody implements AsyncIterable<Uint8Array> {
     );
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+  /**
+   * Reads the body to its end, handing each payload piece to `sink` as it arrives (awaited
+   * only when `sink` returns a promise: backpressure). Resolves only once everything
+   * matched, so a consumer that records its result after `pump` never records unverified
+   * data. A push loop, not an async generator: a generator costs promises per piece per
+   * level, which was a third of the gateway's thread during an import (docs/benchmarks.md).
+   */
+  async pump(sink: (piece: Uint8Array) => void | Promise<void>): Promise<void> {
     const payload = this.#payload;
     const checks = new PayloadChecksums(
       this.#request.headers,
       payload.kind === "sha256" ? payload.sha256 : null,
     );
-    const body = this.#request.body;
-    const reader = body?.getReader();
+    const reader = this.#request.body?.getReader();
     try {
       if (!this.#chunked) {
         if (reader) {
           for (let r = await reader.read(); !r.done; r = await reader.read()) {
             checks.update(r.value);
             this.bytes += r.value.byteLength;
-            yield r.value;
+            const waiting = sink(r.value);
+            if (waiting) await waiting;
           }
         }
       } else {
@@ -64,10 +69,7 @@ export class VerifiedBody implements AsyncIterable<Uint8Array> {
         let chunkHash = signed ? createHash("sha256") : null;
         let chunkSignature: string | undefined;
         let ended = false;
-        const handle = async function* (
-          this: VerifiedBody,
-          events: ChunkedEvent[],
-        ): AsyncGenerator<Uint8Array> {
+        const handle = async (events: ChunkedEvent[]): Promise<void> => {
           for (const e of events) {
             if (e.type === "chunk") {
               if (signed && !e.signature)
@@ -80,7 +82,8 @@ export class VerifiedBody implements AsyncIterable<Uint8Array> {
               chunkHash?.update(e.bytes);
               checks.update(e.bytes);
               this.bytes += e.bytes.byteLength;
-              yield e.bytes;
+              const waiting = sink(e.bytes);
+              if (waiting) await waiting;
             } else if (e.type === "chunk-end") {
               if (signed && chunkHash) {
                 await signed.chain.verifyChunk(chunkHash.digest("hex"), chunkSignature!);
@@ -104,12 +107,12 @@ export class VerifiedBody implements AsyncIterable<Uint8Array> {
               ended = true;
             }
           }
-        }.bind(this);
+        };
         if (reader) {
           for (let r = await reader.read(); !r.done; r = await reader.read())
-            yield* handle(decoder.push(r.value));
+            await handle(decoder.push(r.value));
         }
-        yield* handle(decoder.finish());
+        await handle(decoder.finish());
         if (!ended) throw new S3Error("IncompleteBody", "The aws-chunked body did not end");
       }
       const declared = this.declaredLength;

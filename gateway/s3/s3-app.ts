@@ -211,12 +211,12 @@ async function dispatch(ctx: S3Context, bucket: string | null, createdAt: Date):
 async function smallBody(ctx: S3Context): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   let total = 0;
-  for await (const piece of new VerifiedBody(ctx.request, ctx.auth.payload)) {
+  await new VerifiedBody(ctx.request, ctx.auth.payload).pump((piece) => {
     total += piece.byteLength;
     if (total > MAX_XML_BODY_BYTES)
       throw new S3Error("EntityTooLarge", `The request body is over ${MAX_XML_BODY_BYTES} bytes`);
     parts.push(piece.slice());
-  }
+  });
   return Buffer.concat(parts);
 }
 
