@@ -361,13 +361,13 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
     cleanups.push(() => core.close());
     const nbd = await startNbdServer(new ImageExports(core.images, core.latency), config.nbd);
     cleanups.push(() => nbd.close());
-    const dashboard = await startDashboard({ ...core, gatewayId: core.id });
-    cleanups.push(() => dashboard.close());
     const backups = new BackupJobs({
       cluster: new BackupClusterAdapter(core.images),
       pins: backupPins(core.images.ctx),
       log: config.log ?? ((line) => console.error(`blockmend gateway: ${line}`)),
     });
+    const dashboard = await startDashboard({ ...core, gatewayId: core.id, backups });
+    cleanups.push(() => dashboard.close());
     const app = createGatewayApp(core.images, {
       routes: (a) => {
         mountStatusRoutes(a, {

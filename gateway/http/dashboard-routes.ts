@@ -20,6 +20,8 @@ import { extname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
+import type { BackupJobs } from "../backup/backup-jobs.ts";
+import type { Collector } from "../gc/collector.ts";
 import type { ClusterStatus } from "../heal/cluster-status.ts";
 import type { HealScheduler } from "../heal/heal-scheduler.ts";
 import type { LatencyMonitor } from "../heal/latency-monitor.ts";
@@ -112,6 +114,10 @@ export interface DashboardDeps {
   readonly heal: HealScheduler;
   readonly health: StoreHealth;
   readonly latency: LatencyMonitor;
+  /** Garbage collection: the pass running here, the last one of any gateway. */
+  readonly gc: Pick<Collector, "current" | "lastReport">;
+  /** This gateway's backup jobs. */
+  readonly backups: Pick<BackupJobs, "list">;
 }
 
 /** The running dashboard: its chart history, its streams, and the routes to mount. */
@@ -129,7 +135,7 @@ export interface Dashboard {
  * (state read only while a stream is open).
  *
  * @example
- * const dashboard = await startDashboard({ gatewayId, status, heal, health, latency });
+ * const dashboard = await startDashboard({ gatewayId, status, heal, health, latency, gc, backups });
  * const app = createGatewayApp(images, { routes: (a) => dashboard.mount(a) });
  */
 export async function startDashboard(deps: DashboardDeps): Promise<Dashboard> {
@@ -143,7 +149,7 @@ export async function startDashboard(deps: DashboardDeps): Promise<Dashboard> {
   });
   timeline.start();
   const streams = new EventStreams({
-    read: async () => ({ ...(await readDashboardState(deps.status)) }),
+    read: async () => ({ ...(await readDashboardState(deps)) }),
     timeline,
     gateway: { id: deps.gatewayId, startedAt: new Date().toISOString() },
   });

@@ -2,7 +2,8 @@
  * `GET /v1/events`: the dashboard's live stream, as server-sent events (text/event-stream).
  *
  * Every connection starts with one `snapshot` event holding the whole state (every
- * section, the chart's recent samples and marks), so a client that reconnects, even to
+ * section: stores, heal, images, safeToRemove, gc, backups, as `dashboard-state.ts` reads
+ * them; and the chart's recent samples and marks), so a client that reconnects, even to
  * a restarted gateway, needs no history and `Last-Event-ID` is not needed (it is
  * ignored). Then, in order (`id:` counts up per gateway process):
  *
@@ -289,7 +290,7 @@ export const EVENTS_OPENAPI_PATHS: Record<string, PathItem> = {
   "/v1/events": {
     get: {
       summary:
-        "Server-sent events for the dashboard: a full-state snapshot first (stores, heal, images, safe-to-remove per store, recent I/O samples and marks), then the sections that change (read every second), I/O samples, marks and heartbeat comments",
+        "Server-sent events for the dashboard: a full-state snapshot first (stores, heal, images, safe-to-remove per store, gc as GET /v1/gc answers, this gateway's backup jobs, recent I/O samples and marks), then the sections that change (read every second), I/O samples, marks and heartbeat comments",
       responses: {
         "200": { description: "text/event-stream" },
         "503": {

@@ -7,10 +7,24 @@
  *   GET  /v1/gc   {"running": report|null, "last": report|null} (the last from the register)
  */
 import type { Hono } from "hono";
-import { type Collector, DEFAULT_GC_GRACE_MS, GcBusyError } from "../gc/collector.ts";
+import { type Collector, DEFAULT_GC_GRACE_MS, GcBusyError, type GcReport } from "../gc/collector.ts";
 import { jsonLimit, noBody } from "./_body-limits.ts";
 import type { PathItem } from "./openapi.ts";
 import { GcBody, GcQuery, valid } from "./schemas.ts";
+
+/** What `GET /v1/gc` answers (and the dashboard's `gc` section): the pass running here, and the last finished one. */
+export interface GcStatus {
+  /** The pass running on this gateway (a pass on another gateway shows there), or null. */
+  readonly running: GcReport | null;
+  /** The last finished pass of any gateway (register key `gc.report`), or null. */
+  readonly last: GcReport | null;
+}
+
+/** Reads {@link GcStatus}: one register read. */
+export async function readGcStatus(gc: Pick<Collector, "current" | "lastReport">): Promise<GcStatus> {
+  const current = gc.current;
+  return { running: current?.finishedAt ? null : current, last: await gc.lastReport() };
+}
 
 /** Mounts the gc routes on `app`. */
 export function mountGcRoutes(app: Hono, gc: Collector): void {
@@ -29,9 +43,7 @@ export function mountGcRoutes(app: Hono, gc: Collector): void {
     }
   });
 
-  app.get("/v1/gc", noBody, async (c) =>
-    c.json({ running: gc.current?.finishedAt ? null : gc.current, last: await gc.lastReport() }),
-  );
+  app.get("/v1/gc", noBody, async (c) => c.json(await readGcStatus(gc)));
 }
 
 const jsonOk = (description: string) => ({
