@@ -6,11 +6,13 @@
  * answers 401 it asks for one (kept in this tab's sessionStorage).
  */
 import { ApiError, AuthRequiredError, apiJson, getToken, setToken } from "./api.js";
+import { renderBackups } from "./backups-panel.js";
 import { IoCharts, WINDOW_MS } from "./chart-panel.js";
 import { ask } from "./dialogs.js";
 import { h, text } from "./dom.js";
 import { EventClient } from "./event-client.js";
 import { clock } from "./format.js";
+import { renderGc } from "./gc-panel.js";
 import { renderHeals } from "./heal-panel.js";
 import { renderImages } from "./images-panel.js";
 import { LimitsForm } from "./limits-panel.js";
@@ -24,12 +26,14 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   gateway: null,
-  sections: { stores: null, heal: null, images: null, safeToRemove: null },
+  sections: { stores: null, heal: null, images: null, safeToRemove: null, gc: null, backups: null },
   problem: null,
   samples: [],
   marks: [],
   /** When the last event arrived (what the panels are as of, once the stream is down). */
   dataAt: null,
+  /** The gateway's clock minus this browser's, from the last snapshot or change (for countdowns). */
+  clockOffsetMs: 0,
   live: false,
 };
 
@@ -43,6 +47,8 @@ function render() {
   renderHeals(s.heal);
   renderSafety(s.safeToRemove, s.stores, maintenance);
   renderImages(s.images, snapshot);
+  renderBackups(s.backups);
+  renderGc(s.gc, gatewayNow);
   limits.show(s.heal?.limits ?? null);
   const down = s.stores?.stores.filter((x) => x.state === "down" || x.state === "replaced").length ?? 0;
   document.title = down > 0 ? `blockmend: ${down} store(s) down` : "blockmend dashboard";
@@ -55,6 +61,11 @@ function render() {
     );
 }
 
+/** Now, by the gateway's clock as far as this page can tell (its events' `at`). */
+function gatewayNow() {
+  return Date.now() + state.clockOffsetMs;
+}
+
 function trim(list) {
   const since = Date.now() - WINDOW_MS;
   return list.filter((x) => x.t >= since);
@@ -62,6 +73,10 @@ function trim(list) {
 
 function onEvent({ type, data }) {
   state.dataAt = Date.now();
+  if (type === "snapshot" || type === "change") {
+    const at = Date.parse(data.at);
+    if (Number.isFinite(at)) state.clockOffsetMs = at - state.dataAt;
+  }
   if (type === "snapshot") {
     state.gateway = data.gateway;
     if (data.sections) Object.assign(state.sections, data.sections);

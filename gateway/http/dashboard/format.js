@@ -29,6 +29,13 @@ export function duration(seconds) {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
+/** How long from one ISO time to another, in words ("under 1 s" below a second). */
+export function took(from, to) {
+  const seconds = (Date.parse(to) - Date.parse(from)) / 1000;
+  if (!Number.isFinite(seconds)) return "unknown";
+  return seconds < 1 ? "under 1 s" : duration(seconds);
+}
+
 /** A time of day (24 h) of an ISO string or epoch ms. */
 export function clock(t) {
   if (t === null || t === undefined) return "never";

@@ -78,6 +78,71 @@ const safe = (id: string, ok: boolean, reasons: string[] = []) => ({
   unstamped: [],
 });
 
+const gcStore = (store: string, over: Record<string, unknown> = {}) => ({
+  store,
+  skipped: null,
+  stored: 2758,
+  condemned: 2068,
+  deleted: 0,
+  bytesDeleted: 0,
+  kept: 0,
+  error: null,
+  ...over,
+});
+
+/** A pass in its grace: started 10 s ago, its first three steps took 0.5 s, 300 s of grace. */
+function gcRunning() {
+  return {
+    token: "5f0c2a1e-9d1b-4c61-a0f3-0f0d6b1e2a77",
+    gateway: HOSTILE_GATEWAY,
+    phase: "grace",
+    startedAt: new Date(Date.now() - 10_000).toISOString(),
+    finishedAt: null,
+    graceMs: 300_000,
+    gcEpoch: 7,
+    referenced: 1029,
+    stores: [gcStore("a"), gcStore("b", { skipped: "unreachable", stored: 0, condemned: 0 })],
+    error: null,
+    stepMs: { mark: 120, condemn: 340, barrier: 40 },
+  };
+}
+
+const GC_LAST = {
+  token: "f1730bc8-4d2e-4f0e-9a55-1b2c3d4e5f60",
+  gateway: "gw-e4321c158ac0",
+  phase: "done",
+  startedAt: "2026-12-01T12:46:55.236Z",
+  finishedAt: "2026-12-01T12:46:55.805Z",
+  graceMs: 0,
+  gcEpoch: 6,
+  referenced: 1029,
+  stores: [
+    gcStore("a", { deleted: 2068, bytesDeleted: 128.4 * MiB }),
+    gcStore("b", { condemned: 12, error: HOSTILE_ERROR }),
+  ],
+  error: null,
+  stepMs: { mark: 80, condemn: 200, barrier: 30, grace: 0, remark: 60, sweep: 190 },
+};
+
+const backupJob = (id: string, over: Record<string, unknown> = {}): Record<string, unknown> => ({
+  id,
+  kind: "create",
+  state: "running",
+  phase: "uploading",
+  target: "s3://vm-backups/site-a?endpoint=http://127.0.0.1:7491&region=us-east-1",
+  image: HOSTILE_IMAGE,
+  backup: null,
+  gateway: "gw-fake",
+  startedAt: NOW,
+  finishedAt: null,
+  bytesDone: 96 * MiB,
+  bytesTotal: 256 * MiB,
+  rateBytesPerSecond: 32 * MiB,
+  etaSeconds: 5,
+  error: null,
+  ...over,
+});
+
 const LIMITS = {
   rateBytesPerSecond: 32 * MiB,
   floorBytesPerSecond: 4 * MiB,
@@ -154,6 +219,23 @@ function makeState() {
       b: safe("b", false, ["it is not in sync"]),
       w: safe("w", true),
     },
+    gc: { running: gcRunning(), last: GC_LAST },
+    backups: [
+      backupJob("0fb94c9e2616"),
+      backupJob("7c5d181f427c", {
+        kind: "verify",
+        state: "failed",
+        phase: "failed",
+        image: null,
+        backup: "20261201-114528-84d000d2",
+        finishedAt: NOW,
+        bytesDone: 0,
+        bytesTotal: 0,
+        rateBytesPerSecond: 0,
+        etaSeconds: 0,
+        error: HOSTILE_ERROR,
+      }),
+    ],
   };
 }
 
@@ -321,6 +403,113 @@ describe("the dashboard page against a stand-in gateway", () => {
           (document.querySelector('#heal-list li[data-key="b"] progress') as HTMLProgressElement).value >
           40e6,
       );
+      expect(await seriousAxeViolations(page)).toEqual([]);
+    } finally {
+      gw.state = makeState();
+      await page.close();
+    }
+  }, 60_000);
+
+  test("a gc pass in its grace shows its step and a countdown that runs between events; the last pass what it deleted", async () => {
+    gw.state.gc.running = gcRunning(); // started 10 s before now
+    const { page, errors } = await open();
+    try {
+      await live(page);
+      const running = page.locator("#gc-running");
+      await running.waitFor({ state: "visible" });
+      expect(await page.locator("#gc-running-title").textContent()).toBe(
+        `Pass 5f0c2a1e on gateway ${HOSTILE_GATEWAY}`,
+      );
+      const steps = await page.$$eval("#gc-steps li", (lis) => lis.map((li) => li.getAttribute("data-step")));
+      expect(steps).toEqual(["done", "done", "done", "current", "todo"]);
+      const current = page.locator('#gc-steps li[aria-current="step"]');
+      expect(await current.innerText()).toMatch(/^Grace now: /);
+      expect(await page.locator("#gc-steps-bar").evaluate((p) => (p as HTMLProgressElement).value)).toBe(3);
+      // Started 10 s ago, 0.5 s to the barrier, 300 s of grace: the sweep in about 4 min 50 s.
+      const line = page.locator("#gc-countdown");
+      const first = await line.textContent();
+      expect(first).toMatch(
+        /^Sweep in 4 min (4\d|5[01]) s \(at \d\d:\d\d:\d\d\): the 5 min 0 s grace began when the barrier was set, at \d\d:\d\d:\d\d\.$/,
+      );
+      // No event changes the state, yet the countdown moves.
+      await page.waitForFunction((t) => document.getElementById("gc-countdown")!.textContent !== t, first, {
+        timeout: 5_000,
+      });
+      expect(await page.locator("#gc-running-stores").innerText()).toContain("b: left alone, unreachable");
+
+      const last = page.locator("#gc-last");
+      expect(await last.getAttribute("data-deleted")).toBe("2068");
+      expect(await last.getAttribute("data-state")).toBe("done");
+      const words = await last.innerText();
+      expect(words).toMatch(/Run by\s+gateway gw-e4321c158ac0/);
+      expect(words).toMatch(/Deleted\s+2,068 chunk\(s\), 128 MiB/);
+      expect(words).toContain("a: 2,068 chunk(s) deleted (128 MiB) of 2,758 stored, 2,068 unreferenced");
+      expect(words).toContain(`12 unreferenced; error: ${HOSTILE_ERROR}`);
+      expect(words).toMatch(/Finished\s+.+ \(took under 1 s\)/);
+      expect(await page.locator("#gc-summary").textContent()).toContain(
+        "A pass is running on this gateway (grace).",
+      );
+
+      // The pass ends: the running card goes, and the countdown with it.
+      gw.state.gc = {
+        running: null as never,
+        last: { ...GC_LAST, token: "0a1b2c3d-0000-4000-8000-000000000000" },
+      };
+      await running.waitFor({ state: "hidden" });
+      expect(await page.locator("#gc-last-title").textContent()).toBe("Last pass 0a1b2c3d");
+      expect(await page.locator("#gc-summary").textContent()).toMatch(
+        /^No pass is running on this gateway\./,
+      );
+      expect(await seriousAxeViolations(page)).toEqual([]);
+      expect(await cspViolations(page)).toEqual([]);
+      expect(errors).toEqual([]);
+    } finally {
+      gw.state = makeState();
+      await page.close();
+    }
+  }, 60_000);
+
+  test("a backup job shows as a progress bar with rate and ETA, a failed one with its error", async () => {
+    const { page } = await open();
+    try {
+      await live(page);
+      const card = page.locator('#backup-list li[data-key="0fb94c9e2616"]');
+      const bar = card.locator("progress");
+      expect(await bar.getAttribute("max")).toBe(String(256 * MiB));
+      expect(await bar.evaluate((p) => (p as HTMLProgressElement).value)).toBe(96 * MiB);
+      const words = await card.innerText();
+      expect(words).toContain(`Backup of ${HOSTILE_IMAGE}`);
+      expect(words).toContain("96.0 MiB of 256 MiB (38%)");
+      expect(words).toMatch(/Rate\s+32\.0 MiB\/s/);
+      expect(words).toMatch(/Time left\s+5 s/);
+      expect(words).toContain("s3://vm-backups/site-a?endpoint=http://127.0.0.1:7491&region=us-east-1");
+      const failed = page.locator('#backup-list li[data-key="7c5d181f427c"]');
+      expect(await failed.getAttribute("data-state")).toBe("failed");
+      expect(await failed.innerText()).toContain("Verify of backup 20261201-114528-84d000d2");
+      expect(await failed.locator(".lost").textContent()).toBe(HOSTILE_ERROR);
+      expect(await page.locator("#backups-summary").textContent()).toContain(
+        "1 job(s) running; 1 finished (1 failed)",
+      );
+      // It moves, and ends.
+      gw.state.backups[0] = { ...gw.state.backups[0]!, bytesDone: 200 * MiB, etaSeconds: 2 };
+      await page.waitForFunction(
+        () =>
+          (document.querySelector('#backup-list li[data-key="0fb94c9e2616"] progress') as HTMLProgressElement)
+            .value >
+          150 * 1024 * 1024,
+      );
+      gw.state.backups[0] = {
+        ...gw.state.backups[0]!,
+        state: "done",
+        phase: "done",
+        bytesDone: 256 * MiB,
+        finishedAt: new Date().toISOString(),
+        backup: "20261201-114528-84d000d2",
+        etaSeconds: 0,
+      };
+      await page.waitForSelector('#backup-list li[data-key="0fb94c9e2616"][data-state="done"]');
+      expect(await card.locator(".bar-label").textContent()).toBe("256 MiB of 256 MiB (100%), done");
+      expect(await card.innerText()).toMatch(/Backup\s+20261201-114528-84d000d2/);
       expect(await seriousAxeViolations(page)).toEqual([]);
     } finally {
       gw.state = makeState();
