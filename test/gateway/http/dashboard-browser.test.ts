@@ -9,6 +9,10 @@
  *   data is written over NBD while b is away, b is started again: the progress bar of
  *   b's heal moves, and then the page shows b in sync;
  * - maintenance on and off and a snapshot through the page reach the real API;
+ * - a garbage collection pass (POST /v1/gc, after data was overwritten) shows its steps
+ *   and the countdown of its grace, then what it deleted per store; a backup job of
+ *   web01 (the gateway's real S3 client, into a stand-in S3 over memory) shows with its
+ *   bytes;
  * - at each of those moments: axe-core in the page finds no serious or critical
  *   violation, the 375 px and 1280 px layouts have no horizontal overflow, the page
  *   breaks no CSP rule, and a screenshot is saved under test/artifacts/ and checked to
@@ -16,6 +20,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Page } from "playwright-core";
+import type { GcReport } from "../../../gateway/gc/collector.ts";
 import {
   horizontalOverflow,
   launchChromium,
@@ -23,6 +28,7 @@ import {
   seriousAxeViolations,
   type TestBrowser,
 } from "../../support/browser.ts";
+import { startMemoryS3 } from "../../support/memory-s3.ts";
 import type { NbdClient } from "../../support/nbd-client.ts";
 import {
   api,
@@ -274,4 +280,64 @@ describe("the dashboard against a real cluster", () => {
     expect(snaps.snapshots.map((s) => s.name)).toContain("from-dashboard");
     expect(pageErrors).toEqual([]);
   }, 60_000);
+
+  test("a gc pass shows its grace's countdown, then what it deleted; a backup job shows with its bytes", async () => {
+    // Garbage: 2 MiB written twice. Once every store is in sync at the second version,
+    // nothing references the first one's chunks.
+    for (let round = 0; round < 2; round++) {
+      for (let o = 40 * MiB; o < 42 * MiB; o += MiB) await disk.write(o, randomBytes(MiB));
+      await disk.flush();
+    }
+    await waitInSync(gw);
+    const passing = send<GcReport>(gw, "POST", "/v1/gc?wait=1", { graceSeconds: 5 });
+    passing.catch(() => {});
+    await page.waitForSelector('#gc-running[data-phase="grace"]', { timeout: 5_000 });
+    expect(await page.locator('#gc-steps li[aria-current="step"] .step-name').textContent()).toBe("Grace");
+    expect(await page.locator("#gc-countdown").textContent()).toMatch(
+      /^Sweep (in [0-5] s \(at \d\d:\d\d:\d\d\)|due now): the 5 s grace began when the barrier was set/,
+    );
+    const report = await passing;
+    expect(report.phase).toBe("done");
+    const deleted = report.stores.reduce((n, s) => n + s.deleted, 0);
+    expect(deleted).toBeGreaterThan(0);
+    expect(await api(gw, "/v1/gc")).toEqual({ running: null, last: report });
+    await page.waitForSelector(`#gc-last[data-deleted="${deleted}"]`, { timeout: 10_000 });
+    expect(await page.locator("#gc-running").isHidden()).toBe(true);
+    const words = await page.locator("#gc-last").innerText();
+    expect(words).toContain(`Last pass ${report.token.slice(0, 8)}`);
+    expect(words).toMatch(/Deleted\s+[\d,]+ chunk\(s\), [\d.]+ (KiB|MiB)/);
+    expect(words).toMatch(new RegExp(`Run by\\s+gateway ${report.gateway}`));
+    for (const s of report.stores)
+      expect(
+        await page.locator(`#gc-last-stores li[data-key="${s.store}"]`).getAttribute("data-deleted"),
+      ).toBe(String(s.deleted));
+
+    const s3 = startMemoryS3();
+    try {
+      const job = await send<{ id: string }>(gw, "POST", "/v1/backups/jobs", {
+        kind: "create",
+        target: s3.target("dashboard"),
+        credentials: { accessKeyId: "test", secretAccessKey: "test" },
+        image: "web01",
+      });
+      const card = `#backup-list li[data-key="${job.id}"]`;
+      await page.waitForSelector(`${card}[data-state="done"]`, { timeout: 30_000 });
+      const status = await api<{ bytesDone: number; bytesTotal: number; backup: string }>(
+        gw,
+        `/v1/backups/jobs/${job.id}`,
+      );
+      expect(status.bytesTotal).toBeGreaterThan(0);
+      const bar = `${card} progress`;
+      expect(Number(await page.$eval(bar, (p) => p.getAttribute("max")))).toBe(status.bytesTotal);
+      expect(await page.$eval(bar, (p) => (p as HTMLProgressElement).value)).toBe(status.bytesTotal);
+      const jobWords = await page.locator(card).innerText();
+      expect(jobWords).toContain("Backup of web01");
+      expect(jobWords).toMatch(/\(100%\), done/);
+      expect(jobWords).toMatch(new RegExp(`Backup\\s+${status.backup}`));
+      expect(s3.objects.objects.size).toBeGreaterThan(0); // it did land in the bucket
+      await moment("5-gc-and-backup");
+    } finally {
+      await s3.stop();
+    }
+  }, 120_000);
 });
