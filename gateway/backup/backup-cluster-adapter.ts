@@ -11,7 +11,7 @@ import { confirmContent } from "../image/gc-barrier.ts";
 import { assertImageName, type Head } from "../image/head.ts";
 import { importContent, NeedMoreCopiesError, type PutReport } from "../image/head-writer.ts";
 import type { ImageService } from "../image/image-service.ts";
-import { PutOutcome } from "../replication/store-set.ts";
+import { PutOutcomes } from "../replication/store-set.ts";
 import type { BackupCluster, BackupVersion, RestoreSession } from "./backup-cluster.ts";
 
 /** Times a restored image's head is tried again after stores entered maintenance meanwhile. */
@@ -109,7 +109,7 @@ function versionOf(head: Head, snapshot: string): BackupVersion {
 class StoreRestoreSession implements RestoreSession {
   readonly #images: ImageService;
   readonly #image: string;
-  #outcome: PutOutcome | null = null;
+  readonly #puts = new PutOutcomes();
   /** Chunks found on every placement store: copies counted where they were found. */
   readonly #present = new Map<Hash, Set<string>>();
   /** Stores whose existence check failed: they may lack chunks this restore skipped. */
@@ -169,12 +169,12 @@ class StoreRestoreSession implements RestoreSession {
   async put(chunks: readonly { hash: Hash; bytes: Uint8Array }[]): Promise<void> {
     if (chunks.length === 0) return;
     const outcome = await this.#images.ctx.stores.putChunks(chunks, this.#images.ctx.cluster.leaving());
-    this.#outcome = this.#outcome ? PutOutcome.merge(this.#outcome, outcome) : outcome;
+    this.#puts.add(outcome);
   }
 
   #report(): PutReport {
     const ctx = this.#images.ctx;
-    const outcome = this.#outcome;
+    const outcome = this.#puts.any ? this.#puts.outcome : null;
     const present = this.#present;
     const identities = new Map(
       ctx.stores.dataMembers
@@ -207,7 +207,7 @@ class StoreRestoreSession implements RestoreSession {
         batch.map((hash, k) => ({ hash, bytes: bytes[k]! })),
         leaving,
       );
-      this.#outcome = this.#outcome ? PutOutcome.merge(this.#outcome, again) : again;
+      this.#puts.add(again);
     }
     this.#present.clear();
   }

@@ -69,12 +69,51 @@ export class PutOutcome {
 
   /** Both puts together (a commit's data chunks and its map pages). */
   static merge(a: PutOutcome, b: PutOutcome): PutOutcome {
-    const complete = new Map<string, string>();
-    for (const [id, identity] of a.complete) if (b.complete.get(id) === identity) complete.set(id, identity);
-    const copies = new Map<Hash, Set<string>>();
-    for (const o of [a, b])
-      for (const [h, s] of o.#copies) copies.set(h, new Set([...(copies.get(h) ?? []), ...s]));
-    return new PutOutcome(complete, new Set([...a.failedStores, ...b.failedStores]), copies);
+    return new PutOutcomes().add(a).add(b).outcome;
+  }
+
+  /** Adds this put's copies to `into` (for {@link PutOutcomes}). */
+  addCopiesTo(into: Map<Hash, Set<string>>): void {
+    for (const [h, s] of this.#copies) {
+      const have = into.get(h);
+      if (!have) into.set(h, new Set(s));
+      else for (const id of s) have.add(id);
+    }
+  }
+}
+
+/**
+ * Many puts together (an import's or a restore's batches), in time linear in their chunks:
+ * merging pairwise copies everything so far each time, which was a quarter of the
+ * gateway's thread during a 1 GiB S3 import.
+ */
+export class PutOutcomes {
+  #complete: Map<string, string> | null = null;
+  readonly #failed = new Set<string>();
+  readonly #copies = new Map<Hash, Set<string>>();
+  #outcome: PutOutcome | null = null;
+
+  /** Adds one put: a store stays complete only if it received every put in full, as the same store. */
+  add(o: PutOutcome): this {
+    if (this.#complete === null) this.#complete = new Map(o.complete);
+    else
+      for (const [id, identity] of this.#complete)
+        if (o.complete.get(id) !== identity) this.#complete.delete(id);
+    for (const id of o.failedStores) this.#failed.add(id);
+    o.addCopiesTo(this.#copies);
+    this.#outcome = null;
+    return this;
+  }
+
+  /** True once a put was added. */
+  get any(): boolean {
+    return this.#complete !== null;
+  }
+
+  /** Everything added so far, as one outcome (it shares this accumulator's maps until the next add). */
+  get outcome(): PutOutcome {
+    this.#outcome ??= new PutOutcome(this.#complete ?? new Map(), this.#failed, this.#copies);
+    return this.#outcome;
   }
 }
 

@@ -29,7 +29,7 @@ import {
 import { GcBarrierError, importContent, NeedMoreCopiesError, type PutReport } from "../image/head-writer.ts";
 import type { ImageContext } from "../image/image-context.ts";
 import type { ImageService } from "../image/image-service.ts";
-import { PutOutcome } from "../replication/store-set.ts";
+import { type PutOutcome, PutOutcomes } from "../replication/store-set.ts";
 import {
   type CommittedVersion,
   ImageAttachedError,
@@ -137,18 +137,25 @@ export class ImageCatalogAdapter implements S3ImageCatalog {
     let report = put;
     let gcEpoch = observedGcEpoch;
     let leaving = await ctx.cluster.freshLeaving();
-    /** Every chunk of the import put again (read back where not at hand), past `leaving`. */
+    /**
+     * Every chunk the new version references (`chunks`: pages and data) put again past
+     * `leaving`, read back where not at hand, 64 at a time. The report is then this put
+     * alone: what staging put besides (seam pieces, cut again at assembly) is no part of
+     * the version and must not count.
+     */
     const reput = async (past: ReadonlySet<string>) => {
-      const again = await ctx.stores.putChunks(
-        await Promise.all(
-          chunks.map(async (c) => ({
-            hash: c.hash,
-            bytes: c.bytes ?? (await ctx.stores.getChunk(c.hash)),
-          })),
-        ),
-        past,
-      );
-      report = PutOutcome.merge(report as PutOutcome, again);
+      const again = new PutOutcomes();
+      for (let i = 0; i < chunks.length; i += REPUT_BATCH) {
+        const batch = chunks.slice(i, i + REPUT_BATCH);
+        const bytes = await Promise.all(batch.map((c) => c.bytes ?? ctx.stores.getChunk(c.hash)));
+        again.add(
+          await ctx.stores.putChunks(
+            batch.map((c, k) => ({ hash: c.hash, bytes: bytes[k]! })),
+            past,
+          ),
+        );
+      }
+      report = again.outcome;
     };
     for (let attempt = 1; ; attempt++) {
       try {
@@ -299,6 +306,9 @@ class StoreVersionReader implements VersionReader {
   }
 }
 
+/** Chunks read and put again per batch when an import must put everything again. */
+const REPUT_BATCH = 64;
+
 /** An import into one image name: chunks go to the stores as parts arrive; the head is written at commit. */
 class StoreImportSession implements ImportSession {
   readonly image: string;
@@ -306,7 +316,7 @@ class StoreImportSession implements ImportSession {
   readonly #catalog: ImageCatalogAdapter;
   readonly #ctx: ImageContext;
   /** Every put of this import, merged: which stores received all of it, and the copies per chunk. */
-  #outcome: PutOutcome | null = null;
+  readonly #puts = new PutOutcomes();
   /** Chunks skipped because every placement store had them: counted as copies there. */
   readonly #present = new Map<Hash, Set<string>>();
   /** Stores whose existence check failed: they may lack chunks this import skipped. */
@@ -389,12 +399,12 @@ class StoreImportSession implements ImportSession {
   }
 
   #merge(outcome: PutOutcome): void {
-    this.#outcome = this.#outcome ? PutOutcome.merge(this.#outcome, outcome) : outcome;
+    this.#puts.add(outcome);
   }
 
   /** The import's put report: copies of skipped chunks count where they were found. */
   #report(): PutReport {
-    const outcome = this.#outcome;
+    const outcome = this.#puts.any ? this.#puts.outcome : null;
     const present = this.#present;
     const unchecked = this.#unchecked;
     const identities = new Map(

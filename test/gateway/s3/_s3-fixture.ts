@@ -2,6 +2,7 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { Sha256 } from "@smithy/core/checksum";
 import { SignatureV4 } from "@smithy/signature-v4";
+import type { GatewayCore } from "../../../gateway/gateway.ts";
 import type { ImageService } from "../../../gateway/image/image-service.ts";
 import { ImageCatalogAdapter } from "../../../gateway/s3/image-catalog-adapter.ts";
 import { createS3App, type S3App } from "../../../gateway/s3/s3-app.ts";
@@ -16,6 +17,7 @@ export const REGION = "us-east-1";
 /** A running endpoint over a fresh image service. */
 export interface S3Fixture {
   readonly service: ImageService;
+  readonly core: GatewayCore;
   readonly s3: S3App;
   readonly server: HttpServer;
   readonly url: string;
@@ -25,8 +27,10 @@ export interface S3Fixture {
   close(): Promise<void>;
 }
 
-export async function startS3Fixture(options: { domain?: string } = {}): Promise<S3Fixture> {
-  const { service } = await imageService();
+export async function startS3Fixture(
+  options: { domain?: string; minReplicas?: number } = {},
+): Promise<S3Fixture> {
+  const { service, core } = await imageService(undefined, { minReplicas: options.minReplicas });
   const fixture = { skew: 0 } as { skew: number } & Partial<S3Fixture>;
   const s3 = createS3App(new ImageCatalogAdapter(service), {
     bucket: BUCKET,
@@ -38,6 +42,7 @@ export async function startS3Fixture(options: { domain?: string } = {}): Promise
   const server = await serveHttp(s3.app.fetch, { hostname: "127.0.0.1", port: 0 });
   return Object.assign(fixture, {
     service,
+    core,
     s3,
     server,
     url: server.url,

@@ -25,6 +25,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { referencedChunks } from "../../../gateway/gc/mark.ts";
 import { UPLOAD_EXPIRY_MS } from "../../../gateway/s3/multipart-uploads.ts";
 import { formatAmzDate } from "../../../gateway/s3/sigv4-verifier.ts";
 import {
@@ -208,6 +209,50 @@ describe("imports", () => {
     }
     expect(fx.s3.uploads.list().map((u) => u.id)).not.toContain(second.UploadId!);
     expect(fx.s3.uploads.stagedBytes).toBe(0);
+  });
+});
+
+describe("imports while stores change", () => {
+  test("a store entering maintenance between the parts and the completion: the import puts its chunks again past it and lands whole", async () => {
+    const f = await startS3Fixture({ minReplicas: 2 }); // every chunk must have 2 copies outside maintenance
+    try {
+      const client = f.client();
+      const parts = [pattern(3 * MiB, 71), pattern(2 * MiB + 4096, 72)];
+      const { UploadId } = await client.send(
+        new CreateMultipartUploadCommand({ Bucket: "images", Key: "moving" }),
+      );
+      const etags: string[] = [];
+      for (const [i, body] of parts.entries()) {
+        const r = await client.send(
+          new UploadPartCommand({ Bucket: "images", Key: "moving", UploadId, PartNumber: i + 1, Body: body }),
+        );
+        etags.push(r.ETag!);
+      }
+      await f.core.setMaintenance("b", true); // chunks placed on b now lack a copy
+      await client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: "images",
+          Key: "moving",
+          UploadId,
+          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+        }),
+      );
+      const image = await f.service.open("moving");
+      try {
+        expect(Buffer.compare(await image.read(0, 5 * MiB + 4096), Buffer.concat(parts))).toBe(0);
+      } finally {
+        await f.service.release(image);
+      }
+      // Without b, a and c hold every chunk of it (pages and data): it would survive b's removal.
+      const referenced = [...(await referencedChunks(f.core))];
+      expect(referenced.length).toBeGreaterThan(80);
+      for (const id of ["a", "c"]) {
+        const has = await f.core.stores.member(id)!.store.has(referenced);
+        expect(`${id}: ${has.filter((x) => !x).length} missing`).toBe(`${id}: 0 missing`);
+      }
+    } finally {
+      await f.close();
+    }
   });
 });
 
