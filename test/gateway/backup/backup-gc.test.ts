@@ -13,25 +13,12 @@ import { restoreBackup } from "../../../gateway/backup/backup-restore.ts";
 import { NO_PROGRESS } from "../../../gateway/backup/job-progress.ts";
 import { MemoryObjectStore } from "../../../gateway/backup/memory-object-store.ts";
 import { Repository } from "../../../gateway/backup/repository.ts";
-import type { GatewayCore } from "../../../gateway/gateway.ts";
-import { Collector } from "../../../gateway/gc/collector.ts";
 import { livePins } from "../../../gateway/gc/pins.ts";
+import { testCollector } from "../gc/_gc-fixture.ts";
 import { imageService, pattern } from "../image/_image-fixture.ts";
 import { readAll, write } from "./_backup-fixture.ts";
 
 const MiB = 1024 * 1024;
-
-function collector(core: GatewayCore, hooks?: ConstructorParameters<typeof Collector>[0]["hooks"]) {
-  return new Collector({
-    stores: core.stores,
-    heads: core.heads,
-    cluster: core.cluster,
-    register: core.register,
-    gatewayId: core.id,
-    isUp: () => true,
-    hooks,
-  });
-}
 
 /** The adapter, with `beforeCommit` run inside a restore just before its head is written. */
 function withHook(
@@ -66,7 +53,7 @@ test("a restore that skipped stored chunks, committing after a pass condemned th
   // vm's chunks stay stored but unreferenced: the restore finds them and skips them.
   await service.remove("vm");
   const racing = withHook(cluster, async (commit) => {
-    const report = await collector(core, {
+    const report = await testCollector(core, {
       beforeSweep: async () => {
         await commit(); // lands after the barrier and the second mark, before the sweep
       },
@@ -81,7 +68,7 @@ test("a restore that skipped stored chunks, committing after a pass condemned th
   expect(restored.presentChunks).toBeGreaterThan(0); // it did skip stored chunks
   expect(restored.downloadedChunks).toBe(0);
   // Another pass and a fresh gateway over the same stores: every byte is there.
-  await collector(core).run({ graceMs: 0 });
+  await testCollector(core).run({ graceMs: 0 });
   const fresh = await imageService(core.stores.dataMembers.map((m) => m.store));
   expect(await readAll(fresh.service, "back")).toEqual(bytes);
   await fresh.service.close();

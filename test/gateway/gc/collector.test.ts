@@ -9,7 +9,7 @@ import type { ChunkStore, Hash } from "../../../chunkstore/chunk-store.ts";
 import { hashChunk } from "../../../chunkstore/hash.ts";
 import { MemoryStore } from "../../../chunkstore/memory-store.ts";
 import type { GatewayCore } from "../../../gateway/gateway.ts";
-import { Collector, GcBusyError, versionsOf } from "../../../gateway/gc/collector.ts";
+import { GcBusyError, versionsOf } from "../../../gateway/gc/collector.ts";
 import { BlockMap, levelsFor, ZERO_HASH } from "../../../gateway/image/block-map.ts";
 import { confirmContent, reviveTree } from "../../../gateway/image/gc-barrier.ts";
 import { blockCount, type Head, liveHead } from "../../../gateway/image/head.ts";
@@ -17,22 +17,10 @@ import { commitContent, createHead, GcBarrierError, takeOver } from "../../../ga
 import type { ImageService } from "../../../gateway/image/image-service.ts";
 import { changedChunks } from "../../../gateway/image/tree-diff.ts";
 import { imageService, pattern } from "../image/_image-fixture.ts";
+import { testCollector } from "./_gc-fixture.ts";
 
 const MiB = 1024 * 1024;
 const BLOCK = 65536;
-
-/** A collector over a gateway's parts (the gateway's own one has no test seams). */
-function collector(core: GatewayCore, hooks?: ConstructorParameters<typeof Collector>[0]["hooks"]) {
-  return new Collector({
-    stores: core.stores,
-    heads: core.heads,
-    cluster: core.cluster,
-    register: core.register,
-    gatewayId: core.id,
-    isUp: () => true,
-    hooks,
-  });
-}
 
 async function readAll(service: ImageService, exportName: string): Promise<Uint8Array> {
   const img = await service.open(exportName);
@@ -102,7 +90,7 @@ describe("garbage collection", () => {
     const expected = { web: await readAll(service, "web"), clone: await readAll(service, "clone") };
     const before = (await Promise.all(stores.map(stored))).flat().length;
 
-    const report = await collector(core).run({ graceMs: 0 });
+    const report = await testCollector(core).run({ graceMs: 0 });
     expect(report.phase).toBe("done");
     expect(report.error).toBeNull();
     const deleted = report.stores.reduce((n, s) => n + s.deleted, 0);
@@ -119,7 +107,7 @@ describe("garbage collection", () => {
     const live = await referenced(core);
     for (const s of stores) for (const h of await stored(s)) expect(live.has(h)).toBe(true);
     // A second pass finds nothing more.
-    const again = await collector(core).run({ graceMs: 0 });
+    const again = await testCollector(core).run({ graceMs: 0 });
     expect(again.stores.reduce((n, s) => n + s.deleted, 0)).toBe(0);
     await fresh.close();
     await service.close();
@@ -172,7 +160,7 @@ describe("garbage collection", () => {
           }),
         );
       let refused: unknown = null;
-      const report = await collector(core, {
+      const report = await testCollector(core, {
         // The second half lands after the barrier and the second mark, before the sweep.
         beforeSweep: async () => {
           if (variant === "barrier") {
@@ -228,7 +216,7 @@ describe("garbage collection", () => {
       const ids = new Map(
         core.stores.dataMembers.map((m) => [m.id, { identity: core.cluster.identity(m.id)! }]),
       );
-      const report = await collector(core, {
+      const report = await testCollector(core, {
         beforeSweep: async () => {
           const { head } = await core.heads.change(
             "copy",
@@ -270,7 +258,7 @@ describe("garbage collection", () => {
     await writeBlocks(service, "old", [[0, 11]]);
     await writeBlocks(service, "old", [[0, 12]]);
     await service.create("new", MiB);
-    const report = await collector(core, {
+    const report = await testCollector(core, {
       // Through the real commit pipeline: its put of the condemned chunk revives it, and its head is marked.
       afterCondemn: () => writeBlocks(service, "new", [[3, 11]]),
     }).run({ graceMs: 0 });
@@ -295,11 +283,11 @@ describe("garbage collection", () => {
     });
     await writeBlocks(service, "vm", [[2, 32]]); // the pinned version is no head's any more
     const other = await imageService(stores); // the pass runs on another gateway: pins are cluster-wide
-    expect((await collector(other.core).run({ graceMs: 0 })).phase).toBe("done");
+    expect((await testCollector(other.core).run({ graceMs: 0 })).phase).toBe("done");
     const hash = hashChunk(pattern(BLOCK, 31));
     expect((await Promise.all(stores.map((s) => s.has([hash])))).flat().some(Boolean)).toBe(true);
     await release();
-    const r = await collector(other.core).run({ graceMs: 0 });
+    const r = await testCollector(other.core).run({ graceMs: 0 });
     expect(r.stores.reduce((n, s) => n + s.deleted, 0)).toBeGreaterThan(0);
     expect((await Promise.all(stores.map((s) => s.has([hash])))).flat().some(Boolean)).toBe(false);
     await other.service.close();
@@ -314,9 +302,9 @@ describe("garbage collection", () => {
     const held = new Promise<void>((r) => {
       release = r;
     });
-    const first = collector(one.core, { afterCondemn: () => held });
+    const first = testCollector(one.core, { afterCondemn: () => held });
     const running = await first.start({ graceMs: 0 });
-    const err = await collector(two.core)
+    const err = await testCollector(two.core)
       .run({ graceMs: 0 })
       .catch((e) => e);
     expect(err).toBeInstanceOf(GcBusyError);
@@ -324,8 +312,8 @@ describe("garbage collection", () => {
     release();
     expect((await running.done).phase).toBe("done");
     // Finished: the report is in the register for every gateway, and the lease is free.
-    expect((await collector(two.core).lastReport())?.token).toBe(running.report.token);
-    expect((await collector(two.core).run({ graceMs: 0 })).phase).toBe("done");
+    expect((await testCollector(two.core).lastReport())?.token).toBe(running.report.token);
+    expect((await testCollector(two.core).run({ graceMs: 0 })).phase).toBe("done");
     await one.service.close();
     await two.service.close();
   });

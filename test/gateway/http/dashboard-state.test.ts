@@ -12,8 +12,7 @@ import { backupPins } from "../../../gateway/backup/backup-cluster.ts";
 import { BackupClusterAdapter } from "../../../gateway/backup/backup-cluster-adapter.ts";
 import { type BackupJobStatus, BackupJobs } from "../../../gateway/backup/backup-jobs.ts";
 import { MemoryObjectStore } from "../../../gateway/backup/memory-object-store.ts";
-import type { GatewayCore } from "../../../gateway/gateway.ts";
-import { Collector, type GcReport } from "../../../gateway/gc/collector.ts";
+import type { GcReport } from "../../../gateway/gc/collector.ts";
 import {
   DASHBOARD_FINISHED_JOBS,
   type DashboardBackupJob,
@@ -25,6 +24,7 @@ import { IoTimeline } from "../../../gateway/http/io-timeline.ts";
 import { serveHttp } from "../../../runtime/serve-http.ts";
 import { type EventReader, openEvents, type TestEvent } from "../../support/event-stream.ts";
 import { write } from "../backup/_backup-fixture.ts";
+import { testCollector } from "../gc/_gc-fixture.ts";
 import { imageService, pattern } from "../image/_image-fixture.ts";
 
 const MiB = 1024 * 1024;
@@ -41,7 +41,7 @@ async function setup(hooks?: { afterCondemn?: () => Promise<void> }) {
   await service.create("vm-1", 4 * MiB);
   await write(service, "vm-1", 0, pattern(2 * MiB, 1));
   await write(service, "vm-1", 0, pattern(2 * MiB, 2)); // the first 2 MiB are garbage now
-  const gc = collector(core, hooks);
+  const gc = testCollector(core, hooks);
   const repo = new MemoryObjectStore("memory://dash");
   const backups = new BackupJobs({
     cluster: new BackupClusterAdapter(service),
@@ -50,18 +50,6 @@ async function setup(hooks?: { afterCondemn?: () => Promise<void> }) {
     openStore: () => repo,
   });
   return { service, core, gc, backups };
-}
-
-function collector(core: GatewayCore, hooks?: { afterCondemn?: () => Promise<void> }) {
-  return new Collector({
-    stores: core.stores,
-    heads: core.heads,
-    cluster: core.cluster,
-    register: core.register,
-    gatewayId: core.id,
-    isUp: () => true,
-    hooks,
-  });
 }
 
 async function waitJob(backups: BackupJobs, id: string): Promise<BackupJobStatus> {
