@@ -3,6 +3,7 @@
  * `backup-cluster-adapter.ts` implements it over today's image layer.
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
+import type { PinVersion } from "../image/image-context.ts";
 
 /** One committed version of an image, as a backup reads it. */
 export interface BackupVersion {
@@ -25,14 +26,7 @@ export interface VersionPins {
 export const NO_PINS: VersionPins = { pin: async () => async () => {} };
 
 /** Pins through the gateway's pin set (`ImageContext.pinVersion`); none without one. */
-export function backupPins(ctx: {
-  readonly pinVersion?: (v: {
-    root: Hash;
-    size: number;
-    chunkSize: number;
-    why: string;
-  }) => Promise<() => Promise<void>>;
-}): VersionPins {
+export function backupPins(ctx: { readonly pinVersion?: PinVersion }): VersionPins {
   const pinVersion = ctx.pinVersion;
   if (!pinVersion) return NO_PINS;
   return {

@@ -61,10 +61,13 @@ export interface ImageContext {
    * Pins a version for a long read (garbage collection keeps its chunks meanwhile: gc/pins.ts);
    * resolves, durable, with its release. Absent: reads are not pinned.
    */
-  readonly pinVersion?: (v: {
-    root: Hash;
-    size: number;
-    chunkSize: number;
-    why: string;
-  }) => Promise<() => Promise<void>>;
+  readonly pinVersion?: PinVersion;
 }
+
+/** Pins a version (`root`, `size`, `chunkSize`; `why` for status); resolves, durable, with its release. */
+export type PinVersion = (v: {
+  root: Hash;
+  size: number;
+  chunkSize: number;
+  why: string;
+}) => Promise<() => Promise<void>>;
