@@ -98,7 +98,10 @@ export class CopyEngine {
     if (!store) return false;
     let bytes: Uint8Array;
     try {
-      bytes = await this.#stores.getChunk(hash, target);
+      // Quiet: a repair is the answer to a bad copy already recorded. Had it reported the
+      // other stores' bad copies of a chunk no version needs, the heal would clear that
+      // garbage's record and this read would put it back, every second, for good.
+      bytes = await this.#stores.getChunk(hash, target, { reportBadCopies: false });
     } catch (err) {
       if (err instanceof ChunkNotFoundError) return false;
       throw err;

@@ -310,9 +310,15 @@ export class StoreSet {
   /**
    * Reads a chunk from its placement stores, then any other data store, skipping stores
    * that are down and `exclude`. When a store is slow, the next one is asked too and the
-   * first good answer wins. A missing or corrupt copy is reported on `badCopy`.
+   * first good answer wins. A missing or corrupt copy is reported on `badCopy` (unless
+   * `reportBadCopies: false`: a repair's own source read).
    */
-  async getChunk(hash: Hash, exclude?: string): Promise<Uint8Array> {
+  async getChunk(
+    hash: Hash,
+    exclude?: string,
+    options: { reportBadCopies?: boolean } = {},
+  ): Promise<Uint8Array> {
+    const report = options.reportBadCopies !== false;
     const placement = this.placement(hash);
     const all = [
       ...placement,
@@ -348,9 +354,9 @@ export class StoreSet {
             (err) => {
               running--;
               if (err instanceof ChunkNotFoundError) {
-                if (placement.includes(id)) this.badCopy.emit(id, hash, "missing");
+                if (report && placement.includes(id)) this.badCopy.emit(id, hash, "missing");
               } else if (err instanceof ChunkCorruptError) {
-                this.badCopy.emit(id, hash, "corrupt");
+                if (report) this.badCopy.emit(id, hash, "corrupt");
               } else {
                 this.#health.reportFailure(id, err);
               }

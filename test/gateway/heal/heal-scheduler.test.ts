@@ -208,6 +208,14 @@ describe("damage with no good copy anywhere", () => {
             .every((s) => s.state === "in-sync"),
         );
         expect(g.core.cluster.record.stores.a!.damaged).toBeNull();
+        // And it stays cleared: the repair's own reads must not record it again (the
+        // operations walk saw it flap between cleared and recorded every second).
+        for (let i = 0; i < 15; i++) {
+          await Bun.sleep(200);
+          await g.core.cluster.fresh();
+          for (const id of ["a", "b"])
+            expect(`${id} ${g.core.cluster.record.stores[id]!.damaged?.chunks}`).toBe(`${id} undefined`);
+        }
       } else {
         await until("a heal that counts the loss", async () =>
           (await g.core.status.heal()).stores.some((s) => s.id === "a" && s.lostChunks > 0),
