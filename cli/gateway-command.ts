@@ -32,7 +32,7 @@ const command = defineCommand({
     "min-replicas": {
       type: "string",
       description:
-        "Copies that must be durable before a write is acknowledged (default: a majority of replicas)",
+        "Copies that must be durable before a write is acknowledged (default: half the replicas, rounded up: 1 of 2, 2 of 3)",
     },
     nbd: { type: "string", description: NBD_LISTEN_DESCRIPTION, default: "127.0.0.1:10809" },
     ...NBD_TLS_ARGS,

@@ -137,7 +137,8 @@ export function nbdUsage(options: NbdServerOptions, port: number): NbdUsage {
     exportUri,
     tryLines(name) {
       if (!tls) {
-        const uri = exportUri(name);
+        // Quoted when it has a query (a unix socket's `?socket=`): `?` is a shell glob.
+        const uri = unix ? `'${exportUri(name)}'` : exportUri(name);
         return [
           `qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' ${uri}`,
           `nbdinfo ${uri}   # size and block sizes, as a client sees them`,

@@ -128,7 +128,7 @@ export async function bootstrapCluster(
     const down = configured.filter((c) => probes.get(c.id) instanceof Error);
     if (down.length > 0) {
       throw new ClusterConfigError(
-        `A new cluster is created only with every store reachable; not reachable: ${down
+        `No cluster record could be read from the reachable stores, and a new cluster is created only with every store reachable; not reachable: ${down
           .map((c) => `${c.id} (${(probes.get(c.id) as Error).message})`)
           .join("; ")}`,
       );

@@ -98,6 +98,10 @@ describe("nbdServerOptions", () => {
     expect(nbdUsage({ path: "/run/b/nbd.sock" }, 0).exportUri("web01")).toBe(
       "nbd+unix:///web01?socket=/run/b/nbd.sock",
     );
+    // In the lines to paste, quoted: `?` is a shell glob.
+    expect(nbdUsage({ path: "/run/b/nbd.sock" }, 0).tryLines("web01")[1]).toStartWith(
+      "nbdinfo 'nbd+unix:///web01?socket=/run/b/nbd.sock'",
+    );
     const tls = nbdUsage({ hostname: "127.0.0.1", tls: { certDir: "/pki" } }, 10809);
     expect(tls.where).toBe("nbds://127.0.0.1:10809");
     expect(tls.tryLines("web01").join("\n")).toContain(
