@@ -50,3 +50,17 @@ export function parseFioLog(raw: string): [number, number, number, number, numbe
     .split("\n")
     .map((l) => l.split(",").map((x) => Number(x.trim())) as [number, number, number, number, number]);
 }
+
+/** A fio command line against NBD export `uri` of `sizeMiB` MiB, fresh random data each run; `extra` is the job. */
+export function fioOverNbd(uri: string, sizeMiB: number, extra: string[]): string[] {
+  return [
+    "fio",
+    "--name=vm",
+    "--ioengine=nbd",
+    `--uri=${uri}`,
+    `--size=${sizeMiB}M`,
+    "--refill_buffers=1",
+    "--randrepeat=0",
+    ...extra,
+  ];
+}

@@ -14,7 +14,7 @@ import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { GcReport } from "../gateway/gc/collector.ts";
-import { parseFioLog, pct, procs, sh, startProc } from "./_procs.ts";
+import { fioOverNbd, parseFioLog, pct, procs, sh, startProc } from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -55,16 +55,7 @@ try {
     method: "POST",
     body: JSON.stringify({ name: "vm", size: LIVE_MIB * MiB }),
   });
-  const fio = (extra: string[]) => [
-    "fio",
-    "--name=vm",
-    "--ioengine=nbd",
-    `--uri=${nbd}/vm`,
-    `--size=${LIVE_MIB}M`,
-    "--refill_buffers=1",
-    "--randrepeat=0",
-    ...extra,
-  ];
+  const fio = (extra: string[]) => fioOverNbd(`${nbd}/vm`, LIVE_MIB, extra);
   // Filled, then overwritten in full: the first fill is garbage, as much as the live data.
   for (let i = 0; i < 2; i++) await sh(fio(["--rw=write", "--bs=1M", "--iodepth=8", "--end_fsync=1"]));
   const diskBefore = (await Promise.all(ids.map((id) => diskBytes(join(dir, id))))).reduce(

@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashChunk } from "../chunkstore/hash.ts";
 import { HttpStore } from "../chunkstore/http-store.ts";
-import { parseFioLog, pct, procs, sh, startProc } from "./_procs.ts";
+import { fioOverNbd, parseFioLog, pct, procs, sh, startProc } from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -82,16 +82,7 @@ try {
     body: JSON.stringify({ name: "vm", size: IMAGE_MIB * 1024 * 1024 }),
     headers: { "content-type": "application/json" },
   });
-  const fio = (extra: string[]) => [
-    "fio",
-    "--name=vm",
-    "--ioengine=nbd",
-    `--uri=${nbd}/vm`,
-    `--size=${IMAGE_MIB}M`,
-    "--refill_buffers=1",
-    "--randrepeat=0",
-    ...extra,
-  ];
+  const fio = (extra: string[]) => fioOverNbd(`${nbd}/vm`, IMAGE_MIB, extra);
   await sh(fio(["--rw=write", "--bs=1M", "--iodepth=8", "--end_fsync=1"]));
   await waitHealed();
 

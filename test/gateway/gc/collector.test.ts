@@ -8,16 +8,14 @@ import { describe, expect, test } from "bun:test";
 import type { ChunkStore, Hash } from "../../../chunkstore/chunk-store.ts";
 import { hashChunk } from "../../../chunkstore/hash.ts";
 import { MemoryStore } from "../../../chunkstore/memory-store.ts";
-import type { GatewayCore } from "../../../gateway/gateway.ts";
-import { GcBusyError, versionsOf } from "../../../gateway/gc/collector.ts";
-import { BlockMap, levelsFor, ZERO_HASH } from "../../../gateway/image/block-map.ts";
+import { GcBusyError } from "../../../gateway/gc/collector.ts";
+import { BlockMap, ZERO_HASH } from "../../../gateway/image/block-map.ts";
 import { confirmContent, reviveTree } from "../../../gateway/image/gc-barrier.ts";
-import { blockCount, type Head, liveHead } from "../../../gateway/image/head.ts";
+import { blockCount, type Head } from "../../../gateway/image/head.ts";
 import { commitContent, createHead, GcBarrierError, takeOver } from "../../../gateway/image/head-writer.ts";
 import type { ImageService } from "../../../gateway/image/image-service.ts";
-import { changedChunks } from "../../../gateway/image/tree-diff.ts";
 import { imageService, pattern } from "../image/_image-fixture.ts";
-import { testCollector } from "./_gc-fixture.ts";
+import { referencedByHeads, testCollector } from "./_gc-fixture.ts";
 
 const MiB = 1024 * 1024;
 const BLOCK = 65536;
@@ -39,21 +37,6 @@ async function writeBlocks(service: ImageService, name: string, blocks: [number,
   } finally {
     await service.release(img);
   }
-}
-
-/** Every chunk any live version references, walked from the heads. */
-async function referenced(core: GatewayCore): Promise<Set<Hash>> {
-  const out = new Set<Hash>();
-  for (const v of (await core.heads.scan()).values()) {
-    const head = liveHead(v);
-    if (!head) continue;
-    for (const ver of versionsOf(head)) {
-      const levels = levelsFor(Math.max(1, blockCount({ size: ver.size, chunkSize: head.chunkSize })));
-      for await (const c of changedChunks((h) => core.stores.getChunk(h), ZERO_HASH, ver.root, levels))
-        out.add(c.hash);
-    }
-  }
-  return out;
 }
 
 async function stored(store: ChunkStore): Promise<Hash[]> {
@@ -104,7 +87,7 @@ describe("garbage collection", () => {
     expect(await readAll(fresh, "web")).toEqual(expected.web);
     expect(await readAll(fresh, "clone")).toEqual(expected.clone);
     // And what is left is exactly what is referenced.
-    const live = await referenced(core);
+    const live = await referencedByHeads(core);
     for (const s of stores) for (const h of await stored(s)) expect(live.has(h)).toBe(true);
     // A second pass finds nothing more.
     const again = await testCollector(core).run({ graceMs: 0 });

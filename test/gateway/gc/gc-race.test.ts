@@ -12,17 +12,13 @@
  * interleaving with the collector depends on timing too).
  */
 import { describe, expect, test } from "bun:test";
-import type { Hash } from "../../../chunkstore/chunk-store.ts";
 import { MemoryStore } from "../../../chunkstore/memory-store.ts";
 import { ImageNotFoundError } from "../../../gateway/errors.ts";
-import type { GatewayCore } from "../../../gateway/gateway.ts";
-import { Collector, type GcReport, versionsOf } from "../../../gateway/gc/collector.ts";
-import { levelsFor, ZERO_HASH } from "../../../gateway/image/block-map.ts";
-import { blockCount, liveHead } from "../../../gateway/image/head.ts";
+import { Collector, type GcReport } from "../../../gateway/gc/collector.ts";
 import type { ImageService } from "../../../gateway/image/image-service.ts";
-import { changedChunks } from "../../../gateway/image/tree-diff.ts";
 import { FaultyStore, seededRandom } from "../../support/faulty-store.ts";
 import { imageService, pattern } from "../image/_image-fixture.ts";
+import { referencedByHeads } from "./_gc-fixture.ts";
 
 const BLOCK = 65536;
 const BLOCKS = 24;
@@ -195,27 +191,13 @@ async function run(seed: number): Promise<void> {
     // Quiet: one more pass leaves exactly what is referenced.
     expect((await collectors[0]!.run({ graceMs: 0 })).phase).toBe("done");
     await verify("after the last pass");
-    const live = await referenced(gateways[0]!.core);
+    const live = await referencedByHeads(gateways[0]!.core);
     for (const s of stores) for await (const h of s.list()) expect(live.has(h)).toBe(true);
   } finally {
     stopped = true;
     await gcLoop.catch(() => {});
     for (const g of gateways) await g.service.close();
   }
-}
-
-async function referenced(core: GatewayCore): Promise<Set<Hash>> {
-  const out = new Set<Hash>();
-  for (const v of (await core.heads.scan()).values()) {
-    const head = liveHead(v);
-    if (!head) continue;
-    for (const ver of versionsOf(head)) {
-      const levels = levelsFor(Math.max(1, blockCount({ size: ver.size, chunkSize: head.chunkSize })));
-      for await (const c of changedChunks((h) => core.stores.getChunk(h), ZERO_HASH, ver.root, levels))
-        out.add(c.hash);
-    }
-  }
-  return out;
 }
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
