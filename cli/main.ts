@@ -1,9 +1,12 @@
 /** The `blockmend` command line: one subcommand per file, loaded lazily. */
-import "./color-policy.ts"; // first: before citty reads the environment
+
 import { defineCommand } from "citty";
+import { restoreHiddenVariables } from "./color-policy.ts"; // first: before citty reads the environment
 import { argvWithConfigFile, type CommandShape } from "./config-file.ts";
 import { runCli } from "./run-cli.ts";
 import { stopWhenWrapperDies } from "./wrapper-watch.ts";
+
+restoreHiddenVariables();
 
 const main = defineCommand({
   meta: {
