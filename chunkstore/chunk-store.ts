@@ -97,7 +97,8 @@ export interface ListOptions {
  *
  * Invariants every backend keeps (and the conformance suite checks):
  * - `put` verifies the bytes against the hash; on mismatch it throws
- *   {@link import("./errors.ts").HashMismatchError} and stores nothing.
+ *   {@link import("./errors.ts").HashMismatchError} and stores nothing. (Bytes this process
+ *   hashed itself are taken as hashed: `hashed-here.ts`; reads still verify them.)
  * - `get` verifies what it read; a bad copy throws `ChunkCorruptError`, never wrong bytes.
  * - A resolved `put`/`putMany` is durable (for persistent backends).
  * - `list` yields every stored hash exactly once, in ascending hash order.

@@ -8,6 +8,7 @@
  */
 import type { ChunkPut, Hash } from "../../chunkstore/chunk-store.ts";
 import { toHex } from "../../chunkstore/hash.ts";
+import { rememberHash } from "../../chunkstore/hashed-here.ts";
 import type { TaskPool } from "../../workers/task-pool.ts";
 import { PutOutcome } from "../replication/store-set.ts";
 import { type BlockMap, ZERO_HASH } from "./block-map.ts";
@@ -134,8 +135,12 @@ export async function hashBlocks(
           { transfer: [packed.buffer as ArrayBuffer] },
         )
         .then((r) => {
-          group.forEach(([index], k) => {
-            out.set(index, toHex(r.hashes.subarray(k * 32, k * 32 + 32)));
+          group.forEach(([index, content], k) => {
+            const hash = toHex(r.hashes.subarray(k * 32, k * 32 + 32));
+            out.set(index, hash);
+            // The packed copy is exactly this block (blocks are never modified in place), so
+            // stores in this process need not hash it again (chunkstore/hashed-here.ts).
+            if (content.byteLength === chunkSize) rememberHash(content, hash);
           });
           givePackBuffer(r.data);
         }),

@@ -8,6 +8,7 @@
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { HASH_BYTES, toHex } from "../../chunkstore/hash.ts";
+import { hashedBlock } from "../../chunkstore/hashed-here.ts";
 import type { ImportSession } from "./image-catalog.ts";
 import { BATCH_BYTES, isZeroHash, type StagedPart } from "./part-stager.ts";
 
@@ -98,12 +99,12 @@ async function rebuildSeams(
         if (piece) buf.set(piece.subarray(f.inPiece, f.inPiece + f.length), k * cs + f.inBlock);
       }
     });
-    const { hashes, data } = await session.hashBlocks(buf, cs);
+    const hashed = await session.hashBlocks(buf, cs);
     const puts: { hash: Hash; bytes: Uint8Array }[] = [];
     group.forEach((frags, k) => {
-      const h = hashes.subarray(k * HASH_BYTES, (k + 1) * HASH_BYTES);
-      blocks.set(h, frags[0]!.block * HASH_BYTES);
-      if (!isZeroHash(h)) puts.push({ hash: toHex(h), bytes: data.subarray(k * cs, (k + 1) * cs) });
+      blocks.set(hashed.hashes.subarray(k * HASH_BYTES, (k + 1) * HASH_BYTES), frags[0]!.block * HASH_BYTES);
+      const chunk = hashedBlock(hashed, k, cs);
+      if (chunk) puts.push(chunk);
     });
     await session.putChunks(puts);
   }

@@ -9,6 +9,7 @@
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { HASH_BYTES, hashBytes, toHex } from "../../chunkstore/hash.ts";
+import { hashedBlock } from "../../chunkstore/hashed-here.ts";
 import type { ImportSession } from "./image-catalog.ts";
 
 /** Bytes hashed per worker task: enough to amortize the hand-off (as the image's commit does). */
@@ -67,14 +68,14 @@ export async function stagePart(
   const dispatch = (buf: Uint8Array, chunks: number) => {
     const no = batchNo++;
     const p: Promise<void> = (async () => {
-      const { hashes, data } = await session.hashBlocks(buf.subarray(0, chunks * cs), cs);
+      const hashed = await session.hashBlocks(buf.subarray(0, chunks * cs), cs);
       const puts: { hash: Hash; bytes: Uint8Array }[] = [];
       for (let k = 0; k < chunks; k++) {
-        const h = hashes.subarray(k * HASH_BYTES, (k + 1) * HASH_BYTES);
-        if (!isZeroHash(h)) puts.push({ hash: toHex(h), bytes: data.subarray(k * cs, (k + 1) * cs) });
+        const chunk = hashedBlock(hashed, k, cs);
+        if (chunk) puts.push(chunk);
       }
       await session.putChunks(puts);
-      results.set(no, hashes);
+      results.set(no, hashed.hashes);
     })()
       .catch((error) => {
         failure ??= { error };
@@ -166,10 +167,10 @@ export async function stagePart(
 
 /** Hashes and stores one seam piece; resolves its hash (zero hash for zeros, which is not stored). */
 async function stagePiece(session: ImportSession, bytes: Uint8Array): Promise<Hash> {
-  const { hashes, data } = await session.hashBlocks(bytes, bytes.byteLength);
-  const hash = toHex(hashes.subarray(0, HASH_BYTES));
-  if (!isZeroHash(hashes)) await session.putChunks([{ hash, bytes: data }]);
-  return hash;
+  const hashed = await session.hashBlocks(bytes, bytes.byteLength);
+  const chunk = hashedBlock(hashed, 0, bytes.byteLength);
+  if (chunk) await session.putChunks([chunk]);
+  return chunk?.hash ?? toHex(hashed.hashes.subarray(0, HASH_BYTES));
 }
 
 /** True for the all-zero hash entry (a hole). */
