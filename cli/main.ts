@@ -1,7 +1,7 @@
 /** The `blockmend` command line: one subcommand per file, loaded lazily. */
-
+import "./color-policy.ts"; // first: before citty reads the environment (a bare import stays first)
 import { defineCommand } from "citty";
-import { restoreHiddenVariables } from "./color-policy.ts"; // first: before citty reads the environment
+import { restoreHiddenVariables } from "./color-policy.ts";
 import { argvWithConfigFile, type CommandShape } from "./config-file.ts";
 import { runCli } from "./run-cli.ts";
 import { stopWhenWrapperDies } from "./wrapper-watch.ts";
