@@ -7,7 +7,10 @@
  * - import of 1 GiB of fresh random data: a multipart upload with @aws-sdk/lib-storage
  *   (8 MiB parts, 4 at a time) against `qemu-img convert` into an NBD export.
  *
- *   bun bench/s3.ts [--rounds 3] [--size-mib 1024]
+ *   bun bench/s3.ts [--rounds 3] [--size-mib 1024] [--import-only] [--cpu-prof DIR]
+ *
+ * `--import-only` skips the GETs; `--cpu-prof DIR` writes the gateway's CPU profile there
+ * (`bun --cpu-prof`), for finding where the gateway's thread goes.
  */
 import { createReadStream } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -24,6 +27,10 @@ const arg = (name: string, dflt: number) => {
 };
 const ROUNDS = arg("--rounds", 3);
 const SIZE = arg("--size-mib", 1024) * 1024 * 1024;
+const IMPORT_ONLY = process.argv.includes("--import-only");
+const PROFILE_DIR = process.argv.includes("--cpu-prof")
+  ? process.argv[process.argv.indexOf("--cpu-prof") + 1]!
+  : undefined;
 const ROOT = new URL("..", import.meta.url).pathname;
 const AWS = (await Bun.file("/usr/bin/aws").exists()) ? "/usr/bin/aws" : "aws";
 
@@ -51,6 +58,7 @@ try {
   const gw = Bun.spawn(
     [
       process.execPath,
+      ...(PROFILE_DIR ? ["--cpu-prof", "--cpu-prof-dir", PROFILE_DIR] : []),
       join(ROOT, "cli/main.ts"),
       "up",
       "--data",
@@ -117,7 +125,8 @@ try {
     qemuImport: [] as number[],
     s3Import: [] as number[],
   };
-  for (let round = 1; round <= ROUNDS; round++) {
+  /** One round of the GETs: nbdcopy, the SDK, aws-cli. */
+  async function gets(): Promise<void> {
     t.nbdcopy.push(await timed(() => sh(["nbdcopy", `${nbd}/bench`, "null:"]).then(() => {})));
     t.sdkGet.push(
       await timed(async () => {
@@ -139,6 +148,10 @@ try {
         ).then(() => {}),
       ),
     );
+  }
+
+  for (let round = 1; round <= ROUNDS; round++) {
+    if (!IMPORT_ONLY) await gets();
     // Fresh random data for each import: dedup would otherwise skip the work.
     const a = join(dir, "a.raw");
     const b = join(dir, "b.raw");
@@ -165,6 +178,7 @@ try {
     await rm(b);
     console.log(
       `round ${round}: ${Object.entries(t)
+        .filter(([, v]) => v.length > 0)
         .map(([k, v]) => `${k} ${mbps(SIZE, v.at(-1)!).toFixed(0)} MB/s`)
         .join(", ")}`,
     );
@@ -177,8 +191,12 @@ try {
   table(
     ["what", "median MB/s", "baseline MB/s", "ratio"],
     [
-      ["GET, AWS SDK (one stream) vs nbdcopy", med.sdkGet, med.nbdcopy, med.sdkGet / med.nbdcopy],
-      ["GET, aws-cli s3 cp vs nbdcopy", med.awsGet, med.nbdcopy, med.awsGet / med.nbdcopy],
+      ...(IMPORT_ONLY
+        ? []
+        : [
+            ["GET, AWS SDK (one stream) vs nbdcopy", med.sdkGet, med.nbdcopy, med.sdkGet / med.nbdcopy],
+            ["GET, aws-cli s3 cp vs nbdcopy", med.awsGet, med.nbdcopy, med.awsGet / med.nbdcopy],
+          ]),
       [
         "import, SDK multipart vs qemu-img convert into NBD",
         med.s3Import,

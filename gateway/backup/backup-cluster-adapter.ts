@@ -5,7 +5,6 @@
  * re-point when the image layer changes.
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
-import { MAX_BATCH_HASHES } from "../../chunkstore/limits.ts";
 import { ImageExistsError, ImageNotFoundError } from "../errors.ts";
 import { confirmContent } from "../image/gc-barrier.ts";
 import { assertImageName, type Head } from "../image/head.ts";
@@ -125,45 +124,12 @@ class StoreRestoreSession implements RestoreSession {
   }
 
   async lacking(hashes: readonly Hash[]): Promise<Hash[]> {
-    const stores = this.#images.ctx.stores;
-    const leaving = this.#images.ctx.cluster.leaving();
-    const asked = new Map<string, Hash[]>();
-    for (const h of hashes) {
-      this.#all.push(h);
-      for (const id of stores.placement(h)) {
-        const list = asked.get(id) ?? [];
-        asked.set(id, list);
-        list.push(h);
-      }
-    }
-    const holders = new Map<Hash, Set<string>>();
-    await Promise.all(
-      [...asked].map(async ([id, list]) => {
-        const member = stores.member(id);
-        if (!member) return;
-        for (let i = 0; i < list.length; i += MAX_BATCH_HASHES) {
-          const batch = list.slice(i, i + MAX_BATCH_HASHES);
-          const has = await member.store.has(batch).catch(() => {
-            this.#unchecked.add(id);
-            return batch.map(() => false);
-          });
-          has.forEach((yes, k) => {
-            if (!yes) return;
-            const set = holders.get(batch[k]!) ?? new Set<string>();
-            set.add(id);
-            holders.set(batch[k]!, set);
-          });
-        }
-      }),
-    );
-    const out: Hash[] = [];
-    for (const h of hashes) {
-      const have = holders.get(h);
-      if (have && stores.placement(h).every((id) => have.has(id) && !leaving.has(id)))
-        this.#present.set(h, have);
-      else out.push(h);
-    }
-    return out;
+    this.#all.push(...hashes);
+    const { stores, cluster } = this.#images.ctx;
+    const { present, lacking, unchecked } = await stores.placedCopies(hashes, cluster.leaving());
+    for (const [h, have] of present) this.#present.set(h, have);
+    for (const id of unchecked) this.#unchecked.add(id);
+    return lacking;
   }
 
   async put(chunks: readonly { hash: Hash; bytes: Uint8Array }[]): Promise<void> {

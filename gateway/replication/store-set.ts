@@ -11,6 +11,7 @@
  */
 import type { ChunkPut, Hash } from "../../chunkstore/chunk-store.ts";
 import { ChunkCorruptError, ChunkNotFoundError } from "../../chunkstore/errors.ts";
+import { MAX_BATCH_HASHES } from "../../chunkstore/limits.ts";
 import { Listeners } from "../_listeners.ts";
 import { NotEnoughReplicasError } from "../errors.ts";
 import { Rendezvous } from "./placement.ts";
@@ -171,6 +172,54 @@ export class StoreSet {
   /** The placement of `hash`: its `replicas` store ids, best first. */
   placement(hash: Hash): string[] {
     return this.#rendezvous.order(hash).slice(0, this.options.replicas);
+  }
+
+  /**
+   * Which of `hashes` every placement store already holds, none of them leaving: one batched
+   * `has` per store (an import or a restore sends only the rest). `present` maps those to
+   * their holders; `lacking` is the rest, in order; `unchecked` names stores whose check
+   * failed (their chunks count as lacking, and their copies cannot be vouched for).
+   */
+  async placedCopies(
+    hashes: readonly Hash[],
+    leaving: ReadonlySet<string>,
+  ): Promise<{ present: Map<Hash, Set<string>>; lacking: Hash[]; unchecked: Set<string> }> {
+    const asked = new Map<string, Hash[]>();
+    for (const h of hashes)
+      for (const id of this.placement(h)) {
+        const list = asked.get(id) ?? [];
+        asked.set(id, list);
+        list.push(h);
+      }
+    const holders = new Map<Hash, Set<string>>();
+    const unchecked = new Set<string>();
+    await Promise.all(
+      [...asked].map(async ([id, list]) => {
+        const member = this.member(id);
+        if (!member) return;
+        for (let i = 0; i < list.length; i += MAX_BATCH_HASHES) {
+          const batch = list.slice(i, i + MAX_BATCH_HASHES);
+          const has = await member.store.has(batch).catch(() => {
+            unchecked.add(id);
+            return batch.map(() => false);
+          });
+          has.forEach((yes, k) => {
+            if (!yes) return;
+            const set = holders.get(batch[k]!) ?? new Set<string>();
+            set.add(id);
+            holders.set(batch[k]!, set);
+          });
+        }
+      }),
+    );
+    const present = new Map<Hash, Set<string>>();
+    const lacking: Hash[] = [];
+    for (const h of hashes) {
+      const have = holders.get(h);
+      if (have && this.placement(h).every((id) => have.has(id) && !leaving.has(id))) present.set(h, have);
+      else lacking.push(h);
+    }
+    return { present, lacking, unchecked };
   }
 
   /**

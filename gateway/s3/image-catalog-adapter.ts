@@ -13,7 +13,6 @@
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { HASH_BYTES, toHex } from "../../chunkstore/hash.ts";
-import { MAX_BATCH_HASHES } from "../../chunkstore/limits.ts";
 import { ImageExistsError, ImageNotFoundError } from "../errors.ts";
 import { BlockMap, ZERO_HASH } from "../image/block-map.ts";
 import { blockSpans } from "../image/block-spans.ts";
@@ -357,43 +356,15 @@ class StoreImportSession implements ImportSession {
       return;
     }
     // Ask each placement store which chunks it holds; a chunk on all of them is not sent again.
-    const asked = new Map<string, Hash[]>();
-    for (const c of chunks) {
-      for (const id of stores.placement(c.hash)) {
-        const list = asked.get(id) ?? [];
-        asked.set(id, list);
-        list.push(c.hash);
-      }
-    }
     const leaving = this.#ctx.cluster.leaving();
-    const holders = new Map<Hash, Set<string>>();
-    await Promise.all(
-      [...asked].map(async ([id, hashes]) => {
-        const member = stores.member(id);
-        if (!member) return;
-        for (let i = 0; i < hashes.length; i += MAX_BATCH_HASHES) {
-          const batch = hashes.slice(i, i + MAX_BATCH_HASHES);
-          const has = await member.store.has(batch).catch(() => {
-            this.#unchecked.add(id);
-            return batch.map(() => false);
-          });
-          has.forEach((present, k) => {
-            if (!present) return;
-            const set = holders.get(batch[k]!) ?? new Set<string>();
-            set.add(id);
-            holders.set(batch[k]!, set);
-          });
-        }
-      }),
+    const { present, lacking, unchecked } = await stores.placedCopies(
+      chunks.map((c) => c.hash),
+      leaving,
     );
-    // Skipped only when every placement store has it and none of them is leaving.
-    const skip = (h: Hash) => {
-      const place = stores.placement(h);
-      const have = holders.get(h);
-      return have !== undefined && place.every((id) => have.has(id) && !leaving.has(id));
-    };
-    for (const c of chunks) if (skip(c.hash)) this.#present.set(c.hash, holders.get(c.hash)!);
-    const missing = chunks.filter((c) => !skip(c.hash));
+    for (const [h, have] of present) this.#present.set(h, have);
+    for (const id of unchecked) this.#unchecked.add(id);
+    const wanted = new Set(lacking);
+    const missing = chunks.filter((c) => wanted.has(c.hash));
     if (missing.length === 0) return;
     this.#merge(await stores.putChunks(missing, leaving));
   }
