@@ -3,16 +3,23 @@
  * checksum classes: `x-amz-checksum-{crc32,crc32c,crc64nvme,sha1,sha256}` (base64, in a
  * header or the aws-chunked trailer), `Content-MD5` (base64) and the SigV4 payload hash
  * (`x-amz-content-sha256`, hex). CRC32 is zlib's native one where the runtime has it.
+ * The SHA-256s of a large body run on a worker thread (`workers/sha256-stream.ts`).
  */
 import { createHash } from "node:crypto";
 import { Crc32c, Crc64Nvme } from "@aws-sdk/checksums/crc";
 import { Crc32 } from "@smithy/core/checksum";
+import { OffThreadSha256 } from "../../workers/sha256-stream.ts";
 import { S3Error } from "./s3-errors.ts";
+
+/** Bodies from this size on have their SHA-256s computed off the gateway's thread. */
+export const OFF_THREAD_SHA256_BYTES = 1 << 20;
 
 /** A running checksum. */
 export interface Checksum {
   update(data: Uint8Array): void;
   digest(): Promise<Uint8Array>;
+  /** Frees what an unfinished checksum holds (a body that failed midway). */
+  drop?(): void;
 }
 
 function nodeHash(algorithm: "sha1" | "sha256" | "md5"): Checksum {
@@ -34,6 +41,11 @@ export const CHECKSUM_HEADERS: Readonly<Record<string, () => Checksum>> = {
   "x-amz-checksum-sha256": () => nodeHash("sha256"),
 };
 
+/** A SHA-256 on this thread for a small body, on the worker for a large one. */
+function sha256For(large: boolean): Checksum {
+  return large ? new OffThreadSha256() : nodeHash("sha256");
+}
+
 /** One expected value being checked as the body streams. */
 interface Expectation {
   readonly header: string;
@@ -51,9 +63,15 @@ export class PayloadChecksums {
 
   /** Collects what `headers` promise: checksum headers, Content-MD5, the trailer's declared checksum, and a payload SHA-256. */
   constructor(headers: Headers, payloadSha256: string | null) {
+    const declared = Number(
+      headers.get("x-amz-decoded-content-length") ?? headers.get("content-length") ?? 0,
+    );
+    const large = declared >= OFF_THREAD_SHA256_BYTES;
     for (const [header, make] of Object.entries(CHECKSUM_HEADERS)) {
       const value = headers.get(header);
-      if (value !== null) this.#all.push({ header, checksum: make(), expected: value, encoding: "base64" });
+      if (value === null) continue;
+      const checksum = header === "x-amz-checksum-sha256" ? sha256For(large) : make();
+      this.#all.push({ header, checksum, expected: value, encoding: "base64" });
     }
     const md5 = headers.get("content-md5");
     if (md5 !== null)
@@ -61,7 +79,7 @@ export class PayloadChecksums {
     if (payloadSha256 !== null) {
       this.#all.push({
         header: "x-amz-content-sha256",
-        checksum: nodeHash("sha256"),
+        checksum: sha256For(large),
         expected: payloadSha256,
         encoding: "hex",
       });
@@ -83,6 +101,11 @@ export class PayloadChecksums {
 
   update(data: Uint8Array): void {
     for (const e of this.#all) e.checksum.update(data);
+  }
+
+  /** Frees what unfinished checksums hold; call once the body is done with, verified or not. */
+  drop(): void {
+    for (const e of this.#all) e.checksum.drop?.();
   }
 
   /** Takes the trailer's values for the checksums declared in `x-amz-trailer`. */

@@ -124,6 +124,7 @@ export class VerifiedBody {
       }
       this.checksums = await checks.verify();
     } finally {
+      checks.drop(); // frees off-thread hash state a failed body left
       // A no-op after a full read; stops the upload when the consumer gave up early.
       await reader?.cancel().catch(() => {});
     }
