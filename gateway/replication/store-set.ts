@@ -46,16 +46,24 @@ export const HEDGE_AFTER_MS = 150;
 export class PutOutcome {
   readonly complete: ReadonlyMap<string, string>;
   readonly failedStores: ReadonlySet<string>;
+  /**
+   * Resolves once every store put this call started has ended, stragglers included (the
+   * call itself returns after a grace): only then may the caller write over the bytes it
+   * put. Never rejects.
+   */
+  readonly settled: Promise<void>;
   readonly #copies: ReadonlyMap<Hash, ReadonlySet<string>>;
 
   constructor(
     complete: ReadonlyMap<string, string>,
     failed: ReadonlySet<string>,
     copies: ReadonlyMap<Hash, ReadonlySet<string>>,
+    settled: Promise<void> = Promise.resolve(),
   ) {
     this.complete = complete;
     this.failedStores = failed;
     this.#copies = copies;
+    this.settled = settled;
   }
 
   /** True if every chunk put has at least `min` copies on stores outside `leaving`. */
@@ -353,7 +361,8 @@ export class StoreSet {
       if (failed.has(m.id) || !identity) continue;
       if ((stored.get(m.id) ?? 0) === (placed.get(m.id) ?? 0)) complete.set(m.id, identity);
     }
-    return new PutOutcome(complete, new Set(failed), copies);
+    const settled = Promise.allSettled(settledAll).then(() => {});
+    return new PutOutcome(complete, new Set(failed), copies, settled);
   }
 
   /**

@@ -346,14 +346,16 @@ class StoreImportSession implements ImportSession {
     );
   }
 
-  async putChunks(chunks: readonly { hash: Hash; bytes: Uint8Array }[]): Promise<void> {
-    if (chunks.length === 0) return;
+  async putChunks(chunks: readonly { hash: Hash; bytes: Uint8Array }[]): Promise<{ settled: Promise<void> }> {
+    const none = { settled: Promise.resolve() };
+    if (chunks.length === 0) return none;
     const stores = this.#ctx.stores;
     // Stores in this process deduplicate a put with the one lookup a `has` would cost:
     // asking first would only double the lookups (and a put revives a condemned chunk).
     if (stores.dataMembers.every((m) => m.store.capabilities.local === true)) {
-      this.#merge(await stores.putChunks(chunks, this.#ctx.cluster.leaving()));
-      return;
+      const outcome = await stores.putChunks(chunks, this.#ctx.cluster.leaving());
+      this.#merge(outcome);
+      return outcome;
     }
     // Ask each placement store which chunks it holds; a chunk on all of them is not sent again.
     const leaving = this.#ctx.cluster.leaving();
@@ -365,8 +367,10 @@ class StoreImportSession implements ImportSession {
     for (const id of unchecked) this.#unchecked.add(id);
     const wanted = new Set(lacking);
     const missing = chunks.filter((c) => wanted.has(c.hash));
-    if (missing.length === 0) return;
-    this.#merge(await stores.putChunks(missing, leaving));
+    if (missing.length === 0) return none;
+    const outcome = await stores.putChunks(missing, leaving);
+    this.#merge(outcome);
+    return outcome;
   }
 
   #merge(outcome: PutOutcome): void {

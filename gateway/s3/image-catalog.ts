@@ -63,8 +63,12 @@ export interface ImportSession {
    * ArrayBuffer: it moves to the worker and comes back in the result.
    */
   hashBlocks(data: Uint8Array, blockSize: number): Promise<{ hashes: Uint8Array; data: Uint8Array }>;
-  /** Stores chunks on their placement stores, skipping those already on all of them. */
-  putChunks(chunks: readonly { hash: Hash; bytes: Uint8Array }[]): Promise<void>;
+  /**
+   * Stores chunks on their placement stores, skipping those already on all of them.
+   * `settled` resolves once no store put still reads the bytes (a straggler may outlive
+   * the call): the caller may then reuse their buffer.
+   */
+  putChunks(chunks: readonly { hash: Hash; bytes: Uint8Array }[]): Promise<{ settled: Promise<void> }>;
   /** Reads a staged chunk back (for seams between parts). */
   readChunk(hash: Hash): Promise<Uint8Array>;
   /**
