@@ -5,7 +5,9 @@
  * - GET of a 1 GiB image of random data: the AWS SDK (one GetObject stream) and aws-cli
  *   (`aws s3 cp`, parallel ranged GETs) against `nbdcopy` out of the NBD export;
  * - import of 1 GiB of fresh random data: a multipart upload with @aws-sdk/lib-storage
- *   (8 MiB parts, 4 at a time) against `qemu-img convert` into an NBD export.
+ *   (8 MiB parts, 4 at a time) against `qemu-img convert` into an NBD export, with the CPU
+ *   seconds each import cost the gateway and its client (client and gateway share the
+ *   machine's cores, so a client that burns more CPU slows the gateway too).
  *
  *   bun bench/s3.ts [--rounds 3] [--size-mib 1024] [--import-only] [--cpu-prof DIR]
  *
@@ -47,6 +49,18 @@ async function sh(cmd: string[], env: Record<string, string | undefined> = {}): 
     throw new Error(`${cmd.join(" ")} failed (${code}): ${out.slice(0, 500)} ${err.slice(0, 2000)}`);
   return out;
 }
+
+/** CPU seconds (user + system) a process used so far, from /proc (Linux; clock ticks of 1/100 s). */
+async function processCpuSeconds(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds of this process (the SDK client runs in it). */
+const ownCpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -125,6 +139,13 @@ try {
     qemuImport: [] as number[],
     s3Import: [] as number[],
   };
+  /** CPU seconds per import, of the gateway and of the client (qemu-img, or the SDK in this process). */
+  const cpu = {
+    qemuGateway: [] as number[],
+    qemuClient: [] as number[],
+    s3Gateway: [] as number[],
+    s3Client: [] as number[],
+  };
   /** One round of the GETs: nbdcopy, the SDK, aws-cli. */
   async function gets(): Promise<void> {
     t.nbdcopy.push(await timed(() => sh(["nbdcopy", `${nbd}/bench`, "null:"]).then(() => {})));
@@ -158,11 +179,27 @@ try {
     await randomFile(a);
     await randomFile(b);
     await create(`qemu${round}`);
+    let g0 = await processCpuSeconds(gw.pid);
+    let clientCpu = 0;
     t.qemuImport.push(
-      await timed(() =>
-        sh(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", a, `${nbd}/qemu${round}`]).then(() => {}),
-      ),
+      await timed(async () => {
+        const p = Bun.spawn(
+          ["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", a, `${nbd}/qemu${round}`],
+          {
+            stdout: "ignore",
+            stderr: "pipe",
+          },
+        );
+        const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+        if (code !== 0) throw new Error(`qemu-img convert failed (${code}): ${err}`);
+        const usage = p.resourceUsage()!;
+        clientCpu = Number(usage.cpuTime.user + usage.cpuTime.system) / 1e6;
+      }),
     );
+    cpu.qemuGateway.push((await processCpuSeconds(gw.pid)) - g0);
+    cpu.qemuClient.push(clientCpu);
+    g0 = await processCpuSeconds(gw.pid);
+    const c0 = ownCpuSeconds();
     t.s3Import.push(
       await timed(async () => {
         const up = new Upload({
@@ -174,13 +211,19 @@ try {
         await up.done();
       }),
     );
+    cpu.s3Gateway.push((await processCpuSeconds(gw.pid)) - g0);
+    cpu.s3Client.push(ownCpuSeconds() - c0);
     await rm(a);
     await rm(b);
     console.log(
       `round ${round}: ${Object.entries(t)
         .filter(([, v]) => v.length > 0)
         .map(([k, v]) => `${k} ${mbps(SIZE, v.at(-1)!).toFixed(0)} MB/s`)
-        .join(", ")}`,
+        .join(
+          ", ",
+        )}; CPU s per import, gateway/client: qemu-img ${cpu.qemuGateway.at(-1)!.toFixed(1)}/${cpu.qemuClient
+        .at(-1)!
+        .toFixed(1)}, S3 ${cpu.s3Gateway.at(-1)!.toFixed(1)}/${cpu.s3Client.at(-1)!.toFixed(1)}`,
     );
   }
   const med = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, mbps(SIZE, median(v))])) as Record<
@@ -202,6 +245,29 @@ try {
         med.s3Import,
         med.qemuImport,
         med.s3Import / med.qemuImport,
+      ],
+    ],
+  );
+  const cpuMed = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, median(v)])) as Record<
+    keyof typeof cpu,
+    number
+  >;
+  console.log("");
+  table(
+    ["CPU seconds per import (medians)", "gateway", "client", "gateway + client"],
+    [
+      [
+        "qemu-img convert into NBD",
+        cpuMed.qemuGateway,
+        cpuMed.qemuClient,
+        cpuMed.qemuGateway + cpuMed.qemuClient,
+      ],
+      ["SDK multipart into S3", cpuMed.s3Gateway, cpuMed.s3Client, cpuMed.s3Gateway + cpuMed.s3Client],
+      [
+        "S3 / qemu-img",
+        cpuMed.s3Gateway / cpuMed.qemuGateway,
+        cpuMed.s3Client / cpuMed.qemuClient,
+        (cpuMed.s3Gateway + cpuMed.s3Client) / (cpuMed.qemuGateway + cpuMed.qemuClient),
       ],
     ],
   );
