@@ -350,7 +350,12 @@ export class HttpStore implements ChunkStore {
     ) {
       throw this.#protocolError(op, "answered a stats query with a malformed body");
     }
-    return { chunks: s.chunks, bytes: s.bytes, freeBytes: s.freeBytes };
+    return {
+      chunks: s.chunks,
+      bytes: s.bytes,
+      freeBytes: s.freeBytes,
+      ...(typeof s.reclaimableBytes === "number" ? { reclaimableBytes: s.reclaimableBytes } : {}),
+    };
   }
 
   // ---- refs ----

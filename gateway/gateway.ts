@@ -4,9 +4,11 @@
  * typed events, and starts the NBD data server and the HTTP control server on separate
  * listeners.
  */
+
 import { LRUCache } from "lru-cache";
 import type { Hash } from "../chunkstore/chunk-store.ts";
 import { openStore } from "../chunkstore/open-store.ts";
+import { EventLoopDelay } from "../runtime/event-loop-delay.ts";
 import { type HttpsCredentials, serveHttp } from "../runtime/serve-http.ts";
 import { createTaskPool } from "../workers/create-task-pool.ts";
 import type { TaskPool } from "../workers/task-pool.ts";
@@ -150,6 +152,8 @@ export interface GatewayCore {
   readonly repairs: RepairQueue;
   readonly throttle: HealThrottle;
   readonly latency: LatencyMonitor;
+  /** How late the event loop runs (sampled while the gateway runs). */
+  readonly loopDelay: EventLoopDelay;
   readonly replacements: Replacements;
   readonly status: ClusterStatus;
   /** Garbage collection passes (run on demand: `POST /v1/gc`, `blockmend gc run`). */
@@ -226,6 +230,9 @@ export async function assembleGateway(
     });
     cleanups.push(() => images.close());
     const latency = new LatencyMonitor();
+    const loopDelay = new EventLoopDelay();
+    loopDelay.start();
+    cleanups.push(() => loopDelay.stop());
     const throttle = new HealThrottle(latency);
     const engine = new CopyEngine(stores, throttle);
     const heal = new HealScheduler({
@@ -318,6 +325,7 @@ export async function assembleGateway(
       repairs,
       throttle,
       latency,
+      loopDelay,
       replacements,
       status,
       gc,
@@ -375,6 +383,7 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
           heal: core.heal,
           throttle: core.throttle,
           latency: core.latency,
+          loopDelay: core.loopDelay,
           maintenance: core.setMaintenance,
         });
         mountGcRoutes(a, core.gc);

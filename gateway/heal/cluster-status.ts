@@ -45,6 +45,8 @@ export interface StoreAnswer {
   readonly chunks: number | null;
   readonly bytes: number | null;
   readonly freeBytes: number | null;
+  /** Bytes on disk held by deleted chunks, which compaction frees (file stores; else null). */
+  readonly reclaimableBytes: number | null;
   readonly failures: number;
   readonly lag: readonly { image: string; syncedGeneration: number; generation: number; reason: string }[];
 }
@@ -118,6 +120,7 @@ export class ClusterStatus {
           chunks: h.chunks,
           bytes: h.bytes,
           freeBytes: h.freeBytes,
+          reclaimableBytes: h.reclaimableBytes,
           failures: h.failures,
           lag: s.lag,
         };

@@ -10,7 +10,9 @@
  *   GET /v1/heal/limits, PUT /v1/heal/limits   the heal throttle, changeable live
  *   GET /metrics                            Prometheus text format
  */
+
 import type { Hono } from "hono";
+import { type EventLoopDelay, LOOP_DELAY_BUCKETS } from "../../runtime/event-loop-delay.ts";
 import type { ClusterStatus } from "../heal/cluster-status.ts";
 import type { HealScheduler } from "../heal/heal-scheduler.ts";
 import { LATENCY_BUCKETS, type LatencyMonitor } from "../heal/latency-monitor.ts";
@@ -25,6 +27,8 @@ export interface StatusSources {
   readonly heal: HealScheduler;
   readonly throttle: HealThrottle;
   readonly latency: LatencyMonitor;
+  /** How late this gateway's event loop runs (absent: not sampled). */
+  readonly loopDelay?: EventLoopDelay;
   /** Turns maintenance of a store on or off (and stamps every head). */
   readonly maintenance: (store: string, on: boolean) => Promise<{ stamped: number }>;
 }
@@ -92,6 +96,21 @@ async function metrics(s: StatusSources): Promise<string> {
   help("blockmend_store_maintenance", "gauge", "1 while a store is in maintenance (leaving)");
   for (const st of stores.stores)
     lines.push(`blockmend_store_maintenance{store="${st.id}"} ${st.maintenance ? 1 : 0}`);
+  const capacity = [
+    ["blockmend_store_chunks", "Chunks a store holds (its own counter; absent for S3)", "chunks"],
+    ["blockmend_store_used_bytes", "Bytes of chunks a store holds (absent for S3)", "bytes"],
+    ["blockmend_store_free_bytes", "Free bytes on a store's file system (absent for S3)", "freeBytes"],
+    [
+      "blockmend_store_reclaimable_bytes",
+      "Bytes on disk held by deleted chunks, freed by compaction (file stores)",
+      "reclaimableBytes",
+    ],
+  ] as const;
+  for (const [name, text, field] of capacity) {
+    help(name, "gauge", text);
+    for (const st of stores.stores)
+      if (typeof st[field] === "number") lines.push(`${name}{store="${st.id}"} ${st[field]}`);
+  }
   help("blockmend_heal_missing_bytes", "gauge", "Bytes the current or last heal of each store found missing");
   for (const h of heal.stores) lines.push(`blockmend_heal_missing_bytes{store="${h.id}"} ${h.missingBytes}`);
   help("blockmend_heal_copied_bytes", "gauge", "Bytes copied by the current or last heal of each store");
@@ -130,6 +149,29 @@ async function metrics(s: StatusSources): Promise<string> {
     lines.push(`blockmend_io_latency_seconds_bucket{op="${op}",le="+Inf"} ${cum}`);
     lines.push(`blockmend_io_latency_seconds_sum{op="${op}"} ${s.latency.sums.get(op) ?? 0}`);
     lines.push(`blockmend_io_latency_seconds_count{op="${op}"} ${cum}`);
+  }
+  if (s.loopDelay) {
+    const d = s.loopDelay;
+    help(
+      "blockmend_event_loop_delay_seconds",
+      "histogram",
+      "How late the gateway's event loop ran a 20 ms timer: the stall any request on it waited behind",
+    );
+    let cum = 0;
+    LOOP_DELAY_BUCKETS.forEach((le, i) => {
+      cum += d.counts[i]!;
+      lines.push(`blockmend_event_loop_delay_seconds_bucket{le="${le}"} ${cum}`);
+    });
+    cum += d.counts[LOOP_DELAY_BUCKETS.length]!;
+    lines.push(`blockmend_event_loop_delay_seconds_bucket{le="+Inf"} ${cum}`);
+    lines.push(`blockmend_event_loop_delay_seconds_sum ${d.sum}`);
+    lines.push(`blockmend_event_loop_delay_seconds_count ${cum}`);
+    help(
+      "blockmend_event_loop_delay_max_seconds",
+      "gauge",
+      "The longest event loop delay since the gateway started",
+    );
+    lines.push(`blockmend_event_loop_delay_max_seconds ${d.max}`);
   }
   return `${lines.join("\n")}\n`;
 }

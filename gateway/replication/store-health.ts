@@ -28,6 +28,8 @@ export interface StoreHealthStatus {
   readonly chunks: number | null;
   readonly bytes: number | null;
   readonly freeBytes: number | null;
+  /** Bytes on disk held by deleted chunks, which compaction frees (file stores; else null). */
+  readonly reclaimableBytes: number | null;
   readonly lastProbe: string | null;
 }
 
@@ -62,6 +64,7 @@ interface Entry {
   chunks: number | null;
   bytes: number | null;
   freeBytes: number | null;
+  reclaimableBytes: number | null;
   lastProbe: string | null;
   lastStats: number;
 }
@@ -103,6 +106,7 @@ export class StoreHealth {
         chunks: null,
         bytes: null,
         freeBytes: null,
+        reclaimableBytes: null,
         lastProbe: null,
         lastStats: 0,
       });
@@ -120,7 +124,19 @@ export class StoreHealth {
   }
 
   #status(e: Entry): StoreHealthStatus {
-    const { member, up, since, reason, identity, failures, chunks, bytes, freeBytes, lastProbe } = e;
+    const {
+      member,
+      up,
+      since,
+      reason,
+      identity,
+      failures,
+      chunks,
+      bytes,
+      freeBytes,
+      reclaimableBytes,
+      lastProbe,
+    } = e;
     return {
       id: member.id,
       url: member.url,
@@ -132,6 +148,7 @@ export class StoreHealth {
       chunks,
       bytes,
       freeBytes,
+      reclaimableBytes,
       lastProbe,
     };
   }
@@ -219,6 +236,7 @@ export class StoreHealth {
           e.chunks = s.chunks;
           e.bytes = s.bytes;
           e.freeBytes = s.freeBytes;
+          e.reclaimableBytes = s.reclaimableBytes ?? null;
         },
         () => {},
       );
