@@ -67,6 +67,8 @@ interface Entry {
   reclaimableBytes: number | null;
   lastProbe: string | null;
   lastStats: number;
+  /** Times it was marked down: a probe answer counts only if none happened since it was sent. */
+  downs: number;
 }
 
 /** Tracks store reachability and runs the probe loop. */
@@ -109,6 +111,7 @@ export class StoreHealth {
         reclaimableBytes: null,
         lastProbe: null,
         lastStats: 0,
+        downs: 0,
       });
     }
   }
@@ -167,6 +170,7 @@ export class StoreHealth {
   }
 
   #down(e: Entry, reason: string): void {
+    e.downs++;
     const was = e.up;
     e.up = false;
     e.reason = reason;
@@ -203,6 +207,7 @@ export class StoreHealth {
   /** Probes one store now; resolves true when it answered with the expected identity. */
   async #probe(e: Entry): Promise<boolean> {
     const { store } = e.member;
+    const downsAtSend = e.downs;
     let identity: string;
     try {
       identity = (await withDeadline(store.probe(), this.#options.probeTimeoutMs, `probe of ${e.member.id}`))
@@ -222,6 +227,8 @@ export class StoreHealth {
       );
       return false;
     }
+    // A request failed after this probe was sent: its answer is older news than the failure.
+    if (e.downs !== downsAtSend) return false;
     if (!e.up) {
       e.up = true;
       e.reason = null;
