@@ -51,10 +51,12 @@ try {
   ]);
   const api = /(http:\/\/127\.0\.0\.1:\d+)/.exec(gwOut)![1]!;
   const nbd = /(nbd:\/\/127\.0\.0\.1:\d+)/.exec(gwOut)![1]!;
-  await fetch(`${api}/v1/images`, {
+  const created = await fetch(`${api}/v1/images`, {
     method: "POST",
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ name: "vm", size: LIVE_MIB * MiB }),
   });
+  if (created.status !== 201) throw new Error(`create vm: ${created.status} ${await created.text()}`);
   const fio = (extra: string[]) => fioOverNbd(`${nbd}/vm`, LIVE_MIB, extra);
   // Filled, then overwritten in full: the first fill is garbage, as much as the live data.
   for (let i = 0; i < 2; i++) await sh(fio(["--rw=write", "--bs=1M", "--iodepth=8", "--end_fsync=1"]));

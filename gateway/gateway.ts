@@ -20,7 +20,7 @@ import {
   mountBackupRoutes,
 } from "./backup/mod.ts";
 import { openGatewayState } from "./gateway-state.ts";
-import { Collector, GcBusyError } from "./gc/collector.ts";
+import { Collector, GcBusyError, SWEEP_CHUNK_COST } from "./gc/collector.ts";
 import { Pins } from "./gc/pins.ts";
 import { ClusterStatus } from "./heal/cluster-status.ts";
 import { CopyEngine } from "./heal/copy-engine.ts";
@@ -287,6 +287,10 @@ export async function assembleGateway(
       gatewayId,
       isUp: (id) => !h.isDown(id),
       log,
+      pace: {
+        during: (sweep) => throttle.sharedBy(sweep),
+        batch: (chunks) => throttle.rate.take(chunks * SWEEP_CHUNK_COST),
+      },
     });
     if (options.background !== false) {
       h.start();

@@ -66,6 +66,8 @@ export class HealThrottle {
   readonly #limits: HealLimits;
   #baselineP99: number | null = null;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** Background jobs besides heals (a GC sweep) that spend this rate now. */
+  #others = 0;
 
   constructor(latency: LatencyMonitor, limits: HealLimits = { ...DEFAULT_HEAL_LIMITS }) {
     this.#latency = latency;
@@ -88,8 +90,21 @@ export class HealThrottle {
     return this.limits();
   }
 
+  /**
+   * Runs `job` (background work besides heals, such as a GC sweep) as a user of this rate:
+   * while it runs, the rate adapts to VM latency as during a heal.
+   */
+  async sharedBy<T>(job: () => Promise<T>): Promise<T> {
+    this.#others++;
+    try {
+      return await job();
+    } finally {
+      this.#others--;
+    }
+  }
+
   start(active: () => boolean): void {
-    this.#timer = setInterval(() => this.#adapt(active()), 250);
+    this.#timer = setInterval(() => this.#adapt(active() || this.#others > 0), 250);
     (this.#timer as { unref?: () => void }).unref?.();
   }
 

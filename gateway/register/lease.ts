@@ -55,6 +55,11 @@ export class Lease {
     return performance.now() < this.#validUntil;
   }
 
+  /** How much longer this holder may act by its own clock (0 when not held). */
+  get remainingMs(): number {
+    return Math.max(0, this.#validUntil - performance.now());
+  }
+
   /** The fencing token of the current holding (0 when never held). */
   get token(): number {
     return this.#token;
