@@ -17,7 +17,8 @@
  *     (followers between two reads of their head) move on;
  *  5. mark again: what became reachable since step 1 is kept;
  *  6. sweep: each store deletes the chunks of step 2 that are still condemned by this
- *     pass (not revived, not condemned by a later pass) and not marked in step 5.
+ *     pass (not revived, not condemned by a later pass) and not marked in step 5, in
+ *     small batches paced by the heal throttle (`pace`).
  *
  * Why this never deletes a referenced chunk: a chunk deleted in step 6 was not put since
  * step 2 (a put revives it) and no head referenced it in step 5. A commit that references
