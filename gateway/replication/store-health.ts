@@ -127,33 +127,8 @@ export class StoreHealth {
   }
 
   #status(e: Entry): StoreHealthStatus {
-    const {
-      member,
-      up,
-      since,
-      reason,
-      identity,
-      failures,
-      chunks,
-      bytes,
-      freeBytes,
-      reclaimableBytes,
-      lastProbe,
-    } = e;
-    return {
-      id: member.id,
-      url: member.url,
-      up,
-      since,
-      reason,
-      identity,
-      failures,
-      chunks,
-      bytes,
-      freeBytes,
-      reclaimableBytes,
-      lastProbe,
-    };
+    const { member, lastStats: _stats, downs: _downs, ...rest } = e;
+    return { id: member.id, url: member.url, ...rest };
   }
 
   isDown(id: string): boolean {
