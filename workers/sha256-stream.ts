@@ -6,7 +6,9 @@
  * Deno), which hashes them in order and moves each buffer back for reuse.
  *
  * If the worker fails, every digest still pending rejects and the next stream starts a
- * new worker; nothing is ever reported as verified that was not hashed.
+ * new worker; nothing is ever reported as verified that was not hashed. An idle worker is
+ * ended after a few seconds (Deno has no `unref` for workers: one left running would keep
+ * a process alive), and the next stream starts another.
  */
 
 /** Main thread to worker. */
@@ -24,12 +26,17 @@ export type Sha256Reply =
 const BUFFER_BYTES = 1 << 20;
 /** Buffers kept for reuse (a fresh buffer costs page faults). */
 const MAX_FREE = 16;
+/** An idle worker is ended after this long. */
+const IDLE_MS = 5000;
 
 interface Shared {
   readonly worker: Worker;
   readonly waiting: Map<number, { resolve: (d: Uint8Array) => void; reject: (e: Error) => void }>;
   readonly free: Uint8Array[];
   failed: Error | null;
+  /** Streams begun and not yet digested or dropped. */
+  open: number;
+  idleTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
 let shared: Shared | null = null;
@@ -38,7 +45,7 @@ let nextId = 1;
 function connect(): Shared {
   if (shared && !shared.failed) return shared;
   const worker = new Worker(new URL("./sha256-stream-worker.ts", import.meta.url).href, { type: "module" });
-  const s: Shared = { worker, waiting: new Map(), free: [], failed: null };
+  const s: Shared = { worker, waiting: new Map(), free: [], failed: null, open: 0, idleTimer: undefined };
   const fail = (error: Error) => {
     s.failed = error;
     for (const w of s.waiting.values()) w.reject(error);
@@ -64,6 +71,29 @@ function connect(): Shared {
   return s;
 }
 
+/** A stream began on `s`: the worker stays. */
+function opened(s: Shared): void {
+  s.open++;
+  clearTimeout(s.idleTimer);
+  s.idleTimer = undefined;
+}
+
+/** A stream ended on `s`: once none is open, and no digest is awaited, the worker ends after IDLE_MS. */
+function closed(s: Shared): void {
+  s.open--;
+  if (s.open > 0 || s.failed) return;
+  clearTimeout(s.idleTimer);
+  s.idleTimer = setTimeout(() => {
+    if (s.open > 0 || s.waiting.size > 0) return;
+    s.failed = new Error("SHA-256 worker ended while idle");
+    s.worker.terminate();
+    if (shared === s) shared = null;
+  }, IDLE_MS);
+  // Bun's worker is unref'd already: its timer need not hold the process either. (Deno's
+  // timer is a number without unref, and must fire to end the worker.)
+  (s.idleTimer as { unref?: () => void }).unref?.();
+}
+
 /** A running SHA-256 whose hashing happens on the worker. */
 export class OffThreadSha256 {
   readonly #s = connect();
@@ -71,6 +101,10 @@ export class OffThreadSha256 {
   #buf: Uint8Array | null = null;
   #fill = 0;
   #done = false;
+
+  constructor() {
+    opened(this.#s);
+  }
 
   update(data: Uint8Array): void {
     if (this.#done) throw new Error("OffThreadSha256: update after digest or drop");
@@ -88,13 +122,21 @@ export class OffThreadSha256 {
   /** The digest of everything given to `update`. */
   digest(): Promise<Uint8Array> {
     if (this.#done) return Promise.reject(new Error("OffThreadSha256: digest twice"));
-    if (this.#s.failed) return Promise.reject(this.#s.failed);
+    if (this.#s.failed) {
+      this.#done = true;
+      closed(this.#s);
+      return Promise.reject(this.#s.failed);
+    }
     if (this.#fill > 0) this.#send();
     this.#done = true;
     const result = new Promise<Uint8Array>((resolve, reject) =>
       this.#s.waiting.set(this.#id, { resolve, reject }),
     );
     this.#s.worker.postMessage({ op: "digest", id: this.#id } satisfies Sha256Request);
+    void result.then(
+      () => closed(this.#s),
+      () => closed(this.#s),
+    );
     return result;
   }
 
@@ -103,6 +145,7 @@ export class OffThreadSha256 {
     if (this.#done) return;
     this.#done = true;
     if (!this.#s.failed) this.#s.worker.postMessage({ op: "drop", id: this.#id } satisfies Sha256Request);
+    closed(this.#s);
   }
 
   #send(): void {

@@ -55,3 +55,14 @@ test("a dropped stream cannot be used again; a digest is given once", async () =
   );
   await expect(once.digest()).rejects.toThrow(/digest twice/);
 });
+
+test("an idle worker ends; the next stream starts another and still hashes right", async () => {
+  const first = new OffThreadSha256();
+  first.update(new Uint8Array([7]));
+  await first.digest();
+  await Bun.sleep(5_300); // past the idle time
+  const body = randomBytes(2 << 20);
+  const next = new OffThreadSha256();
+  next.update(body);
+  expect(hex(await next.digest())).toBe(createHash("sha256").update(body).digest("hex"));
+}, 15_000);
