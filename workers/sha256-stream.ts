@@ -11,6 +11,8 @@
  * a process alive), and the next stream starts another.
  */
 
+import { BufferPool } from "../runtime/buffer-pool.ts";
+
 /** Main thread to worker. */
 export type Sha256Request =
   | { readonly op: "update"; readonly id: number; readonly data: Uint8Array; readonly length: number }
@@ -24,15 +26,14 @@ export type Sha256Reply =
 
 /** Bytes gathered before a message to the worker. */
 const BUFFER_BYTES = 1 << 20;
-/** Buffers kept for reuse (a fresh buffer costs page faults). */
-const MAX_FREE = 16;
 /** An idle worker is ended after this long. */
 const IDLE_MS = 5000;
 
 interface Shared {
   readonly worker: Worker;
   readonly waiting: Map<number, { resolve: (d: Uint8Array) => void; reject: (e: Error) => void }>;
-  readonly free: Uint8Array[];
+  /** Buffers the worker handed back. */
+  readonly free: BufferPool;
   failed: Error | null;
   /** Streams begun and not yet digested or dropped. */
   open: number;
@@ -45,7 +46,14 @@ let nextId = 1;
 function connect(): Shared {
   if (shared && !shared.failed) return shared;
   const worker = new Worker(new URL("./sha256-stream-worker.ts", import.meta.url).href, { type: "module" });
-  const s: Shared = { worker, waiting: new Map(), free: [], failed: null, open: 0, idleTimer: undefined };
+  const s: Shared = {
+    worker,
+    waiting: new Map(),
+    free: new BufferPool(16),
+    failed: null,
+    open: 0,
+    idleTimer: undefined,
+  };
   const fail = (error: Error) => {
     s.failed = error;
     for (const w of s.waiting.values()) w.reject(error);
@@ -54,7 +62,7 @@ function connect(): Shared {
   };
   worker.onmessage = ({ data: m }: MessageEvent<Sha256Reply>) => {
     if (m.op === "free") {
-      if (s.free.length < MAX_FREE) s.free.push(m.data);
+      s.free.give(m.data);
     } else {
       s.waiting.get(m.id)?.resolve(m.digest);
       s.waiting.delete(m.id);
@@ -110,7 +118,7 @@ export class OffThreadSha256 {
     if (this.#done) throw new Error("OffThreadSha256: update after digest or drop");
     let off = 0;
     while (off < data.byteLength) {
-      this.#buf ??= this.#s.free.pop() ?? new Uint8Array(BUFFER_BYTES);
+      this.#buf ??= this.#s.free.take(BUFFER_BYTES);
       const n = Math.min(BUFFER_BYTES - this.#fill, data.byteLength - off);
       this.#buf.set(data.subarray(off, off + n), this.#fill);
       this.#fill += n;

@@ -6,9 +6,11 @@
  * spilling past it, if the head says one did since), and a garbage collection barrier that
  * passed since makes the commit put its chunks again (gc-barrier.ts) before the head moves.
  */
+
 import type { ChunkPut, Hash } from "../../chunkstore/chunk-store.ts";
 import { toHex } from "../../chunkstore/hash.ts";
 import { rememberHash } from "../../chunkstore/hashed-here.ts";
+import { BufferPool } from "../../runtime/buffer-pool.ts";
 import type { TaskPool } from "../../workers/task-pool.ts";
 import { PutOutcome } from "../replication/store-set.ts";
 import { type BlockMap, ZERO_HASH } from "./block-map.ts";
@@ -123,7 +125,7 @@ export async function hashBlocks(
   for (let t = 0; t < entries.length; t += perTask) {
     const group = entries.slice(t, t + perTask);
     // Blocks are packed into one buffer (a copy: the originals stay readable) and moved to the worker.
-    const packed = takePackBuffer(group.length * chunkSize);
+    const packed = packBuffers.take(group.length * chunkSize);
     group.forEach(([, c], k) => {
       packed.set(c, k * chunkSize);
     });
@@ -142,7 +144,7 @@ export async function hashBlocks(
             // stores in this process need not hash it again (chunkstore/hashed-here.ts).
             if (content.byteLength === chunkSize) rememberHash(content, hash);
           });
-          givePackBuffer(r.data);
+          packBuffers.give(r.data);
         }),
     );
   }
@@ -150,26 +152,5 @@ export async function hashBlocks(
   return out;
 }
 
-/**
- * Reused buffers for packing blocks to hash: a fresh buffer per task makes the kernel
- * fault in and zero every page again (about 10 us per 4 KiB page on this VM, more CPU
- * than the hashing). They come back from the worker (moved both ways) for the next task.
- */
-const packBuffers: Uint8Array[] = [];
-/** Pack buffers kept: enough for the tasks of one commit in flight. */
-const MAX_PACK_BUFFERS = 16;
-
-function takePackBuffer(size: number): Uint8Array {
-  const i = packBuffers.findIndex((b) => b.byteLength === size);
-  return i >= 0 ? packBuffers.splice(i, 1)[0]! : new Uint8Array(size);
-}
-
-function givePackBuffer(buffer: Uint8Array): void {
-  if (
-    packBuffers.length < MAX_PACK_BUFFERS &&
-    buffer.byteOffset === 0 &&
-    buffer.byteLength === buffer.buffer.byteLength
-  ) {
-    packBuffers.push(buffer);
-  }
-}
+/** Reused buffers for packing blocks to hash; they come back from the worker (moved both ways). */
+const packBuffers = new BufferPool(16);

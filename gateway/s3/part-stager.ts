@@ -5,11 +5,13 @@
  * pieces of their own; everything between is cut into whole chunks, hashed in the worker
  * pool a batch at a time and put on the stores (zero blocks are holes, chunks already
  * stored are not sent again). Only the hashes are kept. Memory per part in flight: at
- * most MAX_BATCHES_IN_FLIGHT + 1 batches, plus MAX_FREE_BATCHES kept for reuse by all parts.
+ * most MAX_BATCHES_IN_FLIGHT + 1 batches, plus 16 kept for reuse by all parts.
  */
+
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { HASH_BYTES, hashBytes, toHex } from "../../chunkstore/hash.ts";
 import { hashedBlock } from "../../chunkstore/hashed-here.ts";
+import { BufferPool } from "../../runtime/buffer-pool.ts";
 import type { ImportSession } from "./image-catalog.ts";
 
 /** Bytes hashed per worker task: enough to amortize the hand-off (as the image's commit does). */
@@ -17,25 +19,14 @@ export const BATCH_BYTES = 1024 * 1024;
 /** Batches hashed or stored at once per part: overlaps hashing and store writes; bounds memory. */
 export const MAX_BATCHES_IN_FLIGHT = 4;
 
-/** Batch buffers kept for reuse across parts (16 MiB at most). */
-const MAX_FREE_BATCHES = 16;
 /**
- * Batch buffers whose puts have all settled. A fresh 1 MiB buffer per batch made the
- * kernel fault in and zero every page (the copy into it cost 5x a copy into a reused one,
- * 14 % of the gateway's thread during an import). A buffer comes back only once no store
- * put still reads it (`settled`), and the chunks cut from it are new views each time, so
- * a remembered hash (`hashed-here.ts`) never names bytes written over since.
+ * Batch buffers kept for reuse across parts (16 MiB at most): a fresh one per batch cost 5x
+ * the copy into a reused one (page faults), 14 % of the gateway's thread during an import.
+ * A buffer comes back only once no store put still reads it (`settled`), and the chunks cut
+ * from it are new views each time, so a remembered hash (`hashed-here.ts`) never names bytes
+ * written over since.
  */
-const freeBatches: ArrayBuffer[] = [];
-
-function takeBatch(bytes: number): Uint8Array {
-  const i = freeBatches.findIndex((b) => b.byteLength === bytes);
-  return i >= 0 ? new Uint8Array(freeBatches.splice(i, 1)[0]!) : new Uint8Array(bytes);
-}
-
-function giveBatch(buffer: ArrayBuffer): void {
-  if (freeBatches.length < MAX_FREE_BATCHES) freeBatches.push(buffer);
-}
+const batches = new BufferPool(16);
 
 /** A part as staged: sizes and hashes of its pieces. */
 export interface StagedPart {
@@ -77,7 +68,7 @@ export async function stagePart(
   const headWanted = phase === 0 ? 0 : cs - phase;
   const headBuf = new Uint8Array(headWanted);
   let headFill = 0;
-  let batch = takeBatch(perBatch * cs);
+  let batch = batches.take(perBatch * cs);
   let fill = 0;
   let size = 0;
   let batchNo = 0;
@@ -97,7 +88,7 @@ export async function stagePart(
       const { settled } = await session.putChunks(puts);
       results.set(no, hashed.hashes);
       const buffer = hashed.data.buffer as ArrayBuffer;
-      void settled.then(() => giveBatch(buffer));
+      void settled.then(() => batches.give(buffer));
     })()
       .catch((error) => {
         failure ??= { error };
@@ -108,7 +99,7 @@ export async function stagePart(
 
   const nextBatch = () => {
     dispatch(batch, perBatch);
-    batch = takeBatch(perBatch * cs);
+    batch = batches.take(perBatch * cs);
     fill = 0;
   };
   /** Copies `data` from `start` into the head seam and batches; async only when it must wait. */
