@@ -49,6 +49,12 @@ export interface StoreStats {
   readonly freeBytes: number | null;
   /** Bytes on disk held by deleted chunks, freed by compaction (file stores). */
   readonly reclaimableBytes?: number;
+  /**
+   * The store is at its high-water mark and takes no new chunks now (file stores: free
+   * space within {@link import("./file-store.ts").FULL_MARGIN_BYTES} of the reserve, or a put
+   * was just refused for space). Absent: the store cannot tell (S3), never full.
+   */
+  readonly full?: boolean;
 }
 
 /** What a sweep deleted. */

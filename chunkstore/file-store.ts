@@ -99,6 +99,14 @@ const MAX_DEFAULT_RESERVE_BYTES = 1024 * 1024 * 1024;
 /** Reserve on small filesystems, where 1 GiB would be most of the disk. */
 const DEFAULT_RESERVE_FRACTION = 0.05;
 /**
+ * The high-water mark, above the reserve: a store with less free space than reserve plus
+ * this reports itself full (gateways then place no new chunks on it), so writes go
+ * elsewhere before a put is refused mid-commit. One batch's worth (64 MiB).
+ */
+export const FULL_MARGIN_BYTES = 64 * 1024 * 1024;
+/** A full store counts as not full again only with twice the margin free (no flapping at the line). */
+const NOT_FULL_MARGIN_BYTES = 2 * FULL_MARGIN_BYTES;
+/**
  * A segment under 85% live is rewritten: disk use then stays within 1/0.85 = 1.18x of the
  * live data. The price is copying (up to 5.7 bytes moved per byte freed, for a segment just
  * under the line); compaction runs after garbage collection's sweeps, not continuously.
@@ -203,6 +211,8 @@ export class FileStore implements ChunkStore {
   #refLock: Promise<unknown> = Promise.resolve();
   #fsyncs = 0;
   #closed = false;
+  /** At the high-water mark (see FULL_MARGIN_BYTES); set by stats and by refused puts. */
+  #full = false;
   readonly #identity: string;
   readonly #expected = new IdentityExpectation();
   readonly #lock: FileLock;
@@ -384,11 +394,16 @@ export class FileStore implements ChunkStore {
     this.#assertOpen();
     let reclaimableBytes = 0;
     for (const c of this.#segments.values()) reclaimableBytes += c.total - c.live;
+    const free = await freeBytes(this.#dir);
+    const above = free - this.#reserveBytes;
+    if (above < FULL_MARGIN_BYTES) this.#full = true;
+    else if (above >= NOT_FULL_MARGIN_BYTES) this.#full = false;
     return {
       chunks: this.#totals.chunks,
       bytes: this.#totals.bytes,
-      freeBytes: await freeBytes(this.#dir),
+      freeBytes: free,
       reclaimableBytes,
+      full: this.#full,
     };
   }
 
@@ -582,6 +597,7 @@ export class FileStore implements ChunkStore {
           `${free} bytes free; writing ${size} bytes would go below the reserve of ${this.#reserveBytes} bytes`,
         );
         // Compaction's moves may use the reserve: compaction frees more than it writes.
+        this.#full = true;
         const moves = batch.filter((p) => p.from);
         if (moves.length === 0) throw full;
         this.#release(
@@ -614,7 +630,9 @@ export class FileStore implements ChunkStore {
         this.#record(batch, offsets, active.n, start + size);
       } catch (e) {
         await active.handle.truncate(start).catch(() => {}); // a failed truncate leaves junk that the next write overwrites
-        throw writeError(this.name, active.n, e);
+        const err = writeError(this.name, active.n, e);
+        if (err instanceof StoreFullError) this.#full = true;
+        throw err;
       }
       active.size = start + size;
       return this.#release(batch, null);

@@ -355,6 +355,7 @@ export class HttpStore implements ChunkStore {
       bytes: s.bytes,
       freeBytes: s.freeBytes,
       ...(typeof s.reclaimableBytes === "number" ? { reclaimableBytes: s.reclaimableBytes } : {}),
+      ...(typeof s.full === "boolean" ? { full: s.full } : {}),
     };
   }
 

@@ -28,7 +28,7 @@
  *                                    (else 428); 201 created / 200 updated + ETag;
  *                                    412 {"error":{...},"current":{value,version}|null}
  *   DELETE /v1/refs/{name}            If-Match "<v>" required; 204; 412 as above
- *   GET    /v1/stats                  {"chunks":n,"bytes":n,"freeBytes":n|null,"reclaimableBytes"?:n}
+ *   GET    /v1/stats                  {"chunks":n,"bytes":n,"freeBytes":n|null,"reclaimableBytes"?:n,"full"?:bool}
  *
  * Every request may carry `x-blockmend-expect-identity: <identity>`: if the store's
  * identity is another, the server answers 409 `identity_mismatch` (with `identity`) and

@@ -71,7 +71,11 @@ const wait = defineCommand({
       for (;;) {
         const h = await client.healStatus();
         const down = h.stores.filter((s) => s.state === "down");
-        const healing = h.stores.filter((s) => s.state === "healing" || s.state === "replaced");
+        // A full store that lacks something is not in sync: it catches up once it has room.
+        const healing = h.stores.filter(
+          (s) =>
+            s.state === "healing" || s.state === "replaced" || (s.state === "full" && s.imagesBehind > 0),
+        );
         if (healing.length === 0 && down.length === 0 && !h.healing) {
           if (bar && started) {
             // Done: the bar ends full, whatever the last poll saw.

@@ -250,7 +250,7 @@ export async function assembleGateway(
       engine,
       new DamageLedger(cluster),
       (id) => !heal.behind.has(id),
-      (id) => h.isDown(id),
+      (id) => h.isDown(id) || h.isFull(id), // a full store takes no repair copies either
     );
     stores.badCopy.add((id, hash, reason) => repairs.report(id, hash, reason));
     const scrub = new Scrubber({

@@ -15,7 +15,10 @@ const running = new Map<number, Hash>();
 scope.onmessage = ({ data: m }) => {
   if (m.op === "update") {
     let h = running.get(m.id);
-    if (!h) running.set(m.id, (h = createHash("sha256")));
+    if (!h) {
+      h = createHash("sha256");
+      running.set(m.id, h);
+    }
     h.update(m.data.subarray(0, m.length));
     scope.postMessage({ op: "free", data: m.data }, [m.data.buffer as ArrayBuffer]);
   } else if (m.op === "digest") {

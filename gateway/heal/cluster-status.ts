@@ -47,6 +47,10 @@ export interface StoreAnswer {
   readonly freeBytes: number | null;
   /** Bytes on disk held by deleted chunks, which compaction frees (file stores; else null). */
   readonly reclaimableBytes: number | null;
+  /** How fast its used bytes grow, bytes per second (smoothed over about a minute; null until known). */
+  readonly fillBytesPerSecond: number | null;
+  /** Why it is full (state `full`), or null. */
+  readonly fullReason: string | null;
   readonly failures: number;
   readonly lag: readonly { image: string; syncedGeneration: number; generation: number; reason: string }[];
 }
@@ -92,6 +96,7 @@ export class ClusterStatus {
       heads,
       up: (id) => !this.#d.health.isDown(id),
       observed: (id) => this.#d.health.status(id)?.identity ?? null,
+      full: (id) => this.#d.health.isFull(id),
       inflight: this.#d.inflight(),
     };
   }
@@ -121,6 +126,8 @@ export class ClusterStatus {
           bytes: h.bytes,
           freeBytes: h.freeBytes,
           reclaimableBytes: h.reclaimableBytes,
+          fillBytesPerSecond: h.fillBytesPerSecond,
+          fullReason: h.fullReason,
           failures: h.failures,
           lag: s.lag,
         };
@@ -159,7 +166,7 @@ export class ClusterStatus {
             : Math.ceil(remaining / Math.max(1, Math.min(limit, rate || limit)))
           : null,
         // The backlog only shrinks while the store is reachable (new writes reach it directly).
-        converges: s.state !== "down" && s.state !== "replaced",
+        converges: s.state !== "down" && s.state !== "replaced" && s.state !== "full",
         lostChunks: p?.lostChunks ?? 0,
         lastError: p?.lastError ?? null,
         startedAt: p?.startedAt ?? null,

@@ -106,6 +106,9 @@ export class HealScheduler {
     deps.health.returned.add(() => {
       this.tick().catch((err) => deps.log(`heal: ${(err as Error).message}`));
     });
+    deps.health.fullChanged.add((_id, full) => {
+      if (!full) this.tick().catch((err) => deps.log(`heal: ${(err as Error).message}`));
+    });
   }
 
   /** Starts the loop: about once a second, find stores that lack something and heal them. */
@@ -164,7 +167,8 @@ export class HealScheduler {
       ),
     );
     for (const [id, st] of this.#stores) {
-      if (this.#stopped || this.#d.health.isDown(id) || st.run) continue;
+      // A full store takes no copies: its heal waits until it has room (it stays behind meanwhile).
+      if (this.#stopped || this.#d.health.isDown(id) || this.#d.health.isFull(id) || st.run) continue;
       const identity = record.stores[id]?.identity;
       const damaged = record.stores[id]?.damaged;
       const behind = heads.some((h) => !holdsCurrent(h, id, identity));
@@ -201,7 +205,8 @@ export class HealScheduler {
       st.lease.acquire(p).catch(() => {});
     }, HEAL_LEASE_MS / 3);
     (renew as { unref?: () => void }).unref?.();
-    const proceed = () => !this.#stopped && st.lease.valid && !this.#d.health.isDown(id);
+    const proceed = () =>
+      !this.#stopped && st.lease.valid && !this.#d.health.isDown(id) && !this.#d.health.isFull(id);
     try {
       const identity = this.#d.cluster.identity(id);
       if (!identity) throw new Error(`store "${id}" has no recorded identity`);

@@ -11,7 +11,7 @@ import type { ClusterRecord } from "../replication/cluster-record.ts";
 import { damagedCount, leavingStores } from "../replication/cluster-record.ts";
 
 /** The states an operator sees. */
-export type StoreState = "in-sync" | "healing" | "down" | "replaced";
+export type StoreState = "in-sync" | "healing" | "full" | "down" | "replaced";
 
 /** Everything the decision needs, read fresh by the caller. */
 export interface ReplicaInputs {
@@ -22,6 +22,8 @@ export interface ReplicaInputs {
   readonly up: (store: string) => boolean;
   /** The identity the store last answered with (null: never reached). */
   readonly observed: (store: string) => string | null;
+  /** Whether the store is at its high-water mark (takes no new chunks); absent: none is. */
+  readonly full?: (store: string) => boolean;
   /** Commits in flight on this gateway: stores pending on them are behind for that image. */
   readonly inflight: readonly InflightCommit[];
 }
@@ -133,7 +135,13 @@ export function storeStates(given: ReplicaInputs): StoreReplicaState[] {
       const damaged = damagedCount(inputs.record, id);
       if (damaged > 0) reasons.push(`${damaged} chunk(s) found corrupt or missing, not yet repaired`);
       if (lag.length > 0) reasons.push(`${lag.length} image(s) not held in full`);
-      state = reasons.length > 0 ? "healing" : "in-sync";
+      if (inputs.full?.(id)) {
+        // Reads go on; new chunks go to other stores; what it lacks is healed once it has room.
+        state = "full";
+        reasons.push(
+          "full: at its high-water mark, it takes no new chunks (they go to the next stores) until it has room again",
+        );
+      } else state = reasons.length > 0 ? "healing" : "in-sync";
     }
     if (leaving.has(id)) reasons.push("in maintenance: new writes do not count it");
     return {

@@ -75,11 +75,11 @@ export function safeToRemove(store: string, input: SafetyInputs): SafeToRemove {
       );
     for (const [s, images] of sources) reasons.push(`store "${s}" is healing from it (${images.join(", ")})`);
     const writable = data.filter(
-      (id) => id !== store && input.up(id) && !leaving.has(id) && !isReplaced(input, id),
+      (id) => id !== store && input.up(id) && !leaving.has(id) && !isReplaced(input, id) && !input.full?.(id),
     ).length;
     if (writable < input.minReplicas)
       reasons.push(
-        `without it ${writable} data store(s) would take new writes, fewer than minReplicas ${input.minReplicas}: writes would fail`,
+        `without it ${writable} data store(s) would take new writes (up, not leaving, not full), fewer than minReplicas ${input.minReplicas}: writes would fail`,
       );
     if (unstamped.length)
       reasons.push(

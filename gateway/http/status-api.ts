@@ -80,7 +80,7 @@ async function metrics(s: StatusSources): Promise<string> {
   const [stores, heal] = await Promise.all([s.status.stores(), s.status.heal()]);
   help("blockmend_store_state", "gauge", "1 for the state each store is in");
   for (const st of stores.stores) {
-    for (const state of ["in-sync", "healing", "down", "replaced"])
+    for (const state of ["in-sync", "healing", "full", "down", "replaced"])
       lines.push(`blockmend_store_state{store="${st.id}",state="${state}"} ${st.state === state ? 1 : 0}`);
   }
   help("blockmend_store_images_behind", "gauge", "Images a store does not hold in full now");
@@ -104,6 +104,11 @@ async function metrics(s: StatusSources): Promise<string> {
       "blockmend_store_reclaimable_bytes",
       "Bytes on disk held by deleted chunks, freed by compaction (file stores)",
       "reclaimableBytes",
+    ],
+    [
+      "blockmend_store_fill_bytes_per_second",
+      "How fast a store's used bytes grow (smoothed over about a minute; negative while space is freed)",
+      "fillBytesPerSecond",
     ],
   ] as const;
   for (const [name, text, field] of capacity) {

@@ -7,8 +7,14 @@
  *
  * Upper layers listen: `returned` (down -> up: start a heal), `identitySeen` (a store
  * answered with an identity other than expected: a replacement to handle).
+ *
+ * Full is not down: a store at its high-water mark (its stats say so, or a put was refused
+ * for space) still serves reads and stays up; it only takes no new chunks until its stats
+ * say it has room again (checked every probe while full).
  */
-import { StoreIdentityError } from "../../chunkstore/errors.ts";
+
+import type { StoreStats } from "../../chunkstore/chunk-store.ts";
+import { StoreFullError, StoreIdentityError } from "../../chunkstore/errors.ts";
 import { Listeners } from "../_listeners.ts";
 import type { StoreMember } from "./store-member.ts";
 
@@ -30,6 +36,12 @@ export interface StoreHealthStatus {
   readonly freeBytes: number | null;
   /** Bytes on disk held by deleted chunks, which compaction frees (file stores; else null). */
   readonly reclaimableBytes: number | null;
+  /** At its high-water mark: takes no new chunks (reads go on). */
+  readonly full: boolean;
+  /** Why it is full (the store's refusal or its stats), or null. */
+  readonly fullReason: string | null;
+  /** How fast its used bytes grew, bytes per second (smoothed over about a minute; null until known). */
+  readonly fillBytesPerSecond: number | null;
   readonly lastProbe: string | null;
 }
 
@@ -42,8 +54,10 @@ export interface HealthOptions {
 
 export const DEFAULT_HEALTH_OPTIONS: HealthOptions = { probeIntervalMs: 1000, probeTimeoutMs: 1000 };
 
-/** How often store counters (chunks, bytes, free space) are refreshed. */
+/** How often store counters (chunks, bytes, free space) are refreshed (every probe while full). */
 const STATS_INTERVAL_MS = 5000;
+/** Time constant of the fill rate's smoothing. */
+const FILL_RATE_TAU_MS = 60_000;
 
 /** Rejects after `ms` unless `promise` settles first. */
 export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -65,6 +79,11 @@ interface Entry {
   bytes: number | null;
   freeBytes: number | null;
   reclaimableBytes: number | null;
+  full: boolean;
+  fullReason: string | null;
+  fillBytesPerSecond: number | null;
+  /** The last stats sample (used bytes, when) the fill rate is measured from. */
+  sample: { bytes: number; at: number } | null;
   lastProbe: string | null;
   lastStats: number;
   /** Times it was marked down: a probe answer counts only if none happened since it was sent. */
@@ -82,6 +101,8 @@ export class StoreHealth {
   readonly returned = new Listeners<[id: string]>();
   /** A store went down (a failed request or probe). */
   readonly wentDown = new Listeners<[id: string, reason: string]>();
+  /** A store reached its high-water mark (it takes no new chunks until it has room again), or left it. */
+  readonly fullChanged = new Listeners<[id: string, full: boolean, reason: string]>();
   /** A store answered with another identity than expected. */
   readonly identitySeen = new Listeners<[id: string, identity: string]>();
 
@@ -109,6 +130,10 @@ export class StoreHealth {
         bytes: null,
         freeBytes: null,
         reclaimableBytes: null,
+        full: false,
+        fullReason: null,
+        fillBytesPerSecond: null,
+        sample: null,
         lastProbe: null,
         lastStats: 0,
         downs: 0,
@@ -127,7 +152,7 @@ export class StoreHealth {
   }
 
   #status(e: Entry): StoreHealthStatus {
-    const { member, lastStats: _stats, downs: _downs, ...rest } = e;
+    const { member, lastStats: _stats, downs: _downs, sample: _sample, ...rest } = e;
     return { id: member.id, url: member.url, ...rest };
   }
 
@@ -135,10 +160,22 @@ export class StoreHealth {
     return this.#entries.get(id)?.up !== true;
   }
 
-  /** A request to the store failed or timed out: it is down from now on, until a probe succeeds. */
+  /** True while the store is at its high-water mark (no new chunks; reads go on). */
+  isFull(id: string): boolean {
+    return this.#entries.get(id)?.full === true;
+  }
+
+  /**
+   * A request to the store failed or timed out: it is down from now on, until a probe
+   * succeeds. A refusal for space is not a failure of the store: it is full, not down.
+   */
   reportFailure(id: string, error: unknown): void {
     const e = this.#entries.get(id);
     if (!e) return;
+    if (error instanceof StoreFullError) {
+      this.#setFull(e, true, error.message);
+      return;
+    }
     e.failures++;
     if (error instanceof StoreIdentityError && error.actual) this.#sawIdentity(e, error.actual);
     this.#down(e, error instanceof Error ? error.message : String(error));
@@ -153,6 +190,14 @@ export class StoreHealth {
       e.since = new Date().toISOString();
       this.wentDown.emit(e.member.id, reason);
     }
+  }
+
+  #setFull(e: Entry, full: boolean, reason: string | null): void {
+    if (e.full !== full) {
+      e.full = full;
+      this.fullChanged.emit(e.member.id, full, reason ?? (full ? "full" : "has room again"));
+    }
+    e.fullReason = full ? reason : null;
   }
 
   #sawIdentity(e: Entry, identity: string): void {
@@ -210,20 +255,41 @@ export class StoreHealth {
       e.since = new Date().toISOString();
       this.returned.emit(e.member.id);
     }
-    // Counters for the status API, refreshed now and then (S3 stats are a listing: skip them).
-    if (e.member.chunks && !e.member.url.startsWith("s3:") && Date.now() - e.lastStats > STATS_INTERVAL_MS) {
+    // Counters for the status API, refreshed now and then, every probe while full (S3
+    // stats are a listing: skip them).
+    if (
+      e.member.chunks &&
+      !e.member.url.startsWith("s3:") &&
+      (e.full || Date.now() - e.lastStats > STATS_INTERVAL_MS)
+    ) {
       e.lastStats = Date.now();
       store.stats().then(
-        (s) => {
-          e.chunks = s.chunks;
-          e.bytes = s.bytes;
-          e.freeBytes = s.freeBytes;
-          e.reclaimableBytes = s.reclaimableBytes ?? null;
-        },
+        (s) => this.#takeStats(e, s),
         () => {},
       );
     }
     return true;
+  }
+
+  #takeStats(e: Entry, s: StoreStats): void {
+    const now = Date.now();
+    if (e.sample && now > e.sample.at) {
+      const rate = ((s.bytes - e.sample.bytes) * 1000) / (now - e.sample.at);
+      const weight = 1 - Math.exp(-(now - e.sample.at) / FILL_RATE_TAU_MS);
+      e.fillBytesPerSecond =
+        e.fillBytesPerSecond === null ? rate : e.fillBytesPerSecond + weight * (rate - e.fillBytesPerSecond);
+    }
+    e.sample = { bytes: s.bytes, at: now };
+    e.chunks = s.chunks;
+    e.bytes = s.bytes;
+    e.freeBytes = s.freeBytes;
+    e.reclaimableBytes = s.reclaimableBytes ?? null;
+    if (s.full !== undefined)
+      this.#setFull(
+        e,
+        s.full,
+        s.full ? `free space ${s.freeBytes ?? "?"} bytes is at its high-water mark` : null,
+      );
   }
 
   stop(): void {

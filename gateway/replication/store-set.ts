@@ -7,10 +7,12 @@
  * next replica is asked when the first is slow), and a put that has `minReplicas` copies
  * waits only a short grace for the rest before it counts the slow store as incomplete
  * for this commit (its replica state then stays behind, and heal catches it up). Stores
- * known to be down are skipped at once.
+ * known to be down are skipped at once, and so are full ones (at their high-water mark):
+ * their chunks go to the next stores in rendezvous order, the full store stays behind
+ * (it lacks what was placed on it) and catches up by a heal once it has room.
  */
 import type { ChunkPut, Hash } from "../../chunkstore/chunk-store.ts";
-import { ChunkCorruptError, ChunkNotFoundError } from "../../chunkstore/errors.ts";
+import { ChunkCorruptError, ChunkNotFoundError, StoreFullError } from "../../chunkstore/errors.ts";
 import { MAX_BATCH_HASHES } from "../../chunkstore/limits.ts";
 import { Listeners } from "../_listeners.ts";
 import { NotEnoughReplicasError } from "../errors.ts";
@@ -28,6 +30,8 @@ export interface ReplicationOptions {
 /** What the store set asks the health tracker, and tells it. */
 export interface HealthView {
   isDown(id: string): boolean;
+  /** At its high-water mark: placement skips it for new chunks (reads go on). */
+  isFull(id: string): boolean;
   reportFailure(id: string, error: unknown): void;
 }
 
@@ -255,7 +259,8 @@ export class StoreSet {
       orders.set(c.hash, order);
       for (const id of order.slice(0, this.options.replicas)) placed.set(id, (placed.get(id) ?? 0) + 1);
     }
-    for (const m of this.dataMembers) if (this.#health.isDown(m.id)) failed.add(m.id);
+    const full = new Set(this.dataMembers.filter((m) => this.#health.isFull(m.id)).map((m) => m.id));
+    for (const m of this.dataMembers) if (this.#health.isDown(m.id) || full.has(m.id)) failed.add(m.id);
     for (const id of placed.keys()) pending?.add(id);
     const counted = (h: Hash) => {
       let n = 0;
@@ -310,7 +315,7 @@ export class StoreSet {
           const order = orders.get(c.hash)!;
           const targets =
             round === 0
-              ? order.slice(0, this.options.replicas)
+              ? this.#firstTargets(order, full)
               : order.slice(this.options.replicas + round - 1, this.options.replicas + round);
           for (const id of targets) {
             if (failed.has(id)) continue;
@@ -332,6 +337,16 @@ export class StoreSet {
       if (!enough()) {
         const short = unique.filter((c) => counted(c.hash) < this.options.minReplicas).length;
         const outside = leaving.size ? ` outside stores in maintenance (${[...leaving].join(", ")})` : "";
+        const full = this.dataMembers.filter((m) => this.#health.isFull(m.id)).map((m) => m.id);
+        const roomy = this.dataMembers.filter(
+          (m) => !this.#health.isFull(m.id) && !this.#health.isDown(m.id) && !leaving.has(m.id),
+        ).length;
+        // Short because stores are full (not down): say so, as ENOSPC / 507 / InsufficientStorage.
+        if (full.length > 0 && roomy < this.options.minReplicas)
+          throw new StoreFullError(
+            full.join(", "),
+            `${short} chunk(s) reached fewer than ${this.options.minReplicas} stores${outside}: only ${roomy} data store(s) have room`,
+          );
         throw new NotEnoughReplicasError(
           `${short} chunk(s) reached fewer than ${this.options.minReplicas} stores${outside} (failed: ${[...failed].join(", ") || "none"})`,
         );
@@ -363,6 +378,25 @@ export class StoreSet {
     }
     const settled = Promise.allSettled(settledAll).then(() => {});
     return new PutOutcome(complete, new Set(failed), copies, settled);
+  }
+
+  /**
+   * Where a chunk's copies go first: its placement stores, each full one replaced by the
+   * next store in rendezvous order that is not full. A store that is down gets no stand-in
+   * (it is back soon, and heal catches it up; the put spills only to reach minReplicas);
+   * a full one may stay full for long, so the chunk keeps its `replicas` copies elsewhere.
+   */
+  #firstTargets(order: readonly string[], full: ReadonlySet<string>): string[] {
+    const placement = order.slice(0, this.options.replicas);
+    if (full.size === 0) return placement;
+    const targets = placement.filter((id) => !full.has(id));
+    let missing = placement.length - targets.length;
+    for (let i = this.options.replicas; missing > 0 && i < order.length; i++) {
+      if (full.has(order[i]!)) continue;
+      targets.push(order[i]!);
+      missing--;
+    }
+    return targets;
   }
 
   /**

@@ -122,7 +122,7 @@ export async function startGatewayProcess(
 /** Starts `blockmend chunkstore` on `dir` (a witness if asked), on `port` or a free one. */
 export function startStoreProcess(
   dir: string,
-  options: { witness?: boolean; port?: string | number } = {},
+  options: { witness?: boolean; port?: string | number; reserveBytes?: number } = {},
 ): Promise<StartedProcess> {
   return startBlockmend([
     "chunkstore",
@@ -131,5 +131,6 @@ export function startStoreProcess(
     "--listen",
     `127.0.0.1:${options.port ?? 0}`,
     ...(options.witness ? ["--witness"] : []),
+    ...(options.reserveBytes !== undefined ? ["--reserve-bytes", String(options.reserveBytes)] : []),
   ]);
 }

@@ -23,6 +23,8 @@ export interface TestStore {
   port: string;
   proc: StartedProcess | null;
   paused: boolean;
+  /** `--reserve-bytes` for its next start (undefined: the store's default). */
+  reserveBytes?: number;
 }
 
 /** A gateway of the cluster. */
@@ -90,7 +92,11 @@ export class TestCluster {
 
   async startStore(id: string): Promise<void> {
     const s = this.stores.get(id)!;
-    s.proc = await startStoreProcess(s.dir, { witness: s.witness, port: s.port });
+    s.proc = await startStoreProcess(s.dir, {
+      witness: s.witness,
+      port: s.port,
+      reserveBytes: s.reserveBytes,
+    });
     s.port = new URL(s.proc.url).port;
     s.paused = false;
   }

@@ -5,6 +5,7 @@ import { bytes, count, percent, when } from "./format.js";
 const STATE_WORDS = {
   "in-sync": "in sync",
   healing: "healing",
+  full: "full",
   down: "down",
   replaced: "replaced",
 };

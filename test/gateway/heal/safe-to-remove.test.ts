@@ -76,6 +76,7 @@ function inputs(
     minReplicas?: number;
     down?: string[];
     observed?: Record<string, string>;
+    full?: string[];
     inflight?: InflightCommit[];
     healing?: Record<string, string[]>;
   } = {},
@@ -86,6 +87,7 @@ function inputs(
     heads,
     up: (id) => !down.has(id),
     observed: (id) => options.observed?.[id] ?? rec.stores[id]?.identity ?? null,
+    full: (id) => options.full?.includes(id) ?? false,
     inflight: options.inflight ?? [],
     replicas: options.replicas ?? 2,
     minReplicas: options.minReplicas ?? 1,
@@ -250,7 +252,7 @@ test("new writes need minReplicas writable stores besides it: down, leaving and 
   const heads: Head[] = [];
   expect(safeToRemove("a", inputs(rec, heads, { minReplicas: 2 })).safe).toBe(true);
   const writesFail =
-    "without it 1 data store(s) would take new writes, fewer than minReplicas 2: writes would fail";
+    "without it 1 data store(s) would take new writes (up, not leaving, not full), fewer than minReplicas 2: writes would fail";
   expect(safeToRemove("a", inputs(rec, heads, { minReplicas: 2, down: ["b"] })).reasons).toContain(
     writesFail,
   );
@@ -260,6 +262,10 @@ test("new writes need minReplicas writable stores besides it: down, leaving and 
   expect(safeToRemove("a", inputs(rec, heads, { minReplicas: 2, observed: replacedB })).reasons).toContain(
     writesFail,
   );
+  // A full store takes no new chunks either.
+  expect(safeToRemove("a", inputs(rec, heads, { minReplicas: 2, full: ["c"] })).reasons).toEqual([
+    writesFail,
+  ]);
 });
 
 test("maintenance: not safe until every head carries the stamp, then safe and reported as in maintenance", () => {

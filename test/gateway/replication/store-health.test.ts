@@ -6,7 +6,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import type { StoreProbe } from "../../../chunkstore/chunk-store.ts";
-import { StoreIdentityError, StoreUnavailableError } from "../../../chunkstore/errors.ts";
+import { StoreFullError, StoreIdentityError, StoreUnavailableError } from "../../../chunkstore/errors.ts";
 import { hashChunk } from "../../../chunkstore/hash.ts";
 import { newIdentity } from "../../../chunkstore/identity.ts";
 import { MemoryStore } from "../../../chunkstore/memory-store.ts";
@@ -18,6 +18,10 @@ class FakeStore extends MemoryStore {
   mode: "ok" | "fail" | "hang" = "ok";
   probes = 0;
   statsCalls = 0;
+  /** What stats() says of the high-water mark (undefined: a store that cannot tell). */
+  full: boolean | undefined = undefined;
+  /** Added to the used bytes stats() reports (a store filling up). */
+  extraBytes = 0;
   /** Resolves the probes left hanging, with a good answer (a store that answers too late). */
   readonly #late: (() => void)[] = [];
 
@@ -32,7 +36,12 @@ class FakeStore extends MemoryStore {
 
   override async stats() {
     this.statsCalls++;
-    return super.stats();
+    const s = await super.stats();
+    return {
+      ...s,
+      bytes: s.bytes + this.extraBytes,
+      ...(this.full === undefined ? {} : { full: this.full }),
+    };
   }
 
   answerLate(): void {
@@ -332,6 +341,56 @@ test("start() probes at once and then every interval; stop() ends the loop", asy
   const after = stores.a!.probes;
   await Bun.sleep(4 * FAST.probeIntervalMs);
   expect(stores.a!.probes).toBe(after);
+});
+
+test("a refusal for space makes a store full, not down; its stats, checked every probe while full, clear it", async () => {
+  const { health, stores, log } = tracker(["a"]);
+  const changes: string[] = [];
+  health.fullChanged.add((id, full) => changes.push(`${id} ${full ? "full" : "has room"}`));
+  await health.probeAll();
+  expect(health.isDown("a")).toBe(false);
+  health.reportFailure("a", new StoreFullError("memory:a", "1000 bytes free, below the reserve"));
+  expect(health.isFull("a")).toBe(true);
+  expect(health.isDown("a")).toBe(false); // reads go on
+  expect(health.status("a")!.failures).toBe(0);
+  expect(health.status("a")!.fullReason).toContain("below the reserve");
+  expect(changes).toEqual(["a full"]);
+  // A store that cannot tell (no `full` in its stats) stays full until it says otherwise.
+  await health.probeAll();
+  await Bun.sleep(5);
+  expect(health.isFull("a")).toBe(true);
+  stores.a!.full = true;
+  await health.probeAll();
+  await Bun.sleep(5);
+  expect(health.isFull("a")).toBe(true);
+  const calls = stores.a!.statsCalls;
+  stores.a!.full = false;
+  await health.probeAll(); // while full, stats are read every probe (not every 5 s)
+  await Bun.sleep(5);
+  expect(stores.a!.statsCalls).toBe(calls + 1);
+  expect(health.isFull("a")).toBe(false);
+  expect(health.status("a")!.fullReason).toBeNull();
+  expect(changes).toEqual(["a full", "a has room"]);
+  expect(log).toEqual(["returned a"]); // never down
+});
+
+test("the fill rate follows the used bytes between stats samples", async () => {
+  const { health, stores } = tracker(["a"]);
+  await health.probeAll();
+  await Bun.sleep(5);
+  expect(health.status("a")!.fillBytesPerSecond).toBeNull(); // one sample: no rate yet
+  stores.a!.full = true; // read stats every probe from here
+  health.reportFailure("a", new StoreFullError("memory:a", "full"));
+  const t0 = performance.now();
+  await Bun.sleep(100);
+  stores.a!.extraBytes = 10 * 1024 * 1024;
+  await health.probeAll();
+  await Bun.sleep(5);
+  const rate = health.status("a")!.fillBytesPerSecond!;
+  const seconds = (performance.now() - t0) / 1000;
+  // 10 MiB over about a tenth of a second, from the first sample's time.
+  expect(rate).toBeGreaterThan((10 * 1024 * 1024) / (seconds + 0.5));
+  expect(rate).toBeLessThan((10 * 1024 * 1024) / 0.09);
 });
 
 async function waitFor(cond: () => boolean, ms: number): Promise<void> {

@@ -1,11 +1,17 @@
 /** `StoreSet.placedCopies`: the one "which chunks do the stores lack" of imports and restores. */
 import { expect, test } from "bun:test";
 import type { ChunkStore } from "../../../chunkstore/chunk-store.ts";
+import { StoreFullError } from "../../../chunkstore/errors.ts";
 import { MemoryStore } from "../../../chunkstore/memory-store.ts";
+import { NotEnoughReplicasError } from "../../../gateway/errors.ts";
 import { StoreSet } from "../../../gateway/replication/store-set.ts";
 import { randomChunk } from "../../chunkstore/conformance.ts";
 
-function storeSet(stores: Record<string, ChunkStore>): StoreSet {
+function storeSet(
+  stores: Record<string, ChunkStore>,
+  health: Record<string, unknown> = {},
+  options = { replicas: 2, minReplicas: 1 },
+): StoreSet {
   const members = Object.entries(stores).map(([id, store]) => ({
     id,
     url: `memory:${id}`,
@@ -13,8 +19,8 @@ function storeSet(stores: Record<string, ChunkStore>): StoreSet {
     chunks: true,
     refs: false,
   }));
-  const health = { isDown: () => false, reportFailure: () => {}, reportSuccess: () => {} };
-  return new StoreSet(members, { replicas: 2, minReplicas: 1 }, health as never, () => null);
+  const view = { isDown: () => false, isFull: () => false, reportFailure: () => {}, ...health };
+  return new StoreSet(members, options, view as never, () => "identity");
 }
 
 test("a chunk is present only when every placement store holds it and none is leaving", async () => {
@@ -53,4 +59,61 @@ test("a store whose check fails is named, and its chunks count as lacking", asyn
   expect([...r.unchecked]).toEqual(["c"]);
   for (const c of chunks) expect(r.lacking.includes(c.hash)).toBe(set.placement(c.hash).includes("c"));
   expect(r.present.size + r.lacking.length).toBe(chunks.length);
+});
+
+test("a full store gets no new chunks: they go to the next store, the full one is not complete, reads still use it", async () => {
+  const stores = { a: new MemoryStore(), b: new MemoryStore(), c: new MemoryStore() };
+  const failures: string[] = [];
+  const set = storeSet(stores, {
+    isFull: (id: string) => id === "c",
+    reportFailure: (id: string) => failures.push(id),
+  });
+  const old = randomChunk(700);
+  for (const id of ["a", "b", "c"]) await stores[id as "a"].put(old.hash, old.bytes);
+  const chunks = Array.from({ length: 40 }, () => randomChunk(512));
+  const outcome = await set.putChunks(chunks);
+  await outcome.settled;
+  expect(await stores.c.has(chunks.map((c) => c.hash))).toEqual(chunks.map(() => false));
+  for (const c of chunks) {
+    // Placement unchanged (c may be in it); every chunk has 2 copies on a and b.
+    const [inA, inB] = [(await stores.a.has([c.hash]))[0], (await stores.b.has([c.hash]))[0]];
+    expect(inA && inB).toBe(true);
+  }
+  expect(chunks.some((c) => set.placement(c.hash).includes("c"))).toBe(true);
+  expect(outcome.complete.has("c")).toBe(false); // it lacks what was placed on it: behind
+  expect(outcome.complete.has("a") && outcome.complete.has("b")).toBe(true);
+  expect(failures).toEqual([]); // full is not a failure
+  expect(outcome.enoughCopies(new Set(), 2)).toBe(true);
+  // Reads of what the full store holds go on.
+  stores.a.get = () => Promise.reject(new Error("unreachable"));
+  stores.b.get = () => Promise.reject(new Error("unreachable"));
+  expect((await set.getChunk(old.hash)).byteLength).toBe(700);
+});
+
+test("too few stores with room: the put fails as full (ENOSPC, 507), naming the full stores", async () => {
+  const stores = { a: new MemoryStore(), b: new MemoryStore(), c: new MemoryStore() };
+  const set = storeSet(stores, { isFull: (id: string) => id !== "a" }, { replicas: 2, minReplicas: 2 });
+  const err = await set.putChunks([randomChunk(100)]).catch((e) => e);
+  expect(err).toBeInstanceOf(StoreFullError);
+  expect(err.message).toContain("b, c");
+  expect(err.message).toContain("only 1 data store(s) have room");
+  // With one store down instead, it is not a space problem.
+  const down = storeSet(stores, { isDown: (id: string) => id !== "a" }, { replicas: 2, minReplicas: 2 });
+  expect(await down.putChunks([randomChunk(100)]).catch((e) => e)).toBeInstanceOf(NotEnoughReplicasError);
+});
+
+test("a store refusing a put for space mid-commit is reported (the tracker marks it full) and the chunk spills over", async () => {
+  const stores = { a: new MemoryStore(), b: new MemoryStore(), c: new MemoryStore() };
+  const refusing = stores.c;
+  refusing.putMany = () => Promise.reject(new StoreFullError("memory:c", "no space left (ENOSPC)"));
+  const reported: unknown[] = [];
+  const set = storeSet(stores, { reportFailure: (_id: string, err: unknown) => reported.push(err) });
+  const chunks = Array.from({ length: 30 }, () => randomChunk(256)).filter((c) =>
+    set.placement(c.hash).includes("c"),
+  );
+  const outcome = await set.putChunks(chunks, new Set());
+  expect(outcome.enoughCopies(new Set(), 1)).toBe(true);
+  expect(reported.length).toBeGreaterThan(0);
+  expect(reported.every((e) => e instanceof StoreFullError)).toBe(true);
+  expect(outcome.complete.has("c")).toBe(false);
 });
