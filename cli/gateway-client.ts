@@ -112,8 +112,29 @@ export class GatewayClient {
   }
 
   /** `GET /v1/stores`. */
-  stores(): Promise<{ replicas: number; minReplicas: number; stores: StoreAnswer[] }> {
+  stores(): Promise<{
+    replicas: number;
+    minReplicas: number;
+    placementEpoch: number;
+    placement: string[];
+    stores: StoreAnswer[];
+  }> {
     return this.#json("GET", "/v1/stores");
+  }
+
+  /** `POST /v1/stores`: adds a data store. */
+  addStore(id: string, url: string): Promise<LifecycleAnswer> {
+    return this.#json("POST", "/v1/stores", { id, url });
+  }
+
+  /** `POST` (start) or `DELETE` (cancel) `/v1/stores/{id}/drain`. */
+  drainStore(id: string, on: boolean): Promise<LifecycleAnswer> {
+    return this.#json(on ? "POST" : "DELETE", `/v1/stores/${enc(id)}/drain`);
+  }
+
+  /** `DELETE /v1/stores/{id}`: removes a drained store. */
+  removeStore(id: string): Promise<LifecycleAnswer & { headsUpdated: number }> {
+    return this.#json("DELETE", `/v1/stores/${enc(id)}`);
   }
 
   /** `PUT /v1/stores/{id}/maintenance`. */
@@ -220,6 +241,13 @@ export interface HealStatusBody {
   stores: StoreHealAnswer[];
   /** Head holders without chunks (absent from gateways before this field). */
   witnesses?: { id: string; state: string; reasons: readonly string[] }[];
+}
+
+/** What a store lifecycle change answers (gateway/heal/store-lifecycle.ts). */
+export interface LifecycleAnswer {
+  store: string;
+  placementEpoch: number;
+  placement: string[];
 }
 
 /** The body of `GET /v1/stores/{id}/safe-to-remove` (see gateway/heal/safe-to-remove.ts). */

@@ -1,6 +1,7 @@
-/** `blockmend store ls|safe-to-remove ID`: store states, and whether one can be taken down. */
+/** `blockmend store ls|safe-to-remove|maintenance|add|drain|remove`: store states, safe maintenance, the store set. */
 import { defineCommand } from "citty";
 import { API_CLIENT_ARGS, gatewayClientOf } from "./api-client-flags.ts";
+import { addCommand, drainCommand, removeCommand } from "./store-lifecycle-command.ts";
 import { strictCommand } from "./strict-flags.ts";
 
 const apiArg = API_CLIENT_ARGS;
@@ -73,10 +74,16 @@ const safeToRemove = defineCommand({
 });
 
 export default defineCommand({
-  meta: { name: "store", description: "Store states and safe maintenance" },
+  meta: {
+    name: "store",
+    description: "Store states, safe maintenance, and adding, draining and removing stores",
+  },
   subCommands: {
     ls: strictCommand(ls, "store"),
     "safe-to-remove": strictCommand(safeToRemove, "store"),
     maintenance: strictCommand(maintenance, "store"),
+    add: strictCommand(addCommand, "store"),
+    drain: strictCommand(drainCommand, "store"),
+    remove: strictCommand(removeCommand, "store"),
   },
 });

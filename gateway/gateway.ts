@@ -35,7 +35,9 @@ import { type ApiAccessOptions, apiGuard } from "./http/api-access.ts";
 import { DASHBOARD_OPENAPI_PATHS, startDashboard } from "./http/dashboard-routes.ts";
 import { GC_OPENAPI_PATHS, mountGcRoutes } from "./http/gc-api.ts";
 import { createGatewayApp } from "./http/http-api.ts";
+import { mergePaths } from "./http/openapi.ts";
 import { mountStatusRoutes, STATUS_OPENAPI_PATHS } from "./http/status-api.ts";
+import { mountStoreLifecycleRoutes, STORE_LIFECYCLE_OPENAPI_PATHS } from "./http/store-lifecycle-api.ts";
 import { HeadWriter } from "./image/head-writer.ts";
 import {
   DEFAULT_CACHE_OPTIONS,
@@ -48,6 +50,8 @@ import { DirtyBudget } from "./image/write-cache.ts";
 import { type NbdServerOptions, startNbdServer } from "./nbd/nbd-server.ts";
 import type { QuorumRegister } from "./register/quorum-register.ts";
 import { bootstrapCluster, Cluster, type ConfiguredStore } from "./replication/cluster.ts";
+import { placementEpochOf, placementStores } from "./replication/cluster-record.ts";
+import { Membership, type StoreOpener } from "./replication/membership.ts";
 import { DEFAULT_HEALTH_OPTIONS, type HealthOptions, StoreHealth } from "./replication/store-health.ts";
 import { StoreSet } from "./replication/store-set.ts";
 import { type S3EndpointConfig, startS3Endpoint } from "./s3/s3-endpoint.ts";
@@ -136,6 +140,8 @@ export interface GatewayCoreOptions {
   readonly background?: boolean;
   /** How often a gateway tries to start a garbage collection pass (one runs at a time). Default 6 h; 0: never. */
   readonly gcIntervalMs?: number;
+  /** Opens a store the cluster record gains while the gateway runs (`store add`); absent: none can join here. */
+  readonly openStore?: StoreOpener;
 }
 
 /** Every layer of a gateway, wired, without listeners (tests use it directly). */
@@ -160,6 +166,8 @@ export interface GatewayCore {
   readonly gc: Collector;
   /** Turns maintenance of a store on or off and stamps every head. */
   setMaintenance(store: string, on: boolean): Promise<{ stamped: number }>;
+  /** Follows the cluster record's store set (stores added, drained, removed). */
+  readonly membership: Membership;
   /** Stops the loops and closes images and the pool (not the stores). */
   close(): Promise<void>;
 }
@@ -207,6 +215,7 @@ export async function assembleGateway(
       { replicas: options.replicas, minReplicas: options.minReplicas },
       h,
       (id) => cluster.identity(id),
+      { epoch: placementEpochOf(boot.record), stores: placementStores(boot.record) },
     );
     const heads = new HeadWriter(register, gatewayId);
     const pool: TaskPool = options.pool ?? createTaskPool({ threads: options.threads });
@@ -264,6 +273,19 @@ export async function assembleGateway(
     });
     const replacements = new Replacements(members, register, cluster, log);
     h.identitySeen.add((id, identity) => replacements.handle(id, identity));
+    const membership = new Membership({ cluster, stores, health: h, open: options.openStore, log });
+    membership.joined.add((m) => {
+      heal.addStore(m.id);
+      scrub.addStore(m.id);
+      replacements.addMember(m);
+      void h.probeAll();
+    });
+    membership.left.add((id) => {
+      heal.removeStore(id);
+      scrub.removeStore(id);
+      replacements.removeMember(id);
+    });
+    cleanups.push(() => membership.close());
     for (const m of members) {
       const seen = h.status(m.id)?.identity;
       if (seen && seen !== cluster.identity(m.id)) replacements.handle(m.id, seen);
@@ -334,6 +356,7 @@ export async function assembleGateway(
       status,
       gc,
       setMaintenance: (store, on) => setMaintenance(cluster, heads, store, on, gatewayId),
+      membership,
       close,
     };
   } catch (err) {
@@ -369,7 +392,13 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
       cleanups.push(() => store.close());
       configured.push({ id: s.id, url: s.url, store });
     }
-    const core = await assembleGateway(configured, { ...config, gatewayId: state.id });
+    const openStoreAt: StoreOpener = (id, url) =>
+      openStore(url, { token: config.storeTokens?.[id] ?? config.storeToken, ca: config.storeCa });
+    const core = await assembleGateway(configured, {
+      ...config,
+      gatewayId: state.id,
+      openStore: openStoreAt,
+    });
     cleanups.push(() => core.close());
     const nbd = await startNbdServer(new ImageExports(core.images, core.latency), config.nbd);
     cleanups.push(() => nbd.close());
@@ -390,12 +419,21 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
           loopDelay: core.loopDelay,
           maintenance: core.setMaintenance,
         });
+        mountStoreLifecycleRoutes(a, {
+          cluster: core.cluster,
+          heads: core.heads,
+          status: core.status,
+          membership: core.membership,
+          open: openStoreAt,
+          replicas: config.replicas,
+          gatewayId: core.id,
+        });
         mountGcRoutes(a, core.gc);
         mountBackupRoutes(a, backups);
         dashboard.mount(a);
       },
       openapiPaths: {
-        ...STATUS_OPENAPI_PATHS,
+        ...mergePaths(STATUS_OPENAPI_PATHS, STORE_LIFECYCLE_OPENAPI_PATHS),
         ...GC_OPENAPI_PATHS,
         ...BACKUP_OPENAPI_PATHS,
         ...DASHBOARD_OPENAPI_PATHS,

@@ -113,6 +113,8 @@ class StoreRestoreSession implements RestoreSession {
   readonly #present = new Map<Hash, Set<string>>();
   /** Stores whose existence check failed: they may lack chunks this restore skipped. */
   readonly #unchecked = new Set<string>();
+  /** The placement epoch when the session began: chunks were checked and put under it. */
+  readonly #placementEpoch: number;
   readonly #all: Hash[] = [];
   /** The cluster's gcEpoch read before the first check or put. */
   readonly #gcEpoch: number;
@@ -121,6 +123,7 @@ class StoreRestoreSession implements RestoreSession {
     this.#images = images;
     this.#image = image;
     this.#gcEpoch = gcEpoch;
+    this.#placementEpoch = images.ctx.stores.view.epoch;
   }
 
   async lacking(hashes: readonly Hash[]): Promise<Hash[]> {
@@ -148,10 +151,16 @@ class StoreRestoreSession implements RestoreSession {
         .filter((e): e is readonly [string, string] => e[1] !== null),
     );
     const complete = new Map<string, string>();
-    for (const [id, identity] of outcome ? outcome.complete : identities)
-      if (!this.#unchecked.has(id)) complete.set(id, identity);
+    // Placement moved during the session (a store added or drained): no store is known
+    // to hold all placed on it under one placement.
+    const epoch = ctx.stores.view.epoch;
+    const moved = epoch !== this.#placementEpoch || (outcome !== null && outcome.placementEpoch !== epoch);
+    if (!moved)
+      for (const [id, identity] of outcome ? outcome.complete : identities)
+        if (!this.#unchecked.has(id)) complete.set(id, identity);
     return {
       complete,
+      placementEpoch: epoch,
       enoughCopies: (leaving, min) =>
         (outcome?.enoughCopies(leaving, min) ?? true) &&
         [...present.values()].every((s) => [...s].filter((id) => !leaving.has(id)).length >= min),

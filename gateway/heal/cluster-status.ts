@@ -8,7 +8,8 @@ import { type Head, liveHead } from "../image/head.ts";
 import type { HeadWriter } from "../image/head-writer.ts";
 import type { InflightCommit } from "../image/image-context.ts";
 import type { Cluster } from "../replication/cluster.ts";
-import type { StoreHealth } from "../replication/store-health.ts";
+import { placementEpochOf, placementStores } from "../replication/cluster-record.ts";
+import type { StoreHealth, StoreHealthStatus } from "../replication/store-health.ts";
 import type { StoreSet } from "../replication/store-set.ts";
 import type { HealProgress, HealScheduler } from "./heal-scheduler.ts";
 import type { RepairQueue } from "./read-repair.ts";
@@ -16,6 +17,27 @@ import { type ReplicaInputs, type StoreState, storeStates } from "./replica-stat
 import { type SafeToRemove, safeToRemove } from "./safe-to-remove.ts";
 import type { Scrubber, ScrubStatus } from "./scrub.ts";
 import type { HealLimits, HealThrottle } from "./throttle.ts";
+
+/** The health of a store this gateway has not opened: down, nothing known. */
+function unopened(url: string): StoreHealthStatus {
+  return {
+    id: "",
+    url,
+    up: false,
+    since: new Date(0).toISOString(),
+    reason: "not opened by this gateway",
+    identity: null,
+    failures: 0,
+    chunks: null,
+    bytes: null,
+    freeBytes: null,
+    reclaimableBytes: null,
+    full: false,
+    fullReason: null,
+    fillBytesPerSecond: null,
+    lastProbe: null,
+  };
+}
 
 /** What the status answers are made from. */
 export interface StatusDeps {
@@ -37,6 +59,10 @@ export interface StoreAnswer {
   readonly role: "data" | "witness";
   readonly state: StoreState;
   readonly reasons: readonly string[];
+  /** Whether new chunks are placed on it (a data store not draining). */
+  readonly placement: boolean;
+  /** `{since, by}` while it is being drained, else null. */
+  readonly draining: { readonly since: string; readonly by: string } | null;
   readonly since: string;
   readonly identity: string;
   readonly observedIdentity: string | null;
@@ -102,18 +128,29 @@ export class ClusterStatus {
   }
 
   /** `GET /v1/stores`; from `given` inputs when the caller read them already (the dashboard's one read a tick). */
-  async stores(
-    given?: ReplicaInputs,
-  ): Promise<{ replicas: number; minReplicas: number; stores: StoreAnswer[] }> {
+  async stores(given?: ReplicaInputs): Promise<{
+    replicas: number;
+    minReplicas: number;
+    placementEpoch: number;
+    placement: string[];
+    stores: StoreAnswer[];
+  }> {
     const inputs = given ?? (await this.inputs());
+    const placed = placementStores(inputs.record);
     return {
       replicas: this.#d.stores.options.replicas,
       minReplicas: this.#d.stores.options.minReplicas,
+      placementEpoch: placementEpochOf(inputs.record),
+      placement: placed,
       stores: storeStates(inputs).map((s) => {
-        const h = this.#d.health.status(s.id)!;
+        // A store the record names that this gateway could not open (yet) has no health entry.
+        const h = this.#d.health.status(s.id) ?? unopened(inputs.record.stores[s.id]?.url ?? "");
+        const recorded = inputs.record.stores[s.id];
         return {
           id: s.id,
           url: h.url,
+          placement: placed.includes(s.id),
+          draining: recorded?.draining ?? null,
           role: s.role,
           state: s.state,
           reasons: s.reasons,

@@ -11,7 +11,7 @@ import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { growRoot, levelsFor, ZERO_HASH } from "../image/block-map.ts";
 import { blockCount, type Head, type SyncedVersion, snapshotsNotHeld } from "../image/head.ts";
 import { changedChunks } from "../image/tree-diff.ts";
-import type { StoreSet } from "../replication/store-set.ts";
+import type { PlacementView, StoreSet } from "../replication/store-set.ts";
 import type { CopyItem } from "./copy-engine.ts";
 
 /** Hashes per `has` request. */
@@ -21,12 +21,13 @@ const SEEN_LIMIT = 1_000_000;
 /** Estimated size of a map page (8 KiB: 256 hashes). */
 const PAGE_ESTIMATE = 8192;
 
-/** The chunks of `head` placed on `store` that it lacks, given the version it holds for certain. */
+/** The chunks of `head` placed on `store` (under `view`) that it lacks, given the version it holds for certain. */
 export async function missingChunks(
   stores: StoreSet,
   store: string,
   head: Head,
   held: SyncedVersion | null,
+  view: PlacementView = stores.view,
 ): Promise<CopyItem[]> {
   const target = stores.member(store)?.store;
   if (!target) throw new RangeError(`No store "${store}"`);
@@ -56,7 +57,7 @@ export async function missingChunks(
     for await (const c of changedChunks(pages, base, walk.root, to)) {
       if (seen.has(c.hash)) continue;
       seen.set(c.hash, true);
-      if (!stores.placement(c.hash).includes(store)) continue;
+      if (!view.placement(c.hash).includes(store)) continue;
       batch.push({ hash: c.hash, estimate: c.page ? PAGE_ESTIMATE : head.chunkSize });
       if (batch.length >= HAS_BATCH) await check();
     }

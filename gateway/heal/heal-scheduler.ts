@@ -23,6 +23,7 @@ import { markSynced, startTail } from "../image/head-writer.ts";
 import { Lease, readLease } from "../register/lease.ts";
 import type { Register } from "../register/register.ts";
 import type { Cluster } from "../replication/cluster.ts";
+import { placementEpochOf, placementStores } from "../replication/cluster-record.ts";
 import type { StoreHealth } from "../replication/store-health.ts";
 import type { StoreSet } from "../replication/store-set.ts";
 import type { CopyEngine } from "./copy-engine.ts";
@@ -96,19 +97,32 @@ export class HealScheduler {
 
   constructor(deps: HealDeps) {
     this.#d = deps;
-    for (const m of deps.stores.dataMembers)
-      this.#stores.set(m.id, {
-        lease: new Lease(deps.register, `heal.${m.id}`, deps.gatewayId, HEAL_LEASE_MS),
-        run: null,
-        progress: null,
-        startedMs: 0,
-      });
+    for (const m of deps.stores.dataMembers) this.addStore(m.id);
     deps.health.returned.add(() => {
       this.tick().catch((err) => deps.log(`heal: ${(err as Error).message}`));
     });
     deps.health.fullChanged.add((_id, full) => {
       if (!full) this.tick().catch((err) => deps.log(`heal: ${(err as Error).message}`));
     });
+  }
+
+  /** A data store joined the cluster: it is healed like the others from now on. */
+  addStore(id: string): void {
+    if (this.#stores.has(id)) return;
+    this.#stores.set(id, {
+      lease: new Lease(this.#d.register, `heal.${id}`, this.#d.gatewayId, HEAL_LEASE_MS),
+      run: null,
+      progress: null,
+      startedMs: 0,
+    });
+  }
+
+  /** A store left the cluster (it was drained first: no heal runs on it). */
+  removeStore(id: string): void {
+    const st = this.#stores.get(id);
+    if (!st) return;
+    this.#stores.delete(id);
+    if (st.lease.valid) st.lease.release().catch(() => {});
   }
 
   /** Starts the loop: about once a second, find stores that lack something and heal them. */
@@ -161,17 +175,22 @@ export class HealScheduler {
       .map(liveHead)
       .filter((h): h is Head => h !== null);
     const record = this.#d.cluster.record;
+    const placement = placementEpochOf(record);
+    const now = (id: string) => ({ identity: record.stores[id]?.identity, placement });
     this.behind = new Set(
-      [...this.#stores.keys()].filter((id) =>
-        heads.some((h) => !holdsCurrent(h, id, record.stores[id]?.identity)),
-      ),
+      [...this.#stores.keys()].filter((id) => heads.some((h) => !holdsCurrent(h, id, now(id)))),
     );
+    const placed = new Set(placementStores(record));
     for (const [id, st] of this.#stores) {
       // A full store takes no copies: its heal waits until it has room (it stays behind meanwhile).
       if (this.#stopped || this.#d.health.isDown(id) || this.#d.health.isFull(id) || st.run) continue;
-      const identity = record.stores[id]?.identity;
+      // Draining or removed: nothing is placed on it, so there is nothing to copy to it.
+      if (!placed.has(id)) {
+        if (st.lease.valid) await st.lease.release().catch(() => {});
+        continue;
+      }
       const damaged = record.stores[id]?.damaged;
-      const behind = heads.some((h) => !holdsCurrent(h, id, identity));
+      const behind = heads.some((h) => !holdsCurrent(h, id, now(id)));
       if (!behind && !damaged) {
         if (st.lease.valid) await st.lease.release().catch(() => {});
         continue;
@@ -239,10 +258,11 @@ export class HealScheduler {
       // Damage beyond the list: nothing is known of where it is, so check everything.
       const fullWalk = (damage?.overflow ?? 0) > 0;
       for (let pass = 0; pass < 3 && proceed(); pass++) {
+        const placement = this.#d.stores.view.epoch;
         const heads = [...(await this.#d.heads.scan()).values()]
           .map(liveHead)
           .filter((h): h is Head => h !== null)
-          .filter((h) => fullWalk || !holdsCurrent(h, id, identity));
+          .filter((h) => fullWalk || !holdsCurrent(h, id, { identity, placement }));
         if (heads.length === 0) break;
         for (const head of heads) {
           if (!proceed()) break;
@@ -284,8 +304,12 @@ export class HealScheduler {
     const { name, incarnation } = first;
     try {
       for (let round = 0; round < MAX_ROUNDS && proceed(); round++) {
+        // One placement for the round: the tail, the walk and the mark all use it. After the
+        // store set changed, what the store held under the old one counts as nothing: a full walk.
+        const view = this.#d.stores.view;
+        const now = { identity, placement: view.epoch };
         // null: the store holds the current version already; only a full walk goes on then.
-        const { result: from } = await this.#d.heads.change(name, startTail(name, incarnation, id, identity));
+        const { result: from } = await this.#d.heads.change(name, startTail(name, incarnation, id, now));
         if (from === null && !fullWalk) {
           status.done = true;
           return;
@@ -293,8 +317,8 @@ export class HealScheduler {
         const head = liveHead(await this.#d.heads.read(name));
         if (!head || head.incarnation !== incarnation) return; // deleted meanwhile: nothing to hold
         status.toGeneration = head.generation;
-        const held = fullWalk ? null : heldVersion(head, id, identity);
-        const missing = await missingChunks(this.#d.stores, id, head, held);
+        const held = fullWalk ? null : heldVersion(head, id, now);
+        const missing = await missingChunks(this.#d.stores, id, head, held, view);
         status.missingChunks += missing.length;
         p.missingChunks += missing.length;
         p.missingBytes += missing.reduce((a, m) => a + m.estimate, 0);
@@ -324,7 +348,7 @@ export class HealScheduler {
         }
         const { result: marked } = await this.#d.heads.change(
           name,
-          markSynced(name, incarnation, id, identity, head.generation),
+          markSynced(name, incarnation, id, now, head.generation),
         );
         if (marked) {
           status.done = true;

@@ -20,7 +20,7 @@ const RETRY_MS = 2000;
 
 /** Handles replaced stores; one at a time per store. */
 export class Replacements {
-  readonly #members: ReadonlyMap<string, StoreMember>;
+  readonly #members: Map<string, StoreMember>;
   readonly #register: QuorumRegister;
   readonly #cluster: Cluster;
   readonly #log: (line: string) => void;
@@ -56,6 +56,16 @@ export class Replacements {
       .catch((err) => this.#log(`store ${id}: bringing it back failed: ${(err as Error).message}`))
       .finally(() => this.#running.delete(id));
     this.#running.set(id, run);
+  }
+
+  /** A store joined the cluster (a replacement of it is handled like any other's). */
+  addMember(member: StoreMember): void {
+    this.#members.set(member.id, member);
+  }
+
+  /** A store left the cluster. */
+  removeMember(id: string): void {
+    this.#members.delete(id);
   }
 
   /** Stores being brought back now. */

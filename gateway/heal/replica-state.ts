@@ -8,10 +8,15 @@
 import { type Head, holdsCurrent } from "../image/head.ts";
 import type { InflightCommit } from "../image/image-context.ts";
 import type { ClusterRecord } from "../replication/cluster-record.ts";
-import { damagedCount, leavingStores } from "../replication/cluster-record.ts";
+import {
+  damagedCount,
+  leavingStores,
+  placementEpochOf,
+  placementStores,
+} from "../replication/cluster-record.ts";
 
 /** The states an operator sees. */
-export type StoreState = "in-sync" | "healing" | "full" | "down" | "replaced";
+export type StoreState = "in-sync" | "healing" | "full" | "draining" | "drained" | "down" | "replaced";
 
 /** Everything the decision needs, read fresh by the caller. */
 export interface ReplicaInputs {
@@ -68,10 +73,13 @@ export function notCurrentBecause(inputs: ReplicaInputs, head: Head, store: stri
   if (isReplaced(inputs, store))
     return "answers with a new identity (a wiped or replaced disk): holds nothing until a full heal";
   if (!inputs.up(store)) return "unreachable";
-  if (!holdsCurrent(head, store, recorded.identity)) {
+  const placement = placementEpochOf(inputs.record);
+  if (!holdsCurrent(head, store, { identity: recorded.identity, placement })) {
     const s = head.synced[store];
     if (s && s.identity !== recorded.identity)
       return "recorded for a previous identity of this store (replaced): a full heal is needed";
+    if (s && (s.placement ?? 0) !== placement)
+      return `recorded under placement ${s.placement ?? 0}; the store set changed (placement ${placement}): a full walk moves what is now placed on it`;
     return `holds generation ${s?.generation ?? 0} of ${head.generation}`;
   }
   const damaged = damagedCount(inputs.record, store);
@@ -81,9 +89,17 @@ export function notCurrentBecause(inputs: ReplicaInputs, head: Head, store: stri
   return null;
 }
 
-/** The data stores holding `head` in full now. */
+/** The placement stores holding `head` in full now (a draining store holds nothing placed on it). */
 export function currentStores(inputs: ReplicaInputs, head: Head): string[] {
-  return dataStores(inputs).filter((id) => notCurrentBecause(inputs, head, id) === null);
+  return placementStores(inputs.record).filter((id) => notCurrentBecause(inputs, head, id) === null);
+}
+
+/** Images some placement store does not hold in full yet: what a rebalance or a drain still moves. */
+export function imagesNotPlaced(inputs: ReplicaInputs): string[] {
+  const placed = placementStores(inputs.record);
+  return inputs.heads
+    .filter((h) => placed.some((id) => notCurrentBecause({ ...inputs, inflight: [] }, h, id) !== null))
+    .map((h) => h.name);
 }
 
 /** Ids of the data stores, in record order. */
@@ -107,6 +123,7 @@ export function headHolders(inputs: ReplicaInputs): string[] {
 export function storeStates(given: ReplicaInputs): StoreReplicaState[] {
   const inputs = { ...given, inflight: [] };
   const leaving = leavingStores(inputs.record);
+  let notPlaced: string[] | undefined;
   return Object.entries(inputs.record.stores).map(([id, s]) => {
     const reasons: string[] = [];
     const lag: Lag[] = [];
@@ -119,6 +136,19 @@ export function storeStates(given: ReplicaInputs): StoreReplicaState[] {
     } else if (!inputs.up(id)) {
       state = "down";
       reasons.push("unreachable from this gateway");
+    } else if (s.chunks && s.draining) {
+      // Nothing is placed on it: what matters is whether the others hold its share yet.
+      notPlaced ??= imagesNotPlaced(inputs);
+      const pending = notPlaced;
+      if (pending.length > 0) {
+        state = "draining";
+        reasons.push(
+          `draining: ${pending.length} image(s) not yet held in full by the other stores (${pending.slice(0, 5).join(", ")}${pending.length > 5 ? ", ..." : ""})`,
+        );
+      } else {
+        state = "drained";
+        reasons.push("drained: the other stores hold every image in full; `store remove` may take it out");
+      }
     } else {
       if (s.chunks) {
         for (const head of inputs.heads) {

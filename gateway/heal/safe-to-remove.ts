@@ -5,16 +5,17 @@
  * the roots clones share) has a copy on a store that holds it in full, new writes can
  * still get `minReplicas` copies, and a majority of the head holders remains.
  *
- * Chunks are placed by rendezvous hashing over all data stores, so some chunk may sit on
- * any `replicas` of them: the worst-case number of copies of a chunk without X is
- * `replicas` minus the data stores that are not current for the image (behind, down,
- * replaced, damaged, or X itself).
+ * Chunks are placed by rendezvous hashing over the placement stores (the data stores not
+ * draining), so some chunk may sit on any `replicas` of them: the worst-case number of
+ * copies of a chunk without X is `replicas` minus the placement stores that are not
+ * current for the image (behind, down, replaced, damaged, recorded under another
+ * placement, or X itself). A draining store's copies are never counted.
  *
  * A true answer is for this moment. With X in maintenance (and every head stamped with it,
  * so no commit can count X any more) it stays true while nothing else fails.
  */
-import { leavingStores } from "../replication/cluster-record.ts";
-import { currentStores, dataStores, headHolders, isReplaced, type ReplicaInputs } from "./replica-state.ts";
+import { leavingStores, placementStores } from "../replication/cluster-record.ts";
+import { currentStores, headHolders, isReplaced, type ReplicaInputs } from "./replica-state.ts";
 
 /** The answer of `GET /v1/stores/{id}/safe-to-remove`. */
 export interface SafeToRemove {
@@ -44,7 +45,7 @@ export interface SafetyInputs extends ReplicaInputs {
 export function safeToRemove(store: string, input: SafetyInputs): SafeToRemove {
   const recorded = input.record.stores[store];
   if (!recorded) throw new RangeError(`No store "${store}" in the cluster`);
-  const data = dataStores(input);
+  const data = placementStores(input.record);
   const leaving = leavingStores(input.record);
   const reasons: string[] = [];
   const lose: string[] = [];

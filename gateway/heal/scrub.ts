@@ -56,15 +56,28 @@ export class Scrubber {
 
   constructor(deps: ScrubDeps) {
     this.#d = deps;
-    for (const m of deps.stores.dataMembers)
-      this.#stores.set(m.id, {
-        lease: new Lease(deps.register, `scrub.${m.id}`, deps.gatewayId, SCRUB_LEASE_MS),
-        cursor: undefined,
-        checkedChunks: 0,
-        corruptChunks: 0,
-        corruptThisPass: 0,
-        passes: 0,
-      });
+    for (const m of deps.stores.dataMembers) this.addStore(m.id);
+  }
+
+  /** A data store joined the cluster: scrubbed like the others from now on. */
+  addStore(id: string): void {
+    if (this.#stores.has(id)) return;
+    this.#stores.set(id, {
+      lease: new Lease(this.#d.register, `scrub.${id}`, this.#d.gatewayId, SCRUB_LEASE_MS),
+      cursor: undefined,
+      checkedChunks: 0,
+      corruptChunks: 0,
+      corruptThisPass: 0,
+      passes: 0,
+    });
+  }
+
+  /** A store left the cluster. */
+  removeStore(id: string): void {
+    const st = this.#stores.get(id);
+    if (!st) return;
+    this.#stores.delete(id);
+    if (st.lease.valid) st.lease.release().catch(() => {});
   }
 
   start(): void {
@@ -92,7 +105,8 @@ export class Scrubber {
         if (this.#stopped || this.#d.health.isDown(id)) continue;
         if (!st.lease.valid && !(await st.lease.acquire().catch(() => false))) continue;
         limiter.rate = this.#d.rate();
-        const store = this.#d.stores.member(id)!.store;
+        const store = this.#d.stores.member(id)?.store;
+        if (!store) continue; // removed meanwhile
         let n = 0;
         try {
           for await (const hash of store.list(st.cursor ? { after: st.cursor } : {})) {

@@ -287,3 +287,11 @@ export function openApiDocument(extraPaths: Record<string, PathItem> = {}): Reco
     components: { schemas },
   };
 }
+
+/** Path items of several route files together: the methods of a path two of them share are merged. */
+export function mergePaths(...sets: Record<string, PathItem>[]): Record<string, PathItem> {
+  const out: Record<string, PathItem> = {};
+  for (const set of sets)
+    for (const [path, item] of Object.entries(set)) out[path] = { ...out[path], ...item };
+  return out;
+}

@@ -91,6 +91,12 @@ export const SnapshotBody = z.strictObject({ name: name("snapshot") });
 /** `PUT /v1/stores/{id}/maintenance`. */
 export const MaintenanceBody = z.strictObject({ on: z.boolean({ error: "must be true or false" }) });
 
+/** `POST /v1/stores`: a data store to add, by id and URL (as `--store ID=URL`). */
+export const AddStoreBody = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, "must be 1-32 of A-Z a-z 0-9 _ -"),
+  url: z.string().min(1).max(2048),
+});
+
 /** `PUT /v1/heal/limits`: any of the limits. */
 export const HealLimitsBody = z.strictObject({
   rateBytesPerSecond: rate.optional(),

@@ -80,7 +80,7 @@ async function metrics(s: StatusSources): Promise<string> {
   const [stores, heal] = await Promise.all([s.status.stores(), s.status.heal()]);
   help("blockmend_store_state", "gauge", "1 for the state each store is in");
   for (const st of stores.stores) {
-    for (const state of ["in-sync", "healing", "full", "down", "replaced"])
+    for (const state of ["in-sync", "healing", "full", "draining", "drained", "down", "replaced"])
       lines.push(`blockmend_store_state{store="${st.id}",state="${state}"} ${st.state === state ? 1 : 0}`);
   }
   help("blockmend_store_images_behind", "gauge", "Images a store does not hold in full now");

@@ -17,6 +17,7 @@ import {
   type HeadValue,
   headKey,
   heldVersion,
+  holdsCurrent,
   isTombstone,
   liveHead,
   RECENT_COMMITS,
@@ -43,6 +44,8 @@ export type HeadChange<T> = (current: HeadValue | null, commitId: string) => Hea
 export interface PutReport {
   /** Stores that received every chunk placed on them, with the identity the puts were made to. */
   readonly complete: ReadonlyMap<string, string>;
+  /** The placement epoch the chunks were placed under ("placed on them" means under it). */
+  readonly placementEpoch: number;
   /** True if every chunk has at least `min` copies on stores outside `leaving`. */
   enoughCopies(leaving: ReadonlySet<string>, min: number): boolean;
 }
@@ -156,14 +159,22 @@ function advancedSynced(
   put: PutReport,
 ): { synced: Record<string, SyncedVersion>; tails: Record<string, Tail> } {
   const generation = current.generation + 1;
+  const placement = put.placementEpoch;
   const synced: Record<string, SyncedVersion> = { ...current.synced };
   for (const [id, identity] of put.complete) {
     const s = current.synced[id];
-    if (s && s.generation === current.generation && s.identity === identity)
-      synced[id] = { generation, root: version.root, size: version.size, identity };
+    // Held under another placement: what this put placed on it is not all it should hold.
+    if (
+      s &&
+      s.generation === current.generation &&
+      s.identity === identity &&
+      (s.placement ?? 0) === placement
+    )
+      synced[id] = { generation, root: version.root, size: version.size, identity, placement };
   }
   const tails: Record<string, Tail> = {};
-  for (const [id, t] of Object.entries(current.tails)) if (put.complete.get(id) === t.identity) tails[id] = t;
+  for (const [id, t] of Object.entries(current.tails))
+    if (put.complete.get(id) === t.identity && (t.placement ?? 0) === placement) tails[id] = t;
   return { synced, tails };
 }
 
@@ -194,8 +205,8 @@ export function createHead(params: {
   size: number;
   chunkSize: number;
   root?: Hash;
-  /** Per data store: the identity to record it in sync for (empty root), or what the clone inherits. */
-  synced: Readonly<Record<string, { identity: string }>>;
+  /** Per data store: the identity (and placement epoch) to record it in sync for (empty root), or what the clone inherits. */
+  synced: Readonly<Record<string, { identity: string; placement: number }>>;
   clonedFrom?: string;
   /** The cluster's gcEpoch, read before any chunk of the head's content was put (or read, for a clone). */
   gcObserved: number;
@@ -220,7 +231,7 @@ export function createHead(params: {
       synced: Object.fromEntries(
         Object.entries(params.synced).map(([id, s]) => [
           id,
-          { generation, root, size: params.size, identity: s.identity },
+          { generation, root, size: params.size, identity: s.identity, placement: s.placement },
         ]),
       ),
       tails: {},
@@ -245,14 +256,16 @@ export function inheritedSynced(
   source: Head,
   snapshot: Snapshot,
   identities: ReadonlyMap<string, string>,
-  pagesPut: ReadonlyMap<string, string> | null,
-): Record<string, { identity: string }> {
-  const out: Record<string, { identity: string }> = {};
+  placement: number,
+  pagesPut: PutReport | null,
+): Record<string, { identity: string; placement: number }> {
+  const out: Record<string, { identity: string; placement: number }> = {};
   for (const [id, identity] of identities) {
-    const held = heldVersion(source, id, identity);
+    const held = heldVersion(source, id, { identity, placement });
     if (!held || snapshot.generation >= held.generation) continue;
-    if (pagesPut && pagesPut.get(id) !== identity) continue;
-    out[id] = { identity };
+    if (pagesPut && (pagesPut.placementEpoch !== placement || pagesPut.complete.get(id) !== identity))
+      continue;
+    out[id] = { identity, placement };
   }
   return out;
 }
@@ -377,7 +390,12 @@ export function importContent(params: {
         size: params.size,
         chunkSize: params.chunkSize,
         root: params.root,
-        synced: Object.fromEntries([...params.put.complete].map(([id, identity]) => [id, { identity }])),
+        synced: Object.fromEntries(
+          [...params.put.complete].map(([id, identity]) => [
+            id,
+            { identity, placement: params.put.placementEpoch },
+          ]),
+        ),
         gcObserved: params.gcEpoch,
       })(current, commitId);
       if ("keep" in created) return created;
@@ -489,20 +507,20 @@ export function startTail(
   name: string,
   incarnation: string,
   store: string,
-  identity: string,
+  now: { identity: string; placement: number },
 ): HeadChange<number | null> {
   return (current) => {
     const head = liveHead(current);
     if (!head || head.incarnation !== incarnation) return { keep: true, result: null };
-    const s = head.synced[store];
-    if (s && s.generation === head.generation && s.identity === identity) return { keep: true, result: null };
+    if (holdsCurrent(head, store, now)) return { keep: true, result: null };
     const t = head.tails[store];
-    if (t && t.identity === identity) return { keep: true, result: t.from };
+    if (t && t.identity === now.identity && (t.placement ?? 0) === now.placement)
+      return { keep: true, result: t.from };
     const from = head.generation + 1;
     const next = {
       ...base(head),
       synced: carriedSynced(head),
-      tails: { ...head.tails, [store]: { from, identity } },
+      tails: { ...head.tails, [store]: { from, identity: now.identity, placement: now.placement } },
     };
     return { next, result: from };
   };
@@ -517,17 +535,24 @@ export function markSynced(
   name: string,
   incarnation: string,
   store: string,
-  identity: string,
+  now: { identity: string; placement: number },
   generation: number,
 ): HeadChange<boolean> {
   return (current) => {
     const head = liveHead(current);
     if (!head || head.incarnation !== incarnation) return { keep: true, result: false };
     const t = head.tails[store];
-    if (!t || t.identity !== identity || t.from > generation) return { keep: true, result: false };
+    if (!t || t.identity !== now.identity || (t.placement ?? 0) !== now.placement || t.from > generation)
+      return { keep: true, result: false };
     const { [store]: _done, ...tails } = head.tails;
     const synced = carriedSynced(head);
-    synced[store] = { generation: head.generation + 1, root: head.root, size: head.size, identity };
+    synced[store] = {
+      generation: head.generation + 1,
+      root: head.root,
+      size: head.size,
+      identity: now.identity,
+      placement: now.placement,
+    };
     return { next: { ...base(head), synced, tails }, result: true };
   };
 }
@@ -544,5 +569,17 @@ export function stampLeaving(name: string, leaving: ReadonlySet<string>): HeadCh
     const sorted = [...leaving].sort();
     if (sorted.join() === [...head.leaving].sort().join()) return { keep: true, result: false };
     return { next: { ...base(head), leaving: sorted, synced: carriedSynced(head) }, result: true };
+  };
+}
+
+/** A store left the cluster: its replica state and tail go from the head (they would keep old versions alive). */
+export function forgetStore(name: string, incarnation: string, store: string): HeadChange<boolean> {
+  return (current) => {
+    const head = liveHead(current);
+    if (!head || head.incarnation !== incarnation) return { keep: true, result: false };
+    if (!head.synced[store] && !head.tails[store]) return { keep: true, result: false };
+    const { [store]: _synced, ...synced } = carriedSynced(head);
+    const { [store]: _tail, ...tails } = head.tails;
+    return { next: { ...base(head), synced, tails }, result: true };
   };
 }

@@ -14,7 +14,8 @@
  * - `synced[store]`: the last generation at which that store held, in full, every chunk
  *   placed on it of every root the head named then (current root and snapshots), and the
  *   store identity it was recorded for. An entry for another identity than the store has
- *   now (a replaced disk) counts as nothing.
+ *   now (a replaced disk) counts as nothing, and so does one for another placement epoch
+ *   (`placement`, absent: 0): after the store set changed, what is placed on a store did.
  * - `tails[store]`: a heal is under way: every content commit from generation `from` on
  *   reached the store in full (commits keep or drop it), so once the heal has copied the
  *   version it started from, the store holds the current one too.
@@ -37,12 +38,22 @@ export interface SyncedVersion {
   readonly root: Hash;
   readonly size: number;
   readonly identity: string;
+  /** The placement epoch (cluster record) it was held under; absent: 0. */
+  readonly placement?: number;
 }
 
 /** A heal in progress on a store: every content commit since `from` reached it. */
 export interface Tail {
   readonly from: number;
   readonly identity: string;
+  /** The placement epoch the heal copies under; commits under another break the tail. Absent: 0. */
+  readonly placement?: number;
+}
+
+/** What a synced entry must match to count now: the store's identity and the placement epoch. */
+export interface HolderNow {
+  readonly identity: string | undefined;
+  readonly placement: number;
 }
 
 /** A frozen version of an image. */
@@ -193,17 +204,19 @@ export function blockCount(head: Pick<Head, "size" | "chunkSize">): number {
  * as far as the head says: recorded at the head's generation, for `identity` (the identity
  * the store has now). Damage known elsewhere (the cluster record) is for the caller to add.
  */
-export function holdsCurrent(head: Head, store: string, identity: string | undefined): boolean {
+export function holdsCurrent(head: Head, store: string, now: HolderNow): boolean {
   const s = head.synced[store];
-  return (
-    s !== undefined && identity !== undefined && s.generation === head.generation && s.identity === identity
-  );
+  return s !== undefined && s.generation === head.generation && matches(s, now);
 }
 
-/** What `store` holds for certain, per `head` and its identity now: that version, or nothing. */
-export function heldVersion(head: Head, store: string, identity: string | undefined): SyncedVersion | null {
+/** What `store` holds for certain, per `head`, its identity and the placement now: that version, or nothing. */
+export function heldVersion(head: Head, store: string, now: HolderNow): SyncedVersion | null {
   const s = head.synced[store];
-  return s && identity !== undefined && s.identity === identity ? s : null;
+  return s && matches(s, now) ? s : null;
+}
+
+function matches(s: SyncedVersion, now: HolderNow): boolean {
+  return now.identity !== undefined && s.identity === now.identity && (s.placement ?? 0) === now.placement;
 }
 
 /** The snapshots of `head` that a store holding `held` may lack (taken at or after its generation). */

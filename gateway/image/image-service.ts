@@ -55,7 +55,7 @@ export class ImageService {
     assertImageName(name);
     let root: Hash = ZERO_HASH;
     let chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    let synced: Record<string, { identity: string }>;
+    let synced: Record<string, { identity: string; placement: number }>;
     const identities = new Map<string, string>();
     for (const m of this.ctx.stores.dataMembers) {
       const identity = this.ctx.cluster.identity(m.id);
@@ -63,6 +63,7 @@ export class ImageService {
     }
     // The gc barrier, read before the clone's source is read (gc-barrier.ts).
     const { gcEpoch } = await this.ctx.cluster.freshState();
+    const placement = this.ctx.stores.view.epoch;
     if (options.from) {
       const { image, snapshot } = parseExportName(options.from);
       if (!snapshot)
@@ -83,9 +84,10 @@ export class ImageService {
         ? await this.ctx.stores.putChunks(grown.pages, this.ctx.cluster.leaving())
         : null;
       root = grown.root;
-      synced = inheritedSynced(src, snap, identities, put?.complete ?? null);
+      synced = inheritedSynced(src, snap, identities, placement, put);
     } else {
-      synced = Object.fromEntries([...identities].map(([id, identity]) => [id, { identity }]));
+      // Every store holds the empty image, under any placement.
+      synced = Object.fromEntries([...identities].map(([id, identity]) => [id, { identity, placement }]));
     }
     if (size === undefined) throw new TypeError("An image needs a size in bytes");
     assertImageSize(size);

@@ -7,8 +7,14 @@
  * FROZEN format 1 (add fields, never rename):
  *   {"format":1,"id":UUID,"generation":n,"createdAt":ISO,"stores":{ID:{"identity","chunks","refs",
  *    "identitySince","previousIdentity"?,"maintenance":{since,by}|null,
- *    "damaged":{"chunks":[hash...],"overflow":n,"since"}|null}},
- *    "gcEpoch"?:n}
+ *    "damaged":{"chunks":[hash...],"overflow":n,"since"}|null,
+ *    "url"?:URL,"draining"?:{since,by}|null}},
+ *    "gcEpoch"?:n,"placementEpoch"?:n}
+ *
+ * Placement: chunks are placed by rendezvous hashing over the data stores that are not
+ * draining (`placementStores`); `placementEpoch` (absent: 0) is bumped by every change of
+ * that set (a store added, drained, a drain cancelled). Replica state in heads is recorded
+ * per epoch: what a store held in full under another placement counts as nothing.
  */
 import { isHash } from "../../chunkstore/hash.ts";
 import { isIdentity } from "../../chunkstore/identity.ts";
@@ -39,6 +45,10 @@ export interface ClusterStore {
   /** Leaving: new commits do not count this store toward minReplicas. */
   readonly maintenance: { readonly since: string; readonly by: string } | null;
   readonly damaged: DamageRecord | null;
+  /** Where gateways reach it (set for stores added by `store add`; others use their `--store` URL). */
+  readonly url?: string;
+  /** Being drained: out of placement (no new chunks placed on it); its copies stay readable until removed. */
+  readonly draining?: { readonly since: string; readonly by: string } | null;
 }
 
 /** The whole record. */
@@ -55,6 +65,8 @@ export interface ClusterRecord {
    * carries a higher stamp, its chunks are put again (which revives condemned ones).
    */
   readonly gcEpoch?: number;
+  /** Bumped by every change of the placement set (absent: 0). */
+  readonly placementEpoch?: number;
 }
 
 /** A new record for stores that all answered with their identity and role. */
@@ -101,6 +113,27 @@ export function decodeClusterRecord(value: unknown): ClusterRecord {
       if (!isHash(h)) throw new TypeError(`The cluster record lists a malformed damaged chunk on "${id}"`);
   }
   return r as ClusterRecord;
+}
+
+/** The placement epoch (absent: 0). */
+export function placementEpochOf(record: ClusterRecord): number {
+  return record.placementEpoch ?? 0;
+}
+
+/** The data stores chunks are placed on: not draining, in record order. */
+export function placementStores(record: ClusterRecord): string[] {
+  return Object.entries(record.stores)
+    .filter(([, s]) => s.chunks && !s.draining)
+    .map(([id]) => id);
+}
+
+/** Ids of the stores being drained. */
+export function drainingStores(record: ClusterRecord): Set<string> {
+  return new Set(
+    Object.entries(record.stores)
+      .filter(([, s]) => s.draining)
+      .map(([id]) => id),
+  );
 }
 
 /** Ids of the stores in maintenance (leaving). */

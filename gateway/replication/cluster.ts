@@ -184,7 +184,9 @@ export async function bootstrapCluster(
 function checkConfiguration(record: ClusterRecord, configured: readonly ConfiguredStore[]): void {
   const inRecord = Object.keys(record.stores).sort();
   const given = configured.map((c) => c.id).sort();
-  const missing = inRecord.filter((id) => !given.includes(id));
+  const missing = inRecord
+    .filter((id) => !given.includes(id))
+    .map((id) => (record.stores[id]!.url ? `${id}=${record.stores[id]!.url}` : id));
   const extra = given.filter((id) => !inRecord.includes(id));
   if (missing.length || extra.length) {
     throw new ClusterConfigError(
@@ -196,12 +198,14 @@ function checkConfiguration(record: ClusterRecord, configured: readonly Configur
 /** The cluster record of a running gateway. */
 export class Cluster {
   readonly #register: Register;
-  readonly #members: ReadonlyMap<string, StoreMember>;
+  readonly #members: Map<string, StoreMember>;
   #record: ClusterRecord;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   /** A store's recorded identity changed (a replacement was recorded, here or by another gateway). */
   readonly identityChanged = new Listeners<[id: string, identity: string]>();
+  /** A newer record was adopted (membership follows it: `membership.ts`). */
+  readonly changed = new Listeners<[record: ClusterRecord, before: ClusterRecord]>();
 
   constructor(register: Register, members: readonly StoreMember[], record: ClusterRecord) {
     this.#register = register;
@@ -312,6 +316,18 @@ export class Cluster {
     );
   }
 
+  /** A store joined (the record names it): its requests expect the recorded identity from now on. */
+  addMember(member: StoreMember): void {
+    this.#members.set(member.id, member);
+    const identity = this.identity(member.id);
+    if (identity) member.store.expectIdentity(identity);
+  }
+
+  /** A store left the record. */
+  removeMember(id: string): void {
+    this.#members.delete(id);
+  }
+
   /** Keeps the record fresh in the background. */
   start(): void {
     const tick = async () => {
@@ -337,8 +353,10 @@ export class Cluster {
     this.#record = record;
     for (const [id, s] of Object.entries(record.stores)) {
       if (before.stores[id]?.identity === s.identity) continue;
+      if (!before.stores[id]) continue; // a store added: membership opens it
       this.#members.get(id)?.store.expectIdentity(s.identity);
       this.identityChanged.emit(id, s.identity);
     }
+    if (record.generation > before.generation) this.changed.emit(record, before);
   }
 }

@@ -117,28 +117,37 @@ export class StoreHealth {
   ) {
     this.#options = options;
     this.#expected = expected;
+    for (const member of members) this.add(member);
+  }
+
+  /** Tracks one more store (a store added to the cluster); it starts down until probed. */
+  add(member: StoreMember): void {
+    if (this.#entries.has(member.id)) return;
     const now = new Date().toISOString();
-    for (const member of members) {
-      this.#entries.set(member.id, {
-        member,
-        up: false,
-        since: now,
-        reason: "not probed yet",
-        identity: null,
-        failures: 0,
-        chunks: null,
-        bytes: null,
-        freeBytes: null,
-        reclaimableBytes: null,
-        full: false,
-        fullReason: null,
-        fillBytesPerSecond: null,
-        sample: null,
-        lastProbe: null,
-        lastStats: 0,
-        downs: 0,
-      });
-    }
+    this.#entries.set(member.id, {
+      member,
+      up: false,
+      since: now,
+      reason: "not probed yet",
+      identity: null,
+      failures: 0,
+      chunks: null,
+      bytes: null,
+      freeBytes: null,
+      reclaimableBytes: null,
+      full: false,
+      fullReason: null,
+      fillBytesPerSecond: null,
+      sample: null,
+      lastProbe: null,
+      lastStats: 0,
+      downs: 0,
+    });
+  }
+
+  /** Stops tracking a store (removed from the cluster). */
+  remove(id: string): void {
+    this.#entries.delete(id);
   }
 
   /** Every store's status, in configuration order. */

@@ -50,6 +50,8 @@ export const HEDGE_AFTER_MS = 150;
 export class PutOutcome {
   readonly complete: ReadonlyMap<string, string>;
   readonly failedStores: ReadonlySet<string>;
+  /** The placement epoch the chunks were placed under (`complete` is relative to it). */
+  readonly placementEpoch: number;
   /**
    * Resolves once every store put this call started has ended, stragglers included (the
    * call itself returns after a grace): only then may the caller write over the bytes it
@@ -63,11 +65,13 @@ export class PutOutcome {
     failed: ReadonlySet<string>,
     copies: ReadonlyMap<Hash, ReadonlySet<string>>,
     settled: Promise<void> = Promise.resolve(),
+    placementEpoch = 0,
   ) {
     this.complete = complete;
     this.failedStores = failed;
     this.#copies = copies;
     this.settled = settled;
+    this.placementEpoch = placementEpoch;
   }
 
   /** True if every chunk put has at least `min` copies on stores outside `leaving`. */
@@ -102,14 +106,21 @@ export class PutOutcome {
  */
 export class PutOutcomes {
   #complete: Map<string, string> | null = null;
+  #epoch = 0;
   readonly #failed = new Set<string>();
   readonly #copies = new Map<Hash, Set<string>>();
   #outcome: PutOutcome | null = null;
 
   /** Adds one put: a store stays complete only if it received every put in full, as the same store. */
   add(o: PutOutcome): this {
-    if (this.#complete === null) this.#complete = new Map(o.complete);
-    else
+    if (this.#complete === null) {
+      this.#complete = new Map(o.complete);
+      this.#epoch = o.placementEpoch;
+    } else if (o.placementEpoch !== this.#epoch) {
+      // Placed under two placements: no store is known to hold all placed on it under either.
+      this.#complete.clear();
+      this.#epoch = Math.max(this.#epoch, o.placementEpoch);
+    } else
       for (const [id, identity] of this.#complete)
         if (o.complete.get(id) !== identity) this.#complete.delete(id);
     for (const id of o.failedStores) this.#failed.add(id);
@@ -125,18 +136,48 @@ export class PutOutcomes {
 
   /** Everything added so far, as one outcome (it shares this accumulator's maps until the next add). */
   get outcome(): PutOutcome {
-    this.#outcome ??= new PutOutcome(this.#complete ?? new Map(), this.#failed, this.#copies);
+    this.#outcome ??= new PutOutcome(
+      this.#complete ?? new Map(),
+      this.#failed,
+      this.#copies,
+      Promise.resolve(),
+      this.#epoch,
+    );
     return this.#outcome;
+  }
+}
+
+/** A placement: its epoch (cluster record) and the data stores chunks are placed on. */
+export class PlacementView {
+  readonly epoch: number;
+  readonly stores: readonly string[];
+  readonly #rendezvous: Rendezvous;
+  readonly #replicas: number;
+
+  constructor(epoch: number, stores: readonly string[], replicas: number) {
+    this.epoch = epoch;
+    this.stores = stores;
+    this.#replicas = replicas;
+    this.#rendezvous = new Rendezvous(stores);
+  }
+
+  /** The placement stores, best first, for `hash`. */
+  order(hash: Hash): string[] {
+    return this.#rendezvous.order(hash);
+  }
+
+  /** The `replicas` stores of `hash`, best first. */
+  placement(hash: Hash): string[] {
+    return this.#rendezvous.order(hash).slice(0, this.#replicas);
   }
 }
 
 /** Replicated chunk storage over the data stores. */
 export class StoreSet {
-  readonly members: readonly StoreMember[];
-  readonly dataMembers: readonly StoreMember[];
   readonly options: ReplicationOptions;
+  #members: StoreMember[];
   readonly #byId: Map<string, StoreMember>;
-  readonly #rendezvous: Rendezvous;
+  #view: PlacementView;
   readonly #health: HealthView;
   readonly #identity: (id: string) => string | null;
   /** A read found a copy missing or corrupt on a placement store (read-repair listens). */
@@ -145,18 +186,19 @@ export class StoreSet {
   /**
    * @param identity the identity each store is expected to have now (puts are conditioned
    *   on it by the store objects; the outcome records it).
+   * @param placement the placement epoch and its stores (default: epoch 0, every data store).
    */
   constructor(
     members: readonly StoreMember[],
     options: ReplicationOptions,
     health: HealthView,
     identity: (id: string) => string | null,
+    placement?: { epoch: number; stores: readonly string[] },
   ) {
     this.options = options;
-    this.members = members;
+    this.#members = [...members];
     this.#health = health;
     this.#identity = identity;
-    this.dataMembers = members.filter((m) => m.chunks);
     if (!Number.isInteger(options.replicas) || options.replicas < 1)
       throw new RangeError(`replicas must be a positive integer; got ${options.replicas}`);
     if (
@@ -168,22 +210,67 @@ export class StoreSet {
         `minReplicas must be between 1 and replicas (${options.replicas}); got ${options.minReplicas}`,
       );
     }
-    if (this.dataMembers.length < options.replicas) {
-      throw new RangeError(
-        `${options.replicas} replicas need at least as many data stores; have ${this.dataMembers.length}`,
-      );
-    }
     this.#byId = new Map(members.map((m) => [m.id, m]));
-    this.#rendezvous = new Rendezvous(this.dataMembers.map((m) => m.id));
+    this.#view = this.#checkedView(
+      placement?.epoch ?? 0,
+      placement?.stores ?? this.dataMembers.map((m) => m.id),
+    );
+  }
+
+  /** Every configured store (data stores and witnesses). */
+  get members(): readonly StoreMember[] {
+    return this.#members;
+  }
+
+  /** The stores that hold chunks (draining ones included: their copies are still read). */
+  get dataMembers(): readonly StoreMember[] {
+    return this.#members.filter((m) => m.chunks);
   }
 
   member(id: string): StoreMember | undefined {
     return this.#byId.get(id);
   }
 
+  /** The placement now (take it once for work that must use one placement throughout). */
+  get view(): PlacementView {
+    return this.#view;
+  }
+
+  /** Moves to another placement (the cluster record's, after a store was added or drained). */
+  setPlacement(epoch: number, stores: readonly string[]): void {
+    if (epoch === this.#view.epoch && stores.join() === this.#view.stores.join()) return;
+    this.#view = this.#checkedView(epoch, stores);
+  }
+
+  /** A store the cluster record gained (a `store add`, here or on another gateway). */
+  addMember(member: StoreMember): void {
+    if (this.#byId.has(member.id)) return;
+    this.#members.push(member);
+    this.#byId.set(member.id, member);
+  }
+
+  /** A store the cluster record dropped (a `store remove`). It must be in no placement. */
+  removeMember(id: string): void {
+    if (this.#view.stores.includes(id)) throw new RangeError(`Store "${id}" is still in the placement`);
+    this.#members = this.#members.filter((m) => m.id !== id);
+    this.#byId.delete(id);
+  }
+
+  #checkedView(epoch: number, stores: readonly string[]): PlacementView {
+    for (const id of stores)
+      if (!this.#byId.get(id)?.chunks)
+        throw new RangeError(`Placement store "${id}" is not a data store here`);
+    if (stores.length < this.options.replicas) {
+      throw new RangeError(
+        `${this.options.replicas} replicas need at least as many data stores; have ${stores.length}`,
+      );
+    }
+    return new PlacementView(epoch, stores, this.options.replicas);
+  }
+
   /** The placement of `hash`: its `replicas` store ids, best first. */
   placement(hash: Hash): string[] {
-    return this.#rendezvous.order(hash).slice(0, this.options.replicas);
+    return this.#view.placement(hash);
   }
 
   /**
@@ -196,9 +283,10 @@ export class StoreSet {
     hashes: readonly Hash[],
     leaving: ReadonlySet<string>,
   ): Promise<{ present: Map<Hash, Set<string>>; lacking: Hash[]; unchecked: Set<string> }> {
+    const view = this.#view;
     const asked = new Map<string, Hash[]>();
     for (const h of hashes)
-      for (const id of this.placement(h)) {
+      for (const id of view.placement(h)) {
         const list = asked.get(id) ?? [];
         asked.set(id, list);
         list.push(h);
@@ -228,7 +316,7 @@ export class StoreSet {
     const lacking: Hash[] = [];
     for (const h of hashes) {
       const have = holders.get(h);
-      if (have && this.placement(h).every((id) => have.has(id) && !leaving.has(id))) present.set(h, have);
+      if (have && view.placement(h).every((id) => have.has(id) && !leaving.has(id))) present.set(h, have);
       else lacking.push(h);
     }
     return { present, lacking, unchecked };
@@ -247,6 +335,7 @@ export class StoreSet {
     leaving: ReadonlySet<string> = new Set(),
     pending?: Set<string>,
   ): Promise<PutOutcome> {
+    const view = this.#view; // one placement for the whole put (the outcome names its epoch)
     const failed = new Set<string>();
     const unique = [...new Map(chunks.map((c) => [c.hash, c])).values()];
     const copies = new Map<Hash, Set<string>>(unique.map((c) => [c.hash, new Set<string>()]));
@@ -255,7 +344,7 @@ export class StoreSet {
     const stored = new Map<string, number>(); // store id -> placed chunks it acknowledged
     const orders = new Map<Hash, string[]>();
     for (const c of unique) {
-      const order = this.#rendezvous.order(c.hash);
+      const order = view.order(c.hash);
       orders.set(c.hash, order);
       for (const id of order.slice(0, this.options.replicas)) placed.set(id, (placed.get(id) ?? 0) + 1);
     }
@@ -332,14 +421,14 @@ export class StoreSet {
           wake();
         });
         while (!enough() && !roundDone) await new Promise<void>((r) => (wake = r));
-        if (enough() || this.options.replicas + round >= this.dataMembers.length) break;
+        if (enough() || this.options.replicas + round >= view.stores.length) break;
       }
       if (!enough()) {
         const short = unique.filter((c) => counted(c.hash) < this.options.minReplicas).length;
         const outside = leaving.size ? ` outside stores in maintenance (${[...leaving].join(", ")})` : "";
         const full = this.dataMembers.filter((m) => this.#health.isFull(m.id)).map((m) => m.id);
-        const roomy = this.dataMembers.filter(
-          (m) => !this.#health.isFull(m.id) && !this.#health.isDown(m.id) && !leaving.has(m.id),
+        const roomy = view.stores.filter(
+          (id) => !this.#health.isFull(id) && !this.#health.isDown(id) && !leaving.has(id),
         ).length;
         // Short because stores are full (not down): say so, as ENOSPC / 507 / InsufficientStorage.
         if (full.length > 0 && roomy < this.options.minReplicas)
@@ -377,7 +466,7 @@ export class StoreSet {
       if ((stored.get(m.id) ?? 0) === (placed.get(m.id) ?? 0)) complete.set(m.id, identity);
     }
     const settled = Promise.allSettled(settledAll).then(() => {});
-    return new PutOutcome(complete, new Set(failed), copies, settled);
+    return new PutOutcome(complete, new Set(failed), copies, settled, view.epoch);
   }
 
   /**

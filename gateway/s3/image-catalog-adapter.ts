@@ -320,6 +320,8 @@ class StoreImportSession implements ImportSession {
   readonly #present = new Map<Hash, Set<string>>();
   /** Stores whose existence check failed: they may lack chunks this import skipped. */
   readonly #unchecked = new Set<string>();
+  /** The placement epoch when the session began: chunks were checked and put under it. */
+  readonly #placementEpoch: number;
 
   /** The gc barrier read before this import's first chunk was put. */
   readonly #gcEpoch: number;
@@ -333,6 +335,7 @@ class StoreImportSession implements ImportSession {
   ) {
     this.#catalog = catalog;
     this.#gcEpoch = gcEpoch;
+    this.#placementEpoch = ctx.stores.view.epoch;
     this.#ctx = ctx;
     this.image = image;
     this.chunkSize = chunkSize;
@@ -388,10 +391,16 @@ class StoreImportSession implements ImportSession {
         .filter((e): e is readonly [string, string] => e[1] !== null),
     );
     const complete = new Map<string, string>();
-    for (const [id, identity] of outcome ? outcome.complete : identities)
-      if (!unchecked.has(id)) complete.set(id, identity);
+    // Placement moved during the session (a store added or drained): no store is known
+    // to hold all placed on it under one placement.
+    const epoch = this.#ctx.stores.view.epoch;
+    const moved = epoch !== this.#placementEpoch || (outcome !== null && outcome.placementEpoch !== epoch);
+    if (!moved)
+      for (const [id, identity] of outcome ? outcome.complete : identities)
+        if (!unchecked.has(id)) complete.set(id, identity);
     return {
       complete,
+      placementEpoch: epoch,
       enoughCopies: (leaving, min) =>
         (outcome?.enoughCopies(leaving, min) ?? true) &&
         [...present.values()].every((s) => [...s].filter((id) => !leaving.has(id)).length >= min),

@@ -6,6 +6,8 @@ const STATE_WORDS = {
   "in-sync": "in sync",
   healing: "healing",
   full: "full",
+  draining: "draining",
+  drained: "drained",
   down: "down",
   replaced: "replaced",
 };

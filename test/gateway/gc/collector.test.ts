@@ -197,7 +197,7 @@ describe("garbage collection", () => {
       const snap = ((await service.info("src")) as Head).snapshots.s!;
       await service.deleteSnapshot("src", "s");
       const ids = new Map(
-        core.stores.dataMembers.map((m) => [m.id, { identity: core.cluster.identity(m.id)! }]),
+        core.stores.dataMembers.map((m) => [m.id, { identity: core.cluster.identity(m.id)!, placement: 0 }]),
       );
       const report = await testCollector(core, {
         beforeSweep: async () => {

@@ -34,7 +34,7 @@ function writer(id = "gw-1") {
   return new HeadWriter(new QuorumRegister(members, { proposer: id }), id);
 }
 
-const emptyPut = { complete: new Map([["a", "id-a"]]), enoughCopies: () => true };
+const emptyPut = { complete: new Map([["a", "id-a"]]), enoughCopies: () => true, placementEpoch: 0 };
 
 describe("head changes", () => {
   test("create, delete and create again: a new incarnation, the generation goes on, the tombstone stays", async () => {
@@ -45,7 +45,7 @@ describe("head changes", () => {
         name: "x",
         size: MiB,
         chunkSize: 65536,
-        synced: { a: { identity: "id-a" } },
+        synced: { a: { identity: "id-a", placement: 0 } },
         gcObserved: 0,
       }),
     );
@@ -140,7 +140,7 @@ describe("head changes", () => {
 
   test("gc barrier: content that came with a new head stays unconfirmed until checked, and is put again if a barrier passed", async () => {
     const w = writer();
-    const put = { complete: new Map([["a", "id-a"]]), enoughCopies: () => true };
+    const put = { complete: new Map([["a", "id-a"]]), enoughCopies: () => true, placementEpoch: 0 };
     const { head } = await w.change(
       "y",
       importContent({
@@ -212,14 +212,17 @@ describe("head changes", () => {
         name: "x",
         size: MiB,
         chunkSize: 65536,
-        synced: { a: { identity: "id-a" } },
+        synced: { a: { identity: "id-a", placement: 0 } },
         gcObserved: 0,
       }),
     );
     const h = head as Head;
     await w.change("x", confirmHead("x", h.incarnation, 0));
-    expect((await w.change("x", startTail("x", h.incarnation, "a", "id-a"))).result).toBeNull(); // holds it already
-    const from = (await w.change("x", startTail("x", h.incarnation, "b", "id-b"))).result!;
+    expect(
+      (await w.change("x", startTail("x", h.incarnation, "a", { identity: "id-a", placement: 0 }))).result,
+    ).toBeNull(); // holds it already
+    const from = (await w.change("x", startTail("x", h.incarnation, "b", { identity: "id-b", placement: 0 })))
+      .result!;
     const { head: owned } = await w.change("x", takeOver("x", h.incarnation, "gw-1"));
     // A commit that reached a only: b's tail breaks.
     await w.change(
@@ -239,10 +242,18 @@ describe("head changes", () => {
         gcEpoch: 0,
       }),
     );
-    expect((await w.change("x", markSynced("x", h.incarnation, "b", "id-b", from))).result).toBe(false);
+    expect(
+      (await w.change("x", markSynced("x", h.incarnation, "b", { identity: "id-b", placement: 0 }, from)))
+        .result,
+    ).toBe(false);
     // Again, with the tail intact: recorded.
-    const from2 = (await w.change("x", startTail("x", h.incarnation, "b", "id-b"))).result!;
-    const { result, head: after } = await w.change("x", markSynced("x", h.incarnation, "b", "id-b", from2));
+    const from2 = (
+      await w.change("x", startTail("x", h.incarnation, "b", { identity: "id-b", placement: 0 }))
+    ).result!;
+    const { result, head: after } = await w.change(
+      "x",
+      markSynced("x", h.incarnation, "b", { identity: "id-b", placement: 0 }, from2),
+    );
     expect(result).toBe(true);
     expect((after as Head).synced.b).toMatchObject({ generation: after!.generation, identity: "id-b" });
     expect((after as Head).synced.a!.generation).toBe(after!.generation);
