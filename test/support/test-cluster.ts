@@ -85,6 +85,26 @@ export class TestCluster {
     return c;
   }
 
+  /** Starts one more store process (`store add` then brings it into the cluster). */
+  async addStoreProcess(id: string, options: { witness?: boolean } = {}): Promise<string> {
+    this.stores.set(id, {
+      id,
+      dir: join(this.dir, id),
+      witness: options.witness ?? false,
+      port: "0",
+      proc: null,
+      paused: false,
+    });
+    await this.startStore(id);
+    return this.urls()[id]!;
+  }
+
+  /** Forgets a store (after `store remove`): later gateways start without it. */
+  async dropStore(id: string): Promise<void> {
+    await this.stopStore(id);
+    this.stores.delete(id);
+  }
+
   /** `--store` URLs by id. */
   urls(): Record<string, string> {
     return Object.fromEntries([...this.stores.values()].map((s) => [s.id, `http://127.0.0.1:${s.port}`]));

@@ -1,0 +1,182 @@
+/**
+ * Adding, draining and removing stores with real store and gateway processes and the CLI,
+ * two gateways (the second follows the first's changes live). Every claim is acted upon:
+ * after `store add d --wait` every live chunk is on its placement stores under the new
+ * set, d holds exactly the chunks placed on it (1.00x of the share that moved), and a store
+ * safe-to-remove names is killed and every byte read back; after `store drain d --wait` and
+ * `store remove d`, d is killed and every byte read back through both gateways.
+ *
+ * Cluster: head holders a, b, c (data stores too), then data store d; 2 replicas, min 1.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { mkdtemp } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Hash } from "../../../chunkstore/chunk-store.ts";
+import { HttpStore } from "../../../chunkstore/http-store.ts";
+import { Rendezvous } from "../../../gateway/replication/placement.ts";
+import { blockmendCommand } from "../../support/processes.ts";
+import { run } from "../../support/tools.ts";
+import {
+  api,
+  nbd,
+  randomBytes,
+  type StoresBody,
+  safeToRemove,
+  same,
+  send,
+  storeState,
+  TestCluster,
+  type TestGateway,
+  waitFor,
+  waitInSync,
+} from "../../support/test-cluster.ts";
+
+const MiB = 1024 * 1024;
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+let cluster: TestCluster | undefined;
+afterEach(async () => {
+  await cluster?.close();
+  cluster = undefined;
+});
+
+/** `blockmend ...args` against gateway `g`. */
+async function cli(g: TestGateway, ...args: string[]): Promise<{ code: number; out: string }> {
+  const proc = Bun.spawn([process.execPath, `${ROOT}cli/main.ts`, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, BLOCKMEND_API: g.url },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, out: out + err };
+}
+
+async function readsBack(g: TestGateway, name: string, model: Uint8Array): Promise<void> {
+  const c = await nbd(g, name);
+  try {
+    for (let off = 0; off < model.byteLength; off += 4 * MiB) {
+      const got = await c.read(off, 4 * MiB);
+      if (!same(got, model.subarray(off, off + 4 * MiB))) throw new Error(`${name} differs at ${off}`);
+    }
+  } finally {
+    c.close();
+  }
+}
+
+/** Every chunk each store holds. */
+async function holdings(urls: Record<string, string>): Promise<Map<string, Set<Hash>>> {
+  const out = new Map<string, Set<Hash>>();
+  for (const [id, url] of Object.entries(urls)) {
+    const client = await HttpStore.open(url);
+    const set = new Set<Hash>();
+    for await (const h of client.list()) set.add(h);
+    await client.close();
+    out.set(id, set);
+  }
+  return out;
+}
+
+test("add a store and rebalance, drain and remove it, with two gateways following; head holders are not removed", async () => {
+  cluster = await TestCluster.start(["a", "b", "c"], { witnesses: [] });
+  const g1 = await cluster.startGateway();
+  const g2 = await cluster.startGateway();
+  await send(g1, "POST", "/v1/images", { name: "vm1", size: 32 * MiB });
+  const v1 = new Uint8Array(32 * MiB);
+  v1.set(randomBytes(16 * MiB), 0);
+  const c = await nbd(g1, "vm1");
+  for (let off = 0; off < 16 * MiB; off += MiB) await c.write(off, v1.subarray(off, off + MiB));
+  await c.flush();
+  await send(g1, "POST", "/v1/images/vm1/snapshots", { name: "s1" });
+  const v2 = v1.slice();
+  v2.set(randomBytes(4 * MiB), 8 * MiB);
+  for (let off = 8 * MiB; off < 12 * MiB; off += MiB) await c.write(off, v2.subarray(off, off + MiB));
+  await c.flush();
+  c.close();
+  await waitInSync(g1);
+  // Only live chunks on the stores from here: every one must be on its placement after the add.
+  await send(g1, "POST", "/v1/gc?wait=1", { graceSeconds: 0 });
+
+  // Add d through the CLI on g1, and wait for the rebalance.
+  const dUrl = await cluster.addStoreProcess("d");
+  const add = await cli(g1, "store", "add", "d", dUrl, "--wait", "--timeout", "90");
+  expect(add.out).toContain("rebalanced");
+  expect(add.code).toBe(0);
+  // g2 followed live: it knows d (opened within a record refresh), places on it, and sees everything in sync.
+  await waitFor("g2 reaches d", async () => (await storeState(g2, "d")).state === "in-sync", 15_000);
+  const onG2 = await api<StoresBody & { placementEpoch: number; placement: string[] }>(g2, "/v1/stores");
+  expect(onG2.placement).toEqual(["a", "b", "c", "d"]);
+  expect(onG2.placementEpoch).toBe(1);
+  expect(onG2.stores.map((s) => [s.id, s.state])).toEqual([
+    ["a", "in-sync"],
+    ["b", "in-sync"],
+    ["c", "in-sync"],
+    ["d", "in-sync"],
+  ]);
+  const held = await holdings(cluster.urls());
+  const all = new Set([...held.values()].flatMap((s) => [...s]));
+  const placement = new Rendezvous(["a", "b", "c", "d"]);
+  const placedOnD = new Set<Hash>();
+  for (const h of all) {
+    const where = placement.order(h).slice(0, 2);
+    for (const id of where) expect(held.get(id)!.has(h)).toBe(true);
+    if (where.includes("d")) placedOnD.add(h);
+  }
+  // d got exactly its share: every chunk placed on it, and nothing else.
+  expect(held.get("d")!.size).toBe(placedOnD.size);
+  expect(placedOnD.size).toBeGreaterThan(all.size / 4); // about half of 2 copies over 4 stores
+  // A gateway started with the old store list refuses, naming the store it lacks.
+  const stateDir = await mkdtemp(join(cluster.dir, "gw-stale-"));
+  const stale = await run(
+    blockmendCommand([
+      "gateway",
+      ...["a", "b", "c"].flatMap((id) => ["--store", `${id}=${cluster!.urls()[id]}`]),
+      ...["--nbd", "127.0.0.1:0", "--http", "127.0.0.1:0", "--state-dir", stateDir],
+    ]),
+    { timeoutMs: 30_000 },
+  );
+  expect(stale.code).not.toBe(0);
+  expect(stale.out).toContain(`missing d=${dUrl}`);
+
+  // Acted upon: b is safe to remove now; without it, both gateways read every byte.
+  expect((await safeToRemove(g2, "b")).safe).toBe(true);
+  await cluster.stopStore("b");
+  await readsBack(g2, "vm1", v2);
+  await readsBack(g1, "vm1@s1", v1);
+  await cluster.startStore("b");
+  await waitInSync(g1);
+
+  // d is not drained: remove is refused. Then drain it (through g2), wait, remove it.
+  const early = await cli(g1, "store", "remove", "d");
+  expect(early.code).toBe(1);
+  expect(early.out).toContain("is not drained");
+  const drain = await cli(g2, "store", "drain", "d", "--wait", "--timeout", "90");
+  expect(drain.out).toContain("store d is drained");
+  expect(drain.code).toBe(0);
+  expect((await storeState(g1, "d")).state).toBe("drained");
+  expect((await safeToRemove(g1, "d")).safe).toBe(true);
+  const removed = await cli(g1, "store", "remove", "d", "--json");
+  expect(removed.code).toBe(0);
+  expect(JSON.parse(removed.out)).toMatchObject({ store: "d", placement: ["a", "b", "c"] });
+  await cluster.dropStore("d");
+  expect((await api<StoresBody>(g2, "/v1/stores")).stores.map((s) => s.id)).toEqual(["a", "b", "c"]);
+  await readsBack(g2, "vm1", v2);
+  await readsBack(g2, "vm1@s1", v1);
+  await readsBack(g1, "vm1", v2);
+
+  // A head holder can be drained of data, but not removed (register membership is fixed).
+  const drainC = await cli(g1, "store", "drain", "c", "--wait", "--timeout", "90");
+  expect(drainC.code).toBe(0);
+  const removeC = await cli(g1, "store", "remove", "c");
+  expect(removeC.code).toBe(1);
+  expect(removeC.out).toContain("holds image heads");
+  // Cancelled, c takes its share again and everything is in sync.
+  const cancel = await cli(g1, "store", "drain", "c", "--cancel", "--wait", "--timeout", "90");
+  expect(cancel.code).toBe(0);
+  await waitInSync(g2);
+  await readsBack(g2, "vm1", v2);
+}, 300_000);
