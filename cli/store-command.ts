@@ -62,7 +62,7 @@ const safeToRemove = defineCommand({
     if (r.safe) {
       console.log(
         r.maintenance
-          ? `store ${r.store} is safe to remove: every image keeps enough current copies, and in maintenance it stays so`
+          ? `store ${r.store} is safe to remove: every image keeps enough current copies, and leaving (in maintenance or drained) it stays so`
           : `store ${r.store} is safe to remove now: every image keeps enough current copies (not in maintenance: a commit after this answer may still count it; use "store maintenance ${r.store} on")`,
       );
       process.exit(0);

@@ -173,7 +173,7 @@ export function storeStates(given: ReplicaInputs): StoreReplicaState[] {
         );
       } else state = reasons.length > 0 ? "healing" : "in-sync";
     }
-    if (leaving.has(id)) reasons.push("in maintenance: new writes do not count it");
+    if (s.maintenance) reasons.push("in maintenance: new writes do not count it");
     return {
       id,
       role: s.chunks ? "data" : "witness",

@@ -22,7 +22,7 @@ export interface SafeToRemove {
   readonly store: string;
   readonly safe: boolean;
   readonly reasons: string[];
-  /** Whether X is in maintenance (a true answer then stays true). */
+  /** Whether X is leaving: in maintenance or draining (a true answer then stays true). */
   readonly maintenance: boolean;
   /** Images some of whose chunks would have no current copy left. */
   readonly wouldLoseLastCurrentCopy: string[];

@@ -7,8 +7,10 @@
  *   old epoch, so each counts as not current until a full walk under the new placement has
  *   checked it and copied what is now placed on it (the new store: its rendezvous share;
  *   the others: nothing, rendezvous moves chunks only to the new store).
- * - drain: the store leaves the placement (epoch + 1); the other stores' full walks copy
- *   the chunks whose placement moved off it. It is `drained` once every placement store
+ * - drain: the store leaves the placement (epoch + 1) and is leaving like a store in
+ *   maintenance (stamped into every head: a commit from a gateway that has not seen the
+ *   drain yet cannot count a copy on it); the other stores' full walks copy the chunks
+ *   whose placement moved off it. It is `drained` once every placement store
  *   holds every image in full under the new placement; its copies are never counted.
  *   A drain can be cancelled (epoch + 1 again: the store walks back in).
  * - remove: only a drained store that safe-to-remove calls safe, and not a head holder
@@ -28,6 +30,7 @@ import {
 } from "../replication/cluster-record.ts";
 import type { Membership, StoreOpener } from "../replication/membership.ts";
 import type { ClusterStatus } from "./cluster-status.ts";
+import { stampLeaving } from "./maintenance.ts";
 import { imagesNotPlaced } from "./replica-state.ts";
 
 /** A lifecycle request refused: `status` and `code` as the HTTP API answers it. */
@@ -160,6 +163,8 @@ export async function drainStore(d: LifecycleDeps, id: string, on: boolean): Pro
     };
   });
   await d.membership.apply(record);
+  // A commit on a gateway that has not seen the drain yet must not count a copy on it.
+  await stampLeaving(d.cluster, d.heads, `The drain of "${id}"`);
   return answer(id, record);
 }
 
@@ -213,5 +218,6 @@ export async function removeStore(
       .catch(() => ({ result: false }));
     if (result) headsUpdated++;
   }
+  await stampLeaving(d.cluster, d.heads, `The removal of "${id}"`);
   return { ...answer(id, record), headsUpdated };
 }

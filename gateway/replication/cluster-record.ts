@@ -42,7 +42,7 @@ export interface ClusterStore {
   readonly previousIdentity?: string;
   readonly chunks: boolean;
   readonly refs: boolean;
-  /** Leaving: new commits do not count this store toward minReplicas. */
+  /** In maintenance (leaving): new commits do not count this store toward minReplicas. */
   readonly maintenance: { readonly since: string; readonly by: string } | null;
   readonly damaged: DamageRecord | null;
   /** Where gateways reach it (set for stores added by `store add`; others use their `--store` URL). */
@@ -136,11 +136,14 @@ export function drainingStores(record: ClusterRecord): Set<string> {
   );
 }
 
-/** Ids of the stores in maintenance (leaving). */
+/**
+ * Ids of the leaving stores: in maintenance or draining. New commits count no copy on them
+ * toward minReplicas (and every head is stamped with them: `heal/maintenance.ts`).
+ */
 export function leavingStores(record: ClusterRecord): Set<string> {
   return new Set(
     Object.entries(record.stores)
-      .filter(([, s]) => s.maintenance)
+      .filter(([, s]) => s.maintenance || s.draining)
       .map(([id]) => id),
   );
 }

@@ -36,13 +36,19 @@ function head(
   rec: ClusterRecord,
   name: string,
   current: string[],
-  options: { behind?: string[]; generation?: number; leaving?: string[] } = {},
+  options: { behind?: string[]; generation?: number; leaving?: string[]; placement?: number } = {},
 ): Head {
   const generation = options.generation ?? 5;
   const root = hashChunk(new TextEncoder().encode(`root of ${name} at ${generation}`));
   const synced: Record<string, Head["synced"][string]> = {};
   for (const id of current)
-    synced[id] = { generation, root, size: 64 * MiB, identity: rec.stores[id]!.identity };
+    synced[id] = {
+      generation,
+      root,
+      size: 64 * MiB,
+      identity: rec.stores[id]!.identity,
+      placement: options.placement ?? rec.placementEpoch ?? 0,
+    };
   for (const id of options.behind ?? [])
     synced[id] = { generation: generation - 1, root, size: 64 * MiB, identity: rec.stores[id]!.identity };
   const now = new Date().toISOString();
@@ -319,4 +325,50 @@ test("every reason is listed when several apply, and each image once per list", 
     "1 image(s) would fall below 2 current copies: thin",
     'store "c" is healing from it (thin)',
   ]);
+});
+
+/** `rec` after `store drain id`: out of placement, leaving, epoch + 1. */
+function draining(rec: ClusterRecord, id: string): ClusterRecord {
+  const r = withStore(rec, id, (s) => ({
+    ...s,
+    draining: { since: new Date().toISOString(), by: "gw-test" },
+  }));
+  return { ...r, placementEpoch: (rec.placementEpoch ?? 0) + 1 };
+}
+
+test("after the store set changed, replica state recorded under the old placement counts as nothing", () => {
+  const before = record(["a", "b", "c"]);
+  const after = { ...before, placementEpoch: 1 };
+  const heads = [head(before, "vm", ["a", "b", "c"])]; // recorded under placement 0
+  expect(safeToRemove("a", inputs(before, heads)).safe).toBe(true);
+  const r = safeToRemove("a", inputs(after, heads));
+  expect(r.safe).toBe(false);
+  expect(r.wouldLoseLastCurrentCopy).toEqual(["vm"]);
+  // Once the walks recorded it under placement 1, it is safe again.
+  expect(safeToRemove("a", inputs(after, [head(after, "vm", ["a", "b", "c"])])).safe).toBe(true);
+});
+
+test("a draining store: never counted as a copy; safe once every placement store is current and the drain is stamped", () => {
+  const rec = draining(record(["a", "b", "c"]), "c");
+  // No walk under placement 1 is done: not safe (copies may be only on c).
+  const before = [head(rec, "vm", [], { placement: 1, leaving: ["c"] })];
+  expect(safeToRemove("c", inputs(rec, before)).wouldLoseLastCurrentCopy).toEqual(["vm"]);
+  // a's walk is done: one current copy of everything, enough for minReplicas 1, not for 2.
+  const walking = [head(rec, "vm", ["a"], { placement: 1, leaving: ["c"] })];
+  expect(safeToRemove("c", inputs(rec, walking)).safe).toBe(true);
+  expect(safeToRemove("c", inputs(rec, walking, { minReplicas: 2 })).wouldFallBelowMinReplicas).toEqual([
+    "vm",
+  ]);
+  // c recorded current under the new placement changes nothing: it is not in it.
+  const cOnly = [head(rec, "vm", ["c"], { placement: 1, leaving: ["c"] })];
+  expect(safeToRemove("c", inputs(rec, cOnly)).wouldLoseLastCurrentCopy).toEqual(["vm"]);
+  // a and b current under placement 1 but the head not stamped yet: not safe.
+  const unstamped = [head(rec, "vm", ["a", "b"], { placement: 1 })];
+  expect(safeToRemove("c", inputs(rec, unstamped)).unstamped).toEqual(["vm"]);
+  const done = [head(rec, "vm", ["a", "b"], { placement: 1, leaving: ["c"] })];
+  expect(safeToRemove("c", inputs(rec, done))).toMatchObject({ safe: true, maintenance: true });
+  // With c draining, only a and b take new writes: without a, minReplicas 2 cannot be met.
+  expect(safeToRemove("a", inputs(rec, done, { minReplicas: 2 })).reasons.join()).toContain(
+    "without it 1 data store(s) would take new writes",
+  );
 });

@@ -16,7 +16,6 @@ import type { Hash } from "../../../chunkstore/chunk-store.ts";
 import { HttpStore } from "../../../chunkstore/http-store.ts";
 import { Rendezvous } from "../../../gateway/replication/placement.ts";
 import { blockmendCommand } from "../../support/processes.ts";
-import { run } from "../../support/tools.ts";
 import {
   api,
   nbd,
@@ -31,6 +30,7 @@ import {
   waitFor,
   waitInSync,
 } from "../../support/test-cluster.ts";
+import { run } from "../../support/tools.ts";
 
 const MiB = 1024 * 1024;
 const ROOT = fileURLToPath(new URL("../../..", import.meta.url));

@@ -317,3 +317,84 @@ describe("commits under injected faults (issue 8, failure 1)", () => {
     await g2.core.close();
   });
 });
+
+describe("replica state per placement epoch", () => {
+  test("a commit placed under another epoch advances no store; a tail breaks on it; a heal marks under its own", async () => {
+    const w = writer();
+    const { head } = await w.change(
+      "x",
+      createHead({
+        name: "x",
+        size: MiB,
+        chunkSize: 65536,
+        synced: { a: { identity: "id-a", placement: 0 }, b: { identity: "id-b", placement: 0 } },
+        gcObserved: 0,
+      }),
+    );
+    const h = head as Head;
+    await w.change("x", confirmHead("x", h.incarnation, 0));
+    const { head: owned } = await w.change("x", takeOver("x", h.incarnation, "gw-1"));
+    let base = ZERO_HASH as string;
+    const commit = (root: string, epoch: number, placementEpoch: number) => {
+      const from = base;
+      base = root.repeat(64);
+      return commitContent({
+        name: "x",
+        incarnation: h.incarnation,
+        epoch,
+        owner: "gw-1",
+        base: { root: from, size: MiB },
+        ownAttempts: new Set(),
+        root: root.repeat(64),
+        size: MiB,
+        put: {
+          complete: new Map([
+            ["a", "id-a"],
+            ["b", "id-b"],
+          ]),
+          enoughCopies: () => true,
+          placementEpoch,
+        },
+        leaving: new Set(),
+        minReplicas: 1,
+        gcEpoch: 0,
+      });
+    };
+    // Same epoch: both advance.
+    const { head: c1 } = await w.change("x", commit("1", (owned as Head).epoch, 0));
+    expect((c1 as Head).synced.a).toMatchObject({ generation: c1!.generation, placement: 0 });
+    // b's heal under placement 1 starts a tail there; a commit still placed under 0 breaks it
+    // and advances nobody (what is placed on a store changed with the epoch).
+    const from = (await w.change("x", startTail("x", h.incarnation, "b", { identity: "id-b", placement: 1 })))
+      .result!;
+    expect(from).toBe(c1!.generation + 1);
+    const { head: c2 } = await w.change("x", commit("2", (c1 as Head).epoch, 0));
+    expect((c2 as Head).synced.a!.generation).toBe(c2!.generation); // a: placement 0, as the commit
+    expect((c2 as Head).tails.b).toBeUndefined();
+    expect(
+      (
+        await w.change(
+          "x",
+          markSynced("x", h.incarnation, "b", { identity: "id-b", placement: 1 }, c2!.generation),
+        )
+      ).result,
+    ).toBe(false);
+    // A commit under placement 1 advances no store recorded under 0.
+    const { head: c3 } = await w.change("x", commit("3", (c2 as Head).epoch, 1));
+    expect((c3 as Head).synced.a!.generation).toBe(c2!.generation); // not advanced to c3
+    // A heal under placement 1 with its tail intact records the store under placement 1.
+    const from2 = (
+      await w.change("x", startTail("x", h.incarnation, "a", { identity: "id-a", placement: 1 }))
+    ).result!;
+    const { result, head: marked } = await w.change(
+      "x",
+      markSynced("x", h.incarnation, "a", { identity: "id-a", placement: 1 }, from2),
+    );
+    expect(result).toBe(true);
+    expect((marked as Head).synced.a).toMatchObject({ generation: marked!.generation, placement: 1 });
+    // From there, commits under placement 1 advance it.
+    const { head: c4 } = await w.change("x", commit("4", (marked as Head).epoch, 1));
+    expect((c4 as Head).synced.a).toMatchObject({ generation: c4!.generation, placement: 1 });
+    expect((c4 as Head).synced.b!.generation).toBeLessThan(c4!.generation); // still under 0
+  });
+});

@@ -4,7 +4,7 @@ import type { ChunkStore } from "../../../chunkstore/chunk-store.ts";
 import { StoreFullError } from "../../../chunkstore/errors.ts";
 import { MemoryStore } from "../../../chunkstore/memory-store.ts";
 import { NotEnoughReplicasError } from "../../../gateway/errors.ts";
-import { StoreSet } from "../../../gateway/replication/store-set.ts";
+import { PutOutcome, StoreSet } from "../../../gateway/replication/store-set.ts";
 import { randomChunk } from "../../chunkstore/conformance.ts";
 
 function storeSet(
@@ -116,4 +116,50 @@ test("a store refusing a put for space mid-commit is reported (the tracker marks
   expect(reported.length).toBeGreaterThan(0);
   expect(reported.every((e) => e instanceof StoreFullError)).toBe(true);
   expect(outcome.complete.has("c")).toBe(false);
+});
+
+test("a put uses one placement and names its epoch; a new placement moves only the new store's share to it", async () => {
+  const stores = { a: new MemoryStore(), b: new MemoryStore(), c: new MemoryStore(), d: new MemoryStore() };
+  const set = new StoreSet(
+    Object.entries(stores).map(([id, store]) => ({
+      id,
+      url: `memory:${id}`,
+      store,
+      chunks: true,
+      refs: false,
+    })),
+    { replicas: 2, minReplicas: 1 },
+    { isDown: () => false, isFull: () => false, reportFailure: () => {} },
+    () => "identity",
+    { epoch: 3, stores: ["a", "b", "c"] },
+  );
+  const chunks = Array.from({ length: 200 }, () => randomChunk(64));
+  const before = await set.putChunks(chunks);
+  expect(before.placementEpoch).toBe(3);
+  expect(await stores.d.has(chunks.map((c) => c.hash))).toEqual(chunks.map(() => false)); // d is in no placement
+  const old = new Map(chunks.map((c) => [c.hash, set.placement(c.hash)]));
+  set.setPlacement(4, ["a", "b", "c", "d"]);
+  expect(set.view.epoch).toBe(4);
+  let moved = 0;
+  for (const c of chunks) {
+    const now = set.placement(c.hash);
+    const was = old.get(c.hash)!;
+    // Rendezvous: a chunk's placement changes only by taking d in.
+    if (now.join() !== was.join()) {
+      moved++;
+      expect(now).toContain("d");
+    }
+  }
+  expect(moved).toBeGreaterThan(60); // about half the chunks get d as one of their 2 stores
+  expect(moved).toBeLessThan(140);
+  // Two puts under different placements: no store is complete for both.
+  const after = await set.putChunks([randomChunk(64)]);
+  expect(after.placementEpoch).toBe(4);
+  const both = PutOutcome.merge(before, after);
+  expect(both.complete.size).toBe(0);
+  expect(both.placementEpoch).toBe(4);
+  // A placement needs `replicas` data stores of this gateway.
+  expect(() => set.setPlacement(5, ["a"])).toThrow(RangeError);
+  expect(() => set.setPlacement(5, ["a", "zz"])).toThrow(RangeError);
+  expect(() => set.removeMember("a")).toThrow(RangeError); // still placed on
 });
