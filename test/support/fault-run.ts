@@ -4,11 +4,13 @@
  * snapshots, clones, deletes and re-creates (with connections left open), takeovers
  * between two gateways, and faults: store SIGKILL, SIGSTOP/SIGCONT, wipe-and-restart of a
  * store the cluster said could go, witness down, gateway SIGKILL and restart, a gateway
- * frozen past its leases.
+ * frozen past its leases; and store lifecycle changes while all that goes on: a data store
+ * added (the rebalance runs under the faults), drained, its drain cancelled, and removed.
  *
  * After every step the blocks it touched are read back and checked against the model;
  * every "safe to remove" is acted upon (the store is stopped and a fresh gateway reads every
- * image and snapshot), both point-in-time answers and maintenance mode; when faults stop,
+ * image and snapshot), both point-in-time answers and maintenance mode, and so is every
+ * "drained" (the store is stopped, or removed and stopped for good); when faults stop,
  * heal status must converge. A run is replayed by its seed (printed at the start).
  *
  * The model: for each block of each image, the set of values a read may return: the value
@@ -46,6 +48,9 @@ export interface FaultReport {
   readonly safeAnswers: number;
   readonly safeActedUpon: number;
   readonly maintenanceRuns: number;
+  /** Store lifecycle changes made (add, drain, cancel, remove), and drained stores acted upon. */
+  readonly lifecycleChanges: number;
+  readonly drainedActedUpon: number;
   readonly acknowledgedFlushes: number;
   /** Garbage collection passes at zero grace that finished, and the chunks they deleted. */
   readonly gcPasses: number;
@@ -97,6 +102,8 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     safeAnswers: 0,
     safeActedUpon: 0,
     maintenanceRuns: 0,
+    lifecycle: 0,
+    drainedActedUpon: 0,
     acks: 0,
     gcPasses: 0,
     gcDeleted: 0,
@@ -475,11 +482,16 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
 
   // ---- acting on "safe"
 
-  const actOnSafe = async (x: string, how: string) => {
+  /** Stops `x` (null: it is gone already) and reads everything through a fresh gateway. */
+  const actOnSafe = async (x: string | null, how: string) => {
     counters.safeActedUpon++;
-    say(`safe-to-remove ${x}: true (${how}); stopping ${x} and reading everything through a fresh gateway`);
-    const wasUp = cluster.stores.get(x)!.proc !== null;
-    await cluster.stopStore(x);
+    say(
+      x
+        ? `safe-to-remove ${x}: true (${how}); stopping ${x} and reading everything through a fresh gateway`
+        : `${how}: reading everything through a fresh gateway`,
+    );
+    const wasUp = x !== null && cluster.stores.get(x)!.proc !== null;
+    if (x) await cluster.stopStore(x);
     let fresh: TestGateway | null = null;
     try {
       fresh = await cluster.startGateway();
@@ -495,7 +507,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
       say(`VIOLATION ${violations.at(-1)}`);
     } finally {
       if (fresh) await cluster.stopGateway(fresh);
-      if (wasUp) await cluster.startStore(x);
+      if (wasUp && x) await cluster.startStore(x);
     }
   };
 
@@ -561,6 +573,84 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     ).catch(() => {});
   };
 
+  // ---- the store set: add, drain, cancel, remove (every gateway follows the record)
+
+  let added = 0;
+  type Listed = StoresBody["stores"][number] & { draining: unknown; placement: boolean };
+  const listStores = async (g: number) =>
+    (await timed(api<{ stores: Listed[] }>(gateways[g]!, "/v1/stores"), "stores")).stores;
+
+  const opLifecycle = async () => {
+    const g = live()[0];
+    if (g === undefined) return;
+    const listed = await listStores(g).catch(() => null);
+    if (!listed) return;
+    const extra = listed.find((s) => s.id.startsWith("d"));
+    const drainingNow = listed.find((s) => s.draining);
+    if (!extra && !drainingNow) {
+      // Add a data store: the rebalance runs while the run goes on.
+      const id = `d${++added}`;
+      const url = await cluster.addStoreProcess(id);
+      const r = await timed(send(gateways[g]!, "POST", "/v1/stores", { id, url }), "store add").then(
+        () => null,
+        (err: Error) => err,
+      );
+      counters.lifecycle++;
+      if (r) {
+        say(`store add ${id} failed: ${r.message.slice(0, 100)}`);
+        const now = await listStores(g).catch(() => null);
+        if (now && !now.some((s) => s.id === id)) await cluster.dropStore(id);
+        return;
+      }
+      say(`store add ${id} via g${g}: the rebalance runs under the faults`);
+      return;
+    }
+    if (drainingNow) {
+      if (drainingNow.state !== "drained") {
+        if (chance(0.3)) {
+          await timed(send(gateways[g]!, "DELETE", `/v1/stores/${drainingNow.id}/drain`), "cancel").then(
+            () => say(`store drain ${drainingNow.id} cancelled`),
+            (err: Error) =>
+              say(`cancel of the drain of ${drainingNow.id} failed: ${err.message.slice(0, 80)}`),
+          );
+          counters.lifecycle++;
+        } else say(`store ${drainingNow.id} still ${drainingNow.state}`);
+        return;
+      }
+      // Drained: act on it.
+      const x = drainingNow.id;
+      counters.drainedActedUpon++;
+      if (x.startsWith("d")) {
+        const removed = await timed(send(gateways[g]!, "DELETE", `/v1/stores/${x}`), "store remove").then(
+          () => null,
+          (err: Error) => err,
+        );
+        counters.lifecycle++;
+        if (removed) {
+          say(`store remove ${x} (drained) refused: ${removed.message.slice(0, 120)}`);
+          return;
+        }
+        say(`store remove ${x}: drained and removed; stopping it for good and reading everything`);
+        await cluster.dropStore(x);
+        await actOnSafe(null, `${x} drained and removed`);
+      } else {
+        say(`store ${x} drained: stopping it and reading everything through a fresh gateway`);
+        if (storeUp(x) && !faulted(x)) await actOnSafe(x, `${x} drained`);
+        await timed(send(gateways[g]!, "DELETE", `/v1/stores/${x}/drain`), "cancel").catch(() => {});
+        counters.lifecycle++;
+        say(`store drain ${x} cancelled (after acting on drained)`);
+      }
+      return;
+    }
+    // A store added earlier: drain it or a head holder's data (a), which is never removed.
+    const x = chance(0.7) ? extra!.id : "a";
+    await timed(send(gateways[g]!, "POST", `/v1/stores/${x}/drain`), "drain").then(
+      () => say(`store drain ${x} via g${g}`),
+      (err: Error) => say(`store drain ${x} failed: ${err.message.slice(0, 100)}`),
+    );
+    counters.lifecycle++;
+  };
+
   /** A garbage collection pass at zero grace, then every acknowledged flush read back. */
   const opGc = async () => {
     const g = pick(live());
@@ -614,6 +704,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
       else if (r < 0.92) await opSafe();
       else if (r < 0.94) await opMaintenance();
       else if (r < 0.96) await opGc();
+      else if (r < 0.99) await opLifecycle();
       await undoFaults();
       // Keep the number of images bounded (clones add up).
       if (images.size > 6)
@@ -623,6 +714,13 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     say(`faults stop after ${step} steps`);
     await undoFaults(true);
     const g = live()[0]!;
+    // A drain still under way is cancelled: convergence means every store in sync.
+    for (const s of (await listStores(g).catch(() => null)) ?? [])
+      if (s.draining)
+        await timed(send(gateways[g]!, "DELETE", `/v1/stores/${s.id}/drain`), "cancel").then(
+          () => say(`store drain ${s.id} cancelled (the run ends)`),
+          () => {},
+        );
     const end = Date.now() + 120_000;
     let converged = false;
     while (Date.now() < end) {
@@ -660,6 +758,8 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     safeAnswers: counters.safeAnswers,
     safeActedUpon: counters.safeActedUpon,
     maintenanceRuns: counters.maintenanceRuns,
+    lifecycleChanges: counters.lifecycle,
+    drainedActedUpon: counters.drainedActedUpon,
     acknowledgedFlushes: counters.acks,
     gcPasses: counters.gcPasses,
     gcDeleted: counters.gcDeleted,
