@@ -18,7 +18,7 @@ export function describeGc(r: GcReport): string {
     else if (s.error) lines.push(`  ${s.store}: failed, ${s.error}`);
     else
       lines.push(
-        `  ${s.store}: ${s.stored} chunks stored, ${s.condemned} unreferenced, ${s.deleted} deleted (${formatBytes(s.bytesDeleted)})${s.kept ? `, ${s.kept} kept (used again meanwhile)` : ""}`,
+        `  ${s.store}: ${s.stored} chunks stored, ${s.condemned - (s.surplusCondemned ?? 0)} unreferenced, ${s.deleted} deleted (${formatBytes(s.bytesDeleted)})${s.kept ? `, ${s.kept} kept (used again meanwhile)` : ""}${s.surplusCondemned ? `; surplus copies (their chunks now placed on other stores): ${s.surplusCondemned}, ${s.surplusDeleted ?? 0} dropped` : ""}`,
       );
   }
   return lines.join("\n");

@@ -31,6 +31,17 @@
  *
  * S3 bucket stores are never swept (no atomic "delete unless written since"), nor stores
  * unreachable at step 2. The marks are held in memory: about 100 bytes per distinct chunk.
+ *
+ * Surplus copies (after `store add`, the old stores keep the chunks that moved to the new
+ * one) go the same way, with one more condition: only while the placement is settled,
+ * that is, every placement store holds every live image in full under the placement epoch
+ * now (`settled`, read fresh at step 2 and again at step 6, which must name the same
+ * epoch). Then a chunk the heads name and whose placement leaves out store S has its
+ * `replicas` copies on the stores vouched current, and S's copy is condemned at step 2 and
+ * swept at step 6 like garbage, under the same barrier (a commit still placing under an
+ * older epoch that found S's copy either revived it by its put or is refused and puts
+ * again; its head change makes the placement unsettled). Chunks only pins or lagging
+ * stores' versions reference are never surplus: no walk vouches for their other copies.
  */
 import type { ChunkStore, Hash } from "../../chunkstore/chunk-store.ts";
 import { MAX_BATCH_HASHES } from "../../chunkstore/limits.ts";
@@ -40,7 +51,7 @@ import { Lease } from "../register/lease.ts";
 import { type Register, write } from "../register/register.ts";
 import type { Cluster } from "../replication/cluster.ts";
 import type { StoreSet } from "../replication/store-set.ts";
-import { referencedChunks } from "./mark.ts";
+import { markChunks, referencedChunks } from "./mark.ts";
 
 export { versionsOf } from "./mark.ts";
 
@@ -93,6 +104,9 @@ export interface GcStoreReport {
   readonly bytesDeleted: number;
   /** Condemned, but revived or referenced again before the sweep. */
   readonly kept: number;
+  /** Of `condemned` and `deleted`: surplus copies (placed on other stores, settled there). */
+  readonly surplusCondemned: number;
+  readonly surplusDeleted: number;
   readonly error: string | null;
 }
 
@@ -126,6 +140,11 @@ export interface CollectorDeps {
   readonly log?: (line: string) => void;
   /** Paces the sweep (the gateway wires the heal throttle); default: as fast as the stores go. */
   readonly pace?: SweepPace;
+  /**
+   * The placement epoch if, read fresh now, every placement store holds every live image in
+   * full under it; else null (then no surplus copy is condemned or swept). Absent: never.
+   */
+  readonly settled?: () => Promise<number | null>;
   /** Test seams: run between the steps (a commit racing the pass). */
   readonly hooks?: { afterCondemn?: () => Promise<void>; beforeSweep?: () => Promise<void> };
 }
@@ -212,11 +231,16 @@ export class Collector {
       if (this.#lease.remainingMs < GC_LEASE_MS / 2) await renew();
     };
     try {
-      const referenced = await this.#mark();
+      const { referenced, named } = await markChunks(this.#d);
       step("mark");
       set({ referenced: referenced.size, phase: "condemn" });
       await renew();
+      // Surplus only under a settled placement, and only the one this gateway places by.
+      const view = this.#d.stores.view;
+      const settledAt = (await this.#d.settled?.().catch(() => null)) ?? null;
+      const placed = settledAt !== null && settledAt === view.epoch ? view : null;
       const candidates = new Map<string, Hash[]>();
+      const surplusOf = new Map<string, Hash[]>();
       const stores: GcStoreReport[] = [];
       for (const m of this.#d.stores.dataMembers) {
         const skip = !m.store.capabilities.sweep
@@ -229,9 +253,25 @@ export class Collector {
           continue;
         }
         try {
-          const { stored, condemned } = await this.#condemn(m.store, referenced, report.token, renew);
+          const surplus = placed
+            ? (h: Hash) => named.has(h) && !placed.placement(h).includes(m.id)
+            : () => false;
+          const { stored, condemned, surplusCondemned } = await this.#condemn(
+            m.store,
+            referenced,
+            surplus,
+            report.token,
+            renew,
+          );
           candidates.set(m.id, condemned);
-          stores.push(storeReport(m.id, { stored, condemned: condemned.length }));
+          surplusOf.set(m.id, surplusCondemned);
+          stores.push(
+            storeReport(m.id, {
+              stored,
+              condemned: condemned.length + surplusCondemned.length,
+              surplusCondemned: surplusCondemned.length,
+            }),
+          );
         } catch (err) {
           stores.push(storeReport(m.id, { error: (err as Error).message }));
         }
@@ -256,6 +296,10 @@ export class Collector {
       const still = await this.#mark();
       step("remark");
       await this.#d.hooks?.beforeSweep?.();
+      // Surplus is swept only if the placement is still settled, under the same epoch.
+      const settledNow = placed ? ((await this.#d.settled?.().catch(() => null)) ?? null) : null;
+      const surplusStands =
+        placed !== null && settledNow === placed.epoch && this.#d.stores.view.epoch === placed.epoch;
       const sweepAll = async (): Promise<GcStoreReport[]> => {
         const swept: GcStoreReport[] = [];
         for (const s of report.stores) {
@@ -266,18 +310,24 @@ export class Collector {
             continue;
           }
           try {
-            const doomed = hashes.filter((h) => !still.has(h));
             let deleted = 0;
             let bytes = 0;
-            for (let i = 0; i < doomed.length; i += SWEEP_BATCH) {
-              const batch = doomed.slice(i, i + SWEEP_BATCH);
-              await this.#d.pace?.batch(batch.length);
-              await renewIfDue();
-              const r = await member.store.sweep(batch, report.token);
-              deleted += r.deleted;
-              bytes += r.bytes;
-            }
-            swept.push({ ...s, deleted, bytesDeleted: bytes, kept: s.condemned - deleted });
+            const sweep = async (doomed: readonly Hash[]) => {
+              let n = 0;
+              for (let i = 0; i < doomed.length; i += SWEEP_BATCH) {
+                const batch = doomed.slice(i, i + SWEEP_BATCH);
+                await this.#d.pace?.batch(batch.length);
+                await renewIfDue();
+                const r = await member.store.sweep(batch, report.token);
+                n += r.deleted;
+                bytes += r.bytes;
+              }
+              deleted += n;
+              return n;
+            };
+            await sweep(hashes.filter((h) => !still.has(h)));
+            const surplusDeleted = surplusStands ? await sweep(surplusOf.get(s.store) ?? []) : 0;
+            swept.push({ ...s, deleted, bytesDeleted: bytes, kept: s.condemned - deleted, surplusDeleted });
           } catch (err) {
             swept.push({ ...s, error: (err as Error).message });
           }
@@ -309,27 +359,32 @@ export class Collector {
   async #condemn(
     store: ChunkStore,
     referenced: ReadonlySet<Hash>,
+    surplus: (h: Hash) => boolean,
     token: string,
     renew: () => Promise<void>,
-  ): Promise<{ stored: number; condemned: Hash[] }> {
+  ): Promise<{ stored: number; condemned: Hash[]; surplusCondemned: Hash[] }> {
     const condemned: Hash[] = [];
+    const surplusCondemned: Hash[] = [];
     let stored = 0;
-    let batch: Hash[] = [];
+    let batch: { hash: Hash; surplus: boolean }[] = [];
     const flush = async () => {
       if (batch.length === 0) return;
-      await store.condemn(batch, token);
-      condemned.push(...batch);
+      await store.condemn(
+        batch.map((b) => b.hash),
+        token,
+      );
+      for (const b of batch) (b.surplus ? surplusCondemned : condemned).push(b.hash);
       batch = [];
       await renew();
     };
     for await (const h of store.list()) {
       stored++;
-      if (referenced.has(h)) continue;
-      batch.push(h);
+      if (referenced.has(h) && !surplus(h)) continue;
+      batch.push({ hash: h, surplus: referenced.has(h) });
       if (batch.length >= MAX_BATCH_HASHES) await flush();
     }
     await flush();
-    return { stored, condemned };
+    return { stored, condemned, surplusCondemned };
   }
 
   async #stampAll(gcEpoch: number, renew: () => Promise<void>): Promise<void> {
@@ -353,6 +408,8 @@ function storeReport(store: string, fields: Partial<GcStoreReport>): GcStoreRepo
     deleted: 0,
     bytesDeleted: 0,
     kept: 0,
+    surplusCondemned: 0,
+    surplusDeleted: 0,
     error: null,
     ...fields,
   };

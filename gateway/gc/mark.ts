@@ -31,16 +31,28 @@ export interface MarkSources {
 
 /** Every chunk (map pages and data) a live version or a pin references. */
 export async function referencedChunks(d: MarkSources): Promise<Set<Hash>> {
-  const out = new Set<Hash>();
+  return (await markChunks(d)).referenced;
+}
+
+/**
+ * The mark, in two sets: `named`, the chunks of what the heads name (every live image's
+ * current root and snapshots: what a heal walks, and so what "current" vouches for), and
+ * `referenced`, those plus the versions stores are recorded in sync at and the pins.
+ */
+export async function markChunks(d: MarkSources): Promise<{ named: Set<Hash>; referenced: Set<Hash> }> {
+  const named = new Set<Hash>();
   const heads = await d.heads.scan();
   const pins = await livePins(d.register);
-  for (const value of heads.values()) {
-    const head = liveHead(value);
-    if (!head) continue;
-    for (const v of versionsOf(head)) await walk(d, v, head.chunkSize, out);
+  const live = [...heads.values()].map(liveHead).filter((h) => h !== null);
+  for (const head of live) {
+    await walk(d, { root: head.root, size: head.size }, head.chunkSize, named);
+    for (const s of Object.values(head.snapshots)) await walk(d, s, head.chunkSize, named);
   }
-  for (const p of pins) await walk(d, p, p.chunkSize, out);
-  return out;
+  const referenced = new Set(named);
+  for (const head of live)
+    for (const s of Object.values(head.synced)) await walk(d, s, head.chunkSize, referenced);
+  for (const p of pins) await walk(d, p, p.chunkSize, referenced);
+  return { named, referenced };
 }
 
 async function walk(

@@ -129,6 +129,19 @@ test("add a store and rebalance, drain and remove it, with two gateways followin
   // d got exactly its share: every chunk placed on it, and nothing else.
   expect(held.get("d")!.size).toBe(placedOnD.size);
   expect(placedOnD.size).toBeGreaterThan(all.size / 4); // about half of 2 copies over 4 stores
+  // The old stores kept the copies that moved (surplus); a gc pass drops them, now that the
+  // placement is settled: afterwards every chunk is on exactly its 2 placement stores.
+  const surplusBefore = [...held.values()].reduce((n, set) => n + set.size, 0) - 2 * all.size;
+  expect(surplusBefore).toBe(placedOnD.size);
+  type Pass = { phase: string; stores: { store: string; surplusDeleted: number }[] };
+  const pass = await send<Pass>(g1, "POST", "/v1/gc?wait=1", { graceSeconds: 0 });
+  expect(pass.phase).toBe("done");
+  expect(pass.stores.reduce((n, s) => n + s.surplusDeleted, 0)).toBe(surplusBefore);
+  const after = await holdings(cluster.urls());
+  for (const h of all) {
+    const where = placement.order(h).slice(0, 2);
+    for (const id of ["a", "b", "c", "d"]) expect(after.get(id)!.has(h)).toBe(where.includes(id));
+  }
   // A gateway started with the old store list refuses, naming the store it lacks.
   const stateDir = await mkdtemp(join(cluster.dir, "gw-stale-"));
   const stale = await run(
