@@ -29,7 +29,6 @@ import { LatencyMonitor } from "./heal/latency-monitor.ts";
 import { setMaintenance } from "./heal/maintenance.ts";
 import { DamageLedger, RepairQueue } from "./heal/read-repair.ts";
 import { Replacements } from "./heal/replacement.ts";
-import { currentStores } from "./heal/replica-state.ts";
 import { Scrubber } from "./heal/scrub.ts";
 import { HealThrottle } from "./heal/throttle.ts";
 import { type ApiAccessOptions, apiGuard } from "./http/api-access.ts";
@@ -311,12 +310,7 @@ export async function assembleGateway(
       isUp: (id) => !h.isDown(id),
       log,
       // Surplus copies go only while every placement store holds every image in full.
-      settled: async () => {
-        const inputs = await status.inputs({ probe: true });
-        const placed = placementStores(inputs.record);
-        const all = inputs.heads.every((head) => currentStores(inputs, head).length === placed.length);
-        return all ? placementEpochOf(inputs.record) : null;
-      },
+      settled: () => status.settledEpoch(),
       pace: {
         during: (sweep) => throttle.sharedBy(sweep),
         batch: (chunks) => throttle.rate.take(chunks * SWEEP_CHUNK_COST),

@@ -13,7 +13,7 @@ import type { StoreHealth, StoreHealthStatus } from "../replication/store-health
 import type { StoreSet } from "../replication/store-set.ts";
 import type { HealProgress, HealScheduler } from "./heal-scheduler.ts";
 import type { RepairQueue } from "./read-repair.ts";
-import { type ReplicaInputs, type StoreState, storeStates } from "./replica-state.ts";
+import { currentStores, type ReplicaInputs, type StoreState, storeStates } from "./replica-state.ts";
 import { type SafeToRemove, safeToRemove } from "./safe-to-remove.ts";
 import type { Scrubber, ScrubStatus } from "./scrub.ts";
 import type { HealLimits, HealThrottle } from "./throttle.ts";
@@ -170,6 +170,18 @@ export class ClusterStatus {
         };
       }),
     };
+  }
+
+  /**
+   * The placement epoch if, read fresh now (stores probed), every placement store holds
+   * every live image in full under it, counting this gateway's commits in flight; else
+   * null. Garbage collection drops surplus copies only then.
+   */
+  async settledEpoch(): Promise<number | null> {
+    const inputs = await this.inputs({ probe: true });
+    const placed = placementStores(inputs.record);
+    const settled = inputs.heads.every((head) => currentStores(inputs, head).length === placed.length);
+    return settled ? placementEpochOf(inputs.record) : null;
   }
 
   /** `GET /v1/heal`; from `given` inputs as {@link stores}. */

@@ -18,6 +18,7 @@ export function testCollector(
     register: core.register,
     gatewayId: core.id,
     isUp: () => true,
+    settled: () => core.status.settledEpoch(),
     hooks,
   });
 }

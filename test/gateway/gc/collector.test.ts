@@ -9,6 +9,7 @@ import type { ChunkStore, Hash } from "../../../chunkstore/chunk-store.ts";
 import { hashChunk } from "../../../chunkstore/hash.ts";
 import { MemoryStore } from "../../../chunkstore/memory-store.ts";
 import { GcBusyError } from "../../../gateway/gc/collector.ts";
+import { drainStore } from "../../../gateway/heal/store-lifecycle.ts";
 import { BlockMap, ZERO_HASH } from "../../../gateway/image/block-map.ts";
 import { confirmContent, reviveTree } from "../../../gateway/image/gc-barrier.ts";
 import { blockCount, type Head } from "../../../gateway/image/head.ts";
@@ -37,6 +38,10 @@ async function writeBlocks(service: ImageService, name: string, blocks: [number,
   } finally {
     await service.release(img);
   }
+}
+
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && a.every((v, i) => v === b[i]);
 }
 
 async function stored(store: ChunkStore): Promise<Hash[]> {
@@ -299,5 +304,74 @@ describe("garbage collection", () => {
     expect((await testCollector(two.core).run({ graceMs: 0 })).phase).toBe("done");
     await one.service.close();
     await two.service.close();
+  });
+
+  test("surplus copies go only while the placement is settled: a commit under the old placement between condemn and sweep keeps them", async () => {
+    const stores = [new MemoryStore("a"), new MemoryStore("b"), new MemoryStore("c"), new MemoryStore("d")];
+    const { service, core } = await imageService(stores);
+    await service.create("web", 2 * MiB);
+    const blocks = [...Array(32).keys()].map((i) => [i, 500 + i] as [number, number]);
+    await writeBlocks(service, "web", blocks);
+    const expected = await readAll(service, "web");
+    // Drain d: out of placement (epoch 1); the heals move its share to a, b and c.
+    await drainStore(
+      {
+        cluster: core.cluster,
+        heads: core.heads,
+        status: core.status,
+        membership: core.membership,
+        replicas: 2,
+        gatewayId: core.id,
+      },
+      "d",
+      true,
+    );
+    for (let i = 0; core.stores.view.epoch !== 1 || (await core.status.settledEpoch()) !== 1; i++) {
+      if (i > 200) throw new Error("the drain did not settle");
+      await core.heal.tick();
+      await Bun.sleep(20);
+    }
+    const onD = (await stored(stores[3]!)).length;
+    expect(onD).toBeGreaterThan(0);
+
+    // A pass with a commit under the old placement (a gateway that has not seen the drain)
+    // between condemn and sweep, dedup hits on d included: the surplus stays.
+    const raced = await testCollector(core, {
+      afterCondemn: async () => {
+        core.stores.setPlacement(0, ["a", "b", "c", "d"]);
+        await writeBlocks(service, "web", blocks.slice(0, 8)); // the same data: every chunk found stored
+        await writeBlocks(service, "web", [[20, 900]]);
+        core.stores.setPlacement(1, ["a", "b", "c"]);
+      },
+    }).run({ graceMs: 0 });
+    expect(raced.error).toBeNull();
+    expect(raced.phase).toBe("done");
+    const dRaced = raced.stores.find((x) => x.store === "d")!;
+    expect(dRaced.surplusCondemned).toBeGreaterThan(0);
+    expect(raced.stores.reduce((n, x) => n + x.surplusDeleted, 0)).toBe(0);
+    expect((await stored(stores[3]!)).length).toBeGreaterThanOrEqual(onD);
+
+    // Settled again (the walks ran under placement 1): the next pass drops every surplus
+    // copy; d holds nothing, and with d gone every byte reads back.
+    for (let i = 0; (await core.status.settledEpoch()) !== 1; i++) {
+      if (i > 200) throw new Error("the placement did not settle again");
+      await core.heal.tick();
+      await Bun.sleep(20);
+    }
+    const clean = await testCollector(core).run({ graceMs: 0 });
+    expect(clean.phase).toBe("done");
+    expect(clean.stores.find((x) => x.store === "d")!.surplusDeleted).toBeGreaterThan(0);
+    expect(await stored(stores[3]!)).toEqual([]);
+    for (const h of await referencedByHeads(core)) {
+      const where = core.stores.placement(h);
+      for (const [k, st] of stores.slice(0, 3).entries())
+        expect((await st.has([h]))[0]).toBe(where.includes(String.fromCharCode(97 + k)));
+    }
+    stores[3]!.get = () => Promise.reject(new Error("gone"));
+    const want = expected.slice();
+    for (const [index, seed] of [[20, 900]] as [number, number][])
+      want.set(pattern(BLOCK, seed), index * BLOCK);
+    expect(same(await readAll(service, "web"), want)).toBe(true);
+    await service.close();
   });
 });
