@@ -79,6 +79,11 @@ export interface FileStoreOptions {
   readonly name?: string;
   /** {@link FileStore.compact} rewrites a sealed segment whose live fraction is below this. Default 0.85. */
   readonly compactThreshold?: number;
+  /**
+   * Bytes a second compaction moves at most (it shares the disk and the append stream
+   * with puts). Default 64 MiB/s; 0: unpaced.
+   */
+  readonly compactBytesPerSecond?: number;
 }
 
 /** What compaction did. `bytesReclaimed` is bytes removed minus bytes rewritten. */
@@ -86,6 +91,14 @@ export interface CompactResult {
   readonly segmentsRewritten: number;
   readonly bytesReclaimed: number;
 }
+
+/** Default pace of compaction's moves. */
+const DEFAULT_COMPACT_BYTES_PER_SECOND = 64 * 1024 * 1024;
+/**
+ * Compaction's moves in flight at once: they go through the append queue with the puts, so
+ * a put waits behind at most this much of them (it was 64 MiB, a few hundred ms of disk).
+ */
+const COMPACT_STEP_BYTES = 4 * 1024 * 1024;
 
 /** Compaction seals a mostly dead active segment once it holds at least this much. */
 const MIN_SEAL_BYTES = 4 * 1024 * 1024;
@@ -193,6 +206,9 @@ export class FileStore implements ChunkStore {
   readonly #segmentBytes: number;
   readonly #reserveBytes: number;
   readonly #compactThreshold: number;
+  readonly #compactRate: number;
+  /** When compaction may move its next step (its pace). */
+  #compactNext = 0;
   readonly #env: RootDatabase;
   readonly #index: Database<Buffer, Buffer>;
   readonly #meta: Database<unknown, string>;
@@ -231,6 +247,7 @@ export class FileStore implements ChunkStore {
     this.#dir = dir;
     this.#segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     this.#compactThreshold = options.compactThreshold ?? DEFAULT_COMPACT_THRESHOLD;
+    this.#compactRate = options.compactBytesPerSecond ?? DEFAULT_COMPACT_BYTES_PER_SECOND;
     this.#reserveBytes = reserveBytes;
     this.#env = state.env;
     this.#index = state.index;
@@ -762,13 +779,15 @@ export class FileStore implements ChunkStore {
         inFlight.push(this.#enqueue(key.toString("hex"), key, new Uint8Array(r.data), loc));
         moved += recordBytes(r.length);
         inFlightBytes += r.length;
-        if (inFlightBytes >= MAX_WRITE_BYTES) {
+        if (inFlightBytes >= COMPACT_STEP_BYTES) {
           await Promise.all(inFlight);
+          await this.#paceCompaction(inFlightBytes);
           inFlight = [];
           inFlightBytes = 0;
         }
       }
       await Promise.all(inFlight);
+      await this.#paceCompaction(inFlightBytes);
     } finally {
       await handle.close();
     }
@@ -781,6 +800,15 @@ export class FileStore implements ChunkStore {
     this.#env.transactionSync(() => this.#meta.removeSync(segmentKey(n)));
     this.#segments.delete(n);
     return fileBytes - moved;
+  }
+
+  /** Waits so that compaction moves at most `compactBytesPerSecond` (after `bytes` more). */
+  async #paceCompaction(bytes: number): Promise<void> {
+    if (this.#compactRate <= 0 || bytes === 0) return;
+    const now = performance.now();
+    this.#compactNext = Math.max(now, this.#compactNext) + (bytes * 1000) / this.#compactRate;
+    const wait = this.#compactNext - now;
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
   }
 
   async #withRefLock<T>(fn: () => Promise<T>): Promise<T> {

@@ -285,6 +285,31 @@ describe("FileStore", () => {
     await store.close();
   });
 
+  test("compaction keeps to its pace, and puts and reads go on while it moves", async () => {
+    const dir = await tempDir();
+    const store = await openAt(dir, { segmentBytes: 1024 * 1024, compactBytesPerSecond: 8 * 1024 * 1024 });
+    const chunks = Array.from({ length: 320 }, () => randomChunk(64 * 1024)); // 20 MiB
+    await store.putMany(chunks);
+    const kept = chunks.filter((_, i) => i % 5 !== 0); // 16 MiB stay live
+    for (const [i, c] of chunks.entries()) if (i % 5 === 0) await store.delete(c.hash);
+    // 80 % live is under the 85 % line: every sealed segment is rewritten, ~16 MiB moved.
+    const started = performance.now();
+    const compacting = store.compact();
+    const put = randomChunk(64 * 1024);
+    const putStarted = performance.now();
+    await store.put(put.hash, put.bytes);
+    const putMs = performance.now() - putStarted;
+    const result = await compacting;
+    const seconds = (performance.now() - started) / 1000;
+    expect(result.segmentsRewritten).toBeGreaterThanOrEqual(15);
+    // 16 MiB at 8 MiB/s: at least about 1.5 s (the first step goes at once).
+    expect(seconds).toBeGreaterThan(1.4);
+    // A put during compaction waits behind one step of moves at most, not the compaction.
+    expect(putMs).toBeLessThan(seconds * 1000 * 0.5);
+    for (const c of [...kept, put]) expect(same(await store.get(c.hash), c.bytes)).toBe(true);
+    await store.close();
+  });
+
   test("list pages through more hashes than one read transaction holds", async () => {
     const store = await openAt(await tempDir());
     const chunks = Array.from({ length: 2500 }, () => randomChunk(16));
