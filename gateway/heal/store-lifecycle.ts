@@ -16,6 +16,10 @@
  * - remove: only a drained store that safe-to-remove calls safe, and not a head holder
  *   (changing the register's members is not built); the record forgets it, and every head
  *   forgets its replica state.
+ *
+ * What the walks move is what the heads name (current roots and snapshots). A pinned older
+ * version (a long S3 GET, a backup) that no head names is not moved: a reader of it may
+ * fail once a store it was left on is removed. Acknowledged data is never at risk.
  */
 import { isIdentity } from "../../chunkstore/identity.ts";
 import { liveHead } from "../image/head.ts";
