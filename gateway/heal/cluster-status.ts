@@ -9,7 +9,7 @@ import type { HeadWriter } from "../image/head-writer.ts";
 import type { InflightCommit } from "../image/image-context.ts";
 import type { Cluster } from "../replication/cluster.ts";
 import { placementEpochOf, placementStores } from "../replication/cluster-record.ts";
-import type { StoreHealth, StoreHealthStatus } from "../replication/store-health.ts";
+import { type StoreHealth, unknownStatus } from "../replication/store-health.ts";
 import type { StoreSet } from "../replication/store-set.ts";
 import type { HealProgress, HealScheduler } from "./heal-scheduler.ts";
 import type { RepairQueue } from "./read-repair.ts";
@@ -17,27 +17,6 @@ import { currentStores, type ReplicaInputs, type StoreState, storeStates } from 
 import { type SafeToRemove, safeToRemove } from "./safe-to-remove.ts";
 import type { Scrubber, ScrubStatus } from "./scrub.ts";
 import type { HealLimits, HealThrottle } from "./throttle.ts";
-
-/** The health of a store this gateway has not opened: down, nothing known. */
-function unopened(url: string): StoreHealthStatus {
-  return {
-    id: "",
-    url,
-    up: false,
-    since: new Date(0).toISOString(),
-    reason: "not opened by this gateway",
-    identity: null,
-    failures: 0,
-    chunks: null,
-    bytes: null,
-    freeBytes: null,
-    reclaimableBytes: null,
-    full: false,
-    fullReason: null,
-    fillBytesPerSecond: null,
-    lastProbe: null,
-  };
-}
 
 /** What the status answers are made from. */
 export interface StatusDeps {
@@ -144,7 +123,9 @@ export class ClusterStatus {
       placement: placed,
       stores: storeStates(inputs).map((s) => {
         // A store the record names that this gateway could not open (yet) has no health entry.
-        const h = this.#d.health.status(s.id) ?? unopened(inputs.record.stores[s.id]?.url ?? "");
+        const h =
+          this.#d.health.status(s.id) ??
+          unknownStatus(s.id, inputs.record.stores[s.id]?.url ?? "", "not opened by this gateway");
         const recorded = inputs.record.stores[s.id];
         return {
           id: s.id,

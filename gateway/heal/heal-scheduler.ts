@@ -15,65 +15,15 @@
  *    round again. The VM is never paused and no commit waits on the heal.
  */
 
-import { ImageDeletedError, ImageNotFoundError } from "../errors.ts";
-import { referencedChunks } from "../gc/mark.ts";
-import { type Head, heldVersion, holdsCurrent, liveHead } from "../image/head.ts";
-import type { HeadWriter } from "../image/head-writer.ts";
-import { markSynced, startTail } from "../image/head-writer.ts";
+import { type Head, holdsCurrent, liveHead } from "../image/head.ts";
 import { Lease, readLease } from "../register/lease.ts";
-import type { Register } from "../register/register.ts";
-import type { Cluster } from "../replication/cluster.ts";
 import { placementEpochOf, placementStores } from "../replication/cluster-record.ts";
-import type { StoreHealth } from "../replication/store-health.ts";
-import type { StoreSet } from "../replication/store-set.ts";
-import type { CopyEngine } from "./copy-engine.ts";
-import { missingChunks } from "./heal-planner.ts";
-import type { HealThrottle } from "./throttle.ts";
+import { type HealDeps, type HealProgress, healStore } from "./store-heal.ts";
+
+export type { HealDeps, HealProgress, ImageHealProgress } from "./store-heal.ts";
 
 /** How long a heal lease lasts; it is renewed three times as often. */
 const HEAL_LEASE_MS = 10_000;
-/** Rounds of (tail, copy, mark) for one image before giving it up for this pass. */
-const MAX_ROUNDS = 20;
-
-/** Per-image detail of a heal. */
-export interface ImageHealProgress {
-  image: string;
-  fromGeneration: number;
-  toGeneration: number;
-  missingChunks: number;
-  copiedChunks: number;
-  done: boolean;
-}
-
-/** A heal of one store, as every gateway can show it. */
-export interface HealProgress {
-  store: string;
-  /** The gateway running it. */
-  gateway: string;
-  startedAt: string;
-  finishedAt: string | null;
-  missingBytes: number;
-  copiedBytes: number;
-  missingChunks: number;
-  copiedChunks: number;
-  /** Chunks that no store had a good copy of (data loss). */
-  lostChunks: number;
-  lastError: string | null;
-  images: ImageHealProgress[];
-}
-
-/** What the scheduler needs. */
-export interface HealDeps {
-  readonly heads: HeadWriter;
-  readonly cluster: Cluster;
-  readonly stores: StoreSet;
-  readonly health: StoreHealth;
-  readonly register: Register;
-  readonly engine: CopyEngine;
-  readonly throttle: HealThrottle;
-  readonly gatewayId: string;
-  readonly log: (line: string) => void;
-}
 
 interface StoreHeal {
   readonly lease: Lease;
@@ -227,138 +177,15 @@ export class HealScheduler {
     const proceed = () =>
       !this.#stopped && st.lease.valid && !this.#d.health.isDown(id) && !this.#d.health.isFull(id);
     try {
-      const identity = this.#d.cluster.identity(id);
-      if (!identity) throw new Error(`store "${id}" has no recorded identity`);
-      const damage = this.#d.cluster.record.stores[id]?.damaged ?? null;
-      if (damage && damage.chunks.length > 0) {
-        // Known bad copies first: each replaced from a replica, then cleared in the record.
-        const repaired: string[] = [];
-        const unrepairable: string[] = [];
-        for (const hash of damage.chunks) {
-          if (!proceed()) break;
-          if (await this.#d.engine.repair(id, hash, true)) repaired.push(hash);
-          else unrepairable.push(hash);
-        }
-        // No good copy anywhere: a loss if a version needs it; garbage (overwritten, then
-        // collected, after a read or a heal found it missing) if none does.
-        if (unrepairable.length > 0 && proceed()) {
-          const referenced = await referencedChunks(this.#d);
-          for (const hash of unrepairable) {
-            if (referenced.has(hash)) p.lostChunks++;
-            else {
-              repaired.push(hash);
-              this.#d.log(
-                `heal of ${id}: chunk ${hash} recorded damaged there is referenced by no version (garbage): record cleared`,
-              );
-            }
-          }
-        }
-        if (repaired.length) await this.#d.cluster.clearDamage(id, repaired);
-      }
-      // Damage beyond the list: nothing is known of where it is, so check everything.
-      const fullWalk = (damage?.overflow ?? 0) > 0;
-      for (let pass = 0; pass < 3 && proceed(); pass++) {
-        const placement = this.#d.stores.view.epoch;
-        const heads = [...(await this.#d.heads.scan()).values()]
-          .map(liveHead)
-          .filter((h): h is Head => h !== null)
-          .filter((h) => fullWalk || !holdsCurrent(h, id, { identity, placement }));
-        if (heads.length === 0) break;
-        for (const head of heads) {
-          if (!proceed()) break;
-          await this.#healImage(id, identity, head, p, proceed, fullWalk);
-        }
-        if (fullWalk) break;
-      }
-      if (fullWalk && proceed() && p.lostChunks === 0) await this.#d.cluster.clearDamage(id, [], true);
+      await healStore(this.#d, id, p, proceed, (bytes) => {
+        this.healedBytesTotal += bytes;
+      });
     } catch (err) {
       p.lastError = (err as Error).message;
     } finally {
       clearInterval(renew);
       p.finishedAt = new Date().toISOString();
       await st.lease.acquire(p).catch(() => {}); // publish the final state
-    }
-  }
-
-  /**
-   * Copies what store `id` lacks of one image and records it in sync. `fullWalk`: check
-   * every chunk (damage beyond the list), even where the head says the store holds it.
-   */
-  async #healImage(
-    id: string,
-    identity: string,
-    first: Head,
-    p: HealProgress,
-    proceed: () => boolean,
-    fullWalk: boolean,
-  ): Promise<void> {
-    const status: ImageHealProgress = {
-      image: first.name,
-      fromGeneration: first.synced[id]?.generation ?? 0,
-      toGeneration: first.generation,
-      missingChunks: 0,
-      copiedChunks: 0,
-      done: false,
-    };
-    p.images.push(status);
-    const { name, incarnation } = first;
-    try {
-      for (let round = 0; round < MAX_ROUNDS && proceed(); round++) {
-        // One placement for the round: the tail, the walk and the mark all use it. After the
-        // store set changed, what the store held under the old one counts as nothing: a full walk.
-        const view = this.#d.stores.view;
-        const now = { identity, placement: view.epoch };
-        // null: the store holds the current version already; only a full walk goes on then.
-        const { result: from } = await this.#d.heads.change(name, startTail(name, incarnation, id, now));
-        if (from === null && !fullWalk) {
-          status.done = true;
-          return;
-        }
-        const head = liveHead(await this.#d.heads.read(name));
-        if (!head || head.incarnation !== incarnation) return; // deleted meanwhile: nothing to hold
-        status.toGeneration = head.generation;
-        const held = fullWalk ? null : heldVersion(head, id, now);
-        const missing = await missingChunks(this.#d.stores, id, head, held, view);
-        status.missingChunks += missing.length;
-        p.missingChunks += missing.length;
-        p.missingBytes += missing.reduce((a, m) => a + m.estimate, 0);
-        const result = await this.#d.engine.copy(id, missing, {
-          proceed,
-          onBatch: (chunks, bytes) => {
-            status.copiedChunks += chunks;
-            p.copiedChunks += chunks;
-            p.copiedBytes += bytes;
-            this.healedBytesTotal += bytes;
-          },
-        });
-        if (result.lost.length > 0) {
-          // The head moved on meanwhile (and a collection took the old version's chunks):
-          // not a loss, go round again with the new head.
-          const now = liveHead(await this.#d.heads.read(name));
-          if (now && now.incarnation === incarnation && now.generation !== head.generation) continue;
-          p.lostChunks += result.lost.length;
-          throw new Error(
-            `${result.lost.length} chunk(s) of image "${name}" have no good copy on any store (first: ${result.lost[0]}): data loss`,
-          );
-        }
-        if (result.copiedChunks < missing.length) return; // stopped (lease, store down): the next tick resumes
-        if (from === null) {
-          status.done = true; // a full walk of an image the store already held: checked
-          return;
-        }
-        const { result: marked } = await this.#d.heads.change(
-          name,
-          markSynced(name, incarnation, id, now, head.generation),
-        );
-        if (marked) {
-          status.done = true;
-          return;
-        }
-        // A commit missed the store during the copy (its tail broke): go round again.
-      }
-    } catch (err) {
-      if (err instanceof ImageNotFoundError || err instanceof ImageDeletedError) return;
-      throw err;
     }
   }
 

@@ -122,7 +122,6 @@ export function headHolders(inputs: ReplicaInputs): string[] {
  */
 export function storeStates(given: ReplicaInputs): StoreReplicaState[] {
   const inputs = { ...given, inflight: [] };
-  const leaving = leavingStores(inputs.record);
   let notPlaced: string[] | undefined;
   return Object.entries(inputs.record.stores).map(([id, s]) => {
     const reasons: string[] = [];

@@ -45,6 +45,27 @@ export interface StoreHealthStatus {
   readonly lastProbe: string | null;
 }
 
+/** The status of a store nothing is known of yet: down, for `reason`. */
+export function unknownStatus(id: string, url: string, reason: string): StoreHealthStatus {
+  return {
+    id,
+    url,
+    up: false,
+    since: new Date().toISOString(),
+    reason,
+    identity: null,
+    failures: 0,
+    chunks: null,
+    bytes: null,
+    freeBytes: null,
+    reclaimableBytes: null,
+    full: false,
+    fullReason: null,
+    fillBytesPerSecond: null,
+    lastProbe: null,
+  };
+}
+
 /** Probe timing. */
 export interface HealthOptions {
   readonly probeIntervalMs: number;
@@ -123,26 +144,8 @@ export class StoreHealth {
   /** Tracks one more store (a store added to the cluster); it starts down until probed. */
   add(member: StoreMember): void {
     if (this.#entries.has(member.id)) return;
-    const now = new Date().toISOString();
-    this.#entries.set(member.id, {
-      member,
-      up: false,
-      since: now,
-      reason: "not probed yet",
-      identity: null,
-      failures: 0,
-      chunks: null,
-      bytes: null,
-      freeBytes: null,
-      reclaimableBytes: null,
-      full: false,
-      fullReason: null,
-      fillBytesPerSecond: null,
-      sample: null,
-      lastProbe: null,
-      lastStats: 0,
-      downs: 0,
-    });
+    const { id: _id, url: _url, ...fresh } = unknownStatus(member.id, member.url, "not probed yet");
+    this.#entries.set(member.id, { ...fresh, member, sample: null, lastStats: 0, downs: 0 });
   }
 
   /** Stops tracking a store (removed from the cluster). */

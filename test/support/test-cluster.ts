@@ -244,3 +244,21 @@ export function randomBytes(n: number): Uint8Array {
 export function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === b.byteLength && Buffer.from(a).equals(Buffer.from(b));
 }
+
+/** Reads all of `exportName` (an image or `image@snapshot`) through NBD and throws where it differs from `model`. */
+export async function readsBack(
+  g: { nbdPort: number },
+  exportName: string,
+  model: Uint8Array,
+): Promise<void> {
+  const step = 4 * 1024 * 1024;
+  const c = await nbd(g, exportName);
+  try {
+    for (let off = 0; off < model.byteLength; off += step) {
+      const got = await c.read(off, Math.min(step, model.byteLength - off));
+      if (!same(got, model.subarray(off, off + step))) throw new Error(`${exportName} differs at ${off}`);
+    }
+  } finally {
+    c.close();
+  }
+}

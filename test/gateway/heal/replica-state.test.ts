@@ -16,13 +16,12 @@ import {
   type HealBody,
   nbd,
   randomBytes,
+  readsBack,
   type StoresBody,
   safeToRemove,
-  same,
   send,
   storeState,
   TestCluster,
-  type TestGateway,
   waitFor,
   waitInSync,
 } from "../../support/test-cluster.ts";
@@ -48,19 +47,6 @@ async function filled(name = "vm1", bytes = 8 * MiB) {
   c.close();
   await waitInSync(g);
   return { cluster, g, model };
-}
-
-/** Reads all of `exportName` through gateway `g` and compares it with `model`. */
-async function readsBack(g: TestGateway, exportName: string, model: Uint8Array): Promise<void> {
-  const c = await nbd(g, exportName);
-  try {
-    for (let off = 0; off < model.byteLength; off += 4 * MiB) {
-      const got = await c.read(off, 4 * MiB);
-      if (!same(got, model.subarray(off, off + 4 * MiB))) throw new Error(`${exportName} differs at ${off}`);
-    }
-  } finally {
-    c.close();
-  }
 }
 
 describe("issue 7: replica state that never lies", () => {

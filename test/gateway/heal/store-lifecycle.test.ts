@@ -20,9 +20,9 @@ import {
   api,
   nbd,
   randomBytes,
+  readsBack,
   type StoresBody,
   safeToRemove,
-  same,
   send,
   storeState,
   TestCluster,
@@ -54,18 +54,6 @@ async function cli(g: TestGateway, ...args: string[]): Promise<{ code: number; o
     proc.exited,
   ]);
   return { code, out: out + err };
-}
-
-async function readsBack(g: TestGateway, name: string, model: Uint8Array): Promise<void> {
-  const c = await nbd(g, name);
-  try {
-    for (let off = 0; off < model.byteLength; off += 4 * MiB) {
-      const got = await c.read(off, 4 * MiB);
-      if (!same(got, model.subarray(off, off + 4 * MiB))) throw new Error(`${name} differs at ${off}`);
-    }
-  } finally {
-    c.close();
-  }
 }
 
 /** Every chunk each store holds. */

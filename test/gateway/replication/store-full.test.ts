@@ -15,9 +15,9 @@ import {
   api,
   nbd,
   randomBytes,
+  readsBack,
   type StoresBody,
   safeToRemove,
-  same,
   send,
   storeState,
   TestCluster,
@@ -32,18 +32,6 @@ afterEach(async () => {
   await cluster?.close();
   cluster = undefined;
 });
-
-async function readsBack(g: TestGateway, name: string, model: Uint8Array): Promise<void> {
-  const c = await nbd(g, name);
-  try {
-    for (let off = 0; off < model.byteLength; off += 4 * MiB) {
-      const got = await c.read(off, 4 * MiB);
-      if (!same(got, model.subarray(off, off + 4 * MiB))) throw new Error(`${name} differs at ${off}`);
-    }
-  } finally {
-    c.close();
-  }
-}
 
 /** The store's chunk counter as the gateway reports it (refreshed every probe while full, else every 5 s). */
 async function chunksOn(g: TestGateway, id: string): Promise<number> {
