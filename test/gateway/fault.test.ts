@@ -17,7 +17,7 @@ test(`seeded fault run (seed ${seed}): every acknowledged flush reads back, ever
   console.log(`fault test seed ${seed} (replay: FAULT_SEED=${seed} bun test test/gateway/fault.test.ts)`);
   const report = await runFaultTest({
     seed,
-    deadlineMs: Number(process.env.FAULT_MS ?? 150_000),
+    deadlineMs: Number(process.env.FAULT_MS ?? 120_000),
     verbose: !!process.env.FAULT_VERBOSE,
   });
   console.log(
