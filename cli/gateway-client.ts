@@ -5,7 +5,7 @@
  */
 
 import type { GcReport } from "../gateway/gc/collector.ts";
-import type { StoreAnswer, StoreHealAnswer } from "../gateway/heal/cluster-status.ts";
+import type { StoreHealAnswer, StoresAnswer } from "../gateway/heal/cluster-status.ts";
 import type { SafeToRemove } from "../gateway/heal/safe-to-remove.ts";
 import type { ApiErrorBody, ImageInfo, MapResponse, SnapshotInfo } from "../gateway/http/http-wire.ts";
 import { type Fetch, fetchErrorDetail, fetchTrusting } from "../runtime/tls-fetch.ts";
@@ -112,13 +112,7 @@ export class GatewayClient {
   }
 
   /** `GET /v1/stores`. */
-  stores(): Promise<{
-    replicas: number;
-    minReplicas: number;
-    placementEpoch: number;
-    placement: string[];
-    stores: StoreAnswer[];
-  }> {
+  stores(): Promise<StoresAnswer> {
     return this.#json("GET", "/v1/stores");
   }
 

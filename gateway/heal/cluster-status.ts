@@ -60,6 +60,15 @@ export interface StoreAnswer {
   readonly lag: readonly { image: string; syncedGeneration: number; generation: number; reason: string }[];
 }
 
+/** The whole of `GET /v1/stores`. */
+export interface StoresAnswer {
+  readonly replicas: number;
+  readonly minReplicas: number;
+  readonly placementEpoch: number;
+  readonly placement: string[];
+  readonly stores: StoreAnswer[];
+}
+
 /** One data store in `GET /v1/heal`. */
 export interface StoreHealAnswer {
   readonly id: string;
@@ -107,13 +116,7 @@ export class ClusterStatus {
   }
 
   /** `GET /v1/stores`; from `given` inputs when the caller read them already (the dashboard's one read a tick). */
-  async stores(given?: ReplicaInputs): Promise<{
-    replicas: number;
-    minReplicas: number;
-    placementEpoch: number;
-    placement: string[];
-    stores: StoreAnswer[];
-  }> {
+  async stores(given?: ReplicaInputs): Promise<StoresAnswer> {
     const inputs = given ?? (await this.inputs());
     const placed = placementStores(inputs.record);
     return {

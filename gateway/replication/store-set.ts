@@ -176,6 +176,8 @@ export class PlacementView {
 export class StoreSet {
   readonly options: ReplicationOptions;
   #members: StoreMember[];
+  /** `dataMembers`, until the members change. */
+  #data: StoreMember[] | null = null;
   readonly #byId: Map<string, StoreMember>;
   #view: PlacementView;
   readonly #health: HealthView;
@@ -224,7 +226,9 @@ export class StoreSet {
 
   /** The stores that hold chunks (draining ones included: their copies are still read). */
   get dataMembers(): readonly StoreMember[] {
-    return this.#members.filter((m) => m.chunks);
+    // Kept, not filtered per call: every chunk read and every put asks.
+    this.#data ??= this.#members.filter((m) => m.chunks);
+    return this.#data;
   }
 
   member(id: string): StoreMember | undefined {
@@ -246,6 +250,7 @@ export class StoreSet {
   addMember(member: StoreMember): void {
     if (this.#byId.has(member.id)) return;
     this.#members.push(member);
+    this.#data = null;
     this.#byId.set(member.id, member);
   }
 
@@ -253,6 +258,7 @@ export class StoreSet {
   removeMember(id: string): void {
     if (this.#view.stores.includes(id)) throw new RangeError(`Store "${id}" is still in the placement`);
     this.#members = this.#members.filter((m) => m.id !== id);
+    this.#data = null;
     this.#byId.delete(id);
   }
 
@@ -426,14 +432,13 @@ export class StoreSet {
       if (!enough()) {
         const short = unique.filter((c) => counted(c.hash) < this.options.minReplicas).length;
         const outside = leaving.size ? ` outside stores in maintenance (${[...leaving].join(", ")})` : "";
-        const full = this.dataMembers.filter((m) => this.#health.isFull(m.id)).map((m) => m.id);
         const roomy = view.stores.filter(
-          (id) => !this.#health.isFull(id) && !this.#health.isDown(id) && !leaving.has(id),
+          (id) => !full.has(id) && !this.#health.isDown(id) && !leaving.has(id),
         ).length;
         // Short because stores are full (not down): say so, as ENOSPC / 507 / InsufficientStorage.
-        if (full.length > 0 && roomy < this.options.minReplicas)
+        if (full.size > 0 && roomy < this.options.minReplicas)
           throw new StoreFullError(
-            full.join(", "),
+            [...full].join(", "),
             `${short} chunk(s) reached fewer than ${this.options.minReplicas} stores${outside}: only ${roomy} data store(s) have room`,
           );
         throw new NotEnoughReplicasError(

@@ -29,9 +29,13 @@ export function requireTools(...tools: string[]): void {
 /** Runs a command to completion; resolves with its exit code and output (stdout + stderr). */
 export async function run(
   cmd: string[],
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; env?: Record<string, string | undefined> } = {},
 ): Promise<{ code: number; out: string }> {
-  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn(cmd, {
+    stdout: "pipe",
+    stderr: "pipe",
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  });
   const timer = setTimeout(() => proc.kill("SIGKILL"), options.timeoutMs ?? 120_000);
   const [out, err, code] = await Promise.all([
     new Response(proc.stdout).text(),

@@ -11,7 +11,6 @@
 import { afterEach, expect, test } from "bun:test";
 import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Hash } from "../../../chunkstore/chunk-store.ts";
 import { HttpStore } from "../../../chunkstore/http-store.ts";
 import { Rendezvous } from "../../../gateway/replication/placement.ts";
@@ -33,7 +32,6 @@ import {
 import { run } from "../../support/tools.ts";
 
 const MiB = 1024 * 1024;
-const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 let cluster: TestCluster | undefined;
 afterEach(async () => {
   await cluster?.close();
@@ -41,19 +39,8 @@ afterEach(async () => {
 });
 
 /** `blockmend ...args` against gateway `g`. */
-async function cli(g: TestGateway, ...args: string[]): Promise<{ code: number; out: string }> {
-  const proc = Bun.spawn([process.execPath, `${ROOT}cli/main.ts`, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, BLOCKMEND_API: g.url },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [out, err, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, out: out + err };
+function cli(g: TestGateway, ...args: string[]): Promise<{ code: number; out: string }> {
+  return run(blockmendCommand(args), { env: { BLOCKMEND_API: g.url } });
 }
 
 /** Every chunk each store holds. */
