@@ -84,6 +84,26 @@ export function etagOf(version: string): string {
   return `"${encodeURIComponent(version)}"`;
 }
 
+/**
+ * A ref write's guard (chunk-store.ts `RefGuard`): `<ref name> "<version>"`, or
+ * `<ref name> absent` for a ref that must not exist. The store checks it with the write.
+ */
+export const REF_GUARD_HEADER = "blockmend-ref-guard";
+
+/** A guard as the header's value. */
+export function encodeRefGuard(guard: { name: string; version: string | null }): string {
+  return `${guard.name} ${guard.version === null ? "absent" : etagOf(guard.version)}`;
+}
+
+/** The guard in a header value, or null when it is not one (the name is checked by the store). */
+export function decodeRefGuard(value: string): { name: string; version: string | null } | null {
+  const m = /^\s*(\S+)\s+(absent|"[^"]*")\s*$/.exec(value);
+  if (!m) return null;
+  if (m[2] === "absent") return { name: m[1]!, version: null };
+  const version = versionOfEtag(m[2]);
+  return version === null ? null : { name: m[1]!, version };
+}
+
 /** The version inside one strong entity tag, or null when `tag` is not one. */
 export function versionOfEtag(tag: string | null | undefined): string | null {
   if (!tag) return null;

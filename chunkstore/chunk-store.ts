@@ -29,6 +29,20 @@ export interface StoreCapabilities {
    * remote store's answer.
    */
   readonly local?: boolean;
+  /**
+   * A compare-and-set honours a {@link RefGuard} (checked in the same atomic step). The
+   * register collects deleted keys only when every member can (gateway/register/).
+   */
+  readonly refGuards?: boolean;
+}
+
+/**
+ * A second ref that a compare-and-set checks in the same atomic step: the write happens
+ * only if ref `name` is at `version` (null: it must not exist).
+ */
+export interface RefGuard {
+  readonly name: string;
+  readonly version: string | null;
 }
 
 /** A ref as read: its value and the opaque version to pass to {@link ChunkStore.casRef}. */
@@ -142,9 +156,10 @@ export interface ChunkStore {
   getRef(name: string): Promise<RefEntry | null>;
   /**
    * Compare-and-set: writes `value` if the ref's version is `expected`
-   * (`null` = the ref must not exist yet). Durable when it resolves `ok`.
+   * (`null` = the ref must not exist yet), and `guard`, if given, holds too (a failed guard
+   * is a conflict like any other). Durable when it resolves `ok`.
    */
-  casRef(name: string, expected: string | null, value: string): Promise<CasResult>;
+  casRef(name: string, expected: string | null, value: string, guard?: RefGuard): Promise<CasResult>;
   /** Deletes a ref if its version is `expected`. */
   deleteRef(name: string, expected: string): Promise<CasResult>;
   /** Names of all refs that start with `prefix`, sorted. */

@@ -50,6 +50,7 @@ import type {
   Hash,
   ListOptions,
   RefEntry,
+  RefGuard,
   RefPage,
   StoreProbe,
   StoreStats,
@@ -199,7 +200,7 @@ interface Pending {
  */
 export class FileStore implements ChunkStore {
   readonly name: string;
-  readonly capabilities = { chunks: true, refs: true, persistent: true, sweep: true, local: true } as const;
+  readonly capabilities = { chunks: true, refs: true, persistent: true, sweep: true, local: true, refGuards: true } as const;
   readonly #condemned = new CondemnedSet();
 
   readonly #dir: string;
@@ -443,10 +444,10 @@ export class FileStore implements ChunkStore {
     return this.#refs.get(name);
   }
 
-  async casRef(name: string, expected: string | null, value: string): Promise<CasResult> {
+  async casRef(name: string, expected: string | null, value: string, guard?: RefGuard): Promise<CasResult> {
     this.#assertOpen();
     return this.#withRefLock(async () => {
-      const prepared = this.#refs.prepare(name, expected, value);
+      const prepared = this.#refs.prepare(name, expected, value, guard);
       if (!isPrepared(prepared)) return prepared;
       const refsDir = join(this.#dir, "refs");
       const temp = join(refsDir, `.${name}.tmp`); // a leading dot is never a valid ref name

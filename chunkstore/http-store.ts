@@ -11,7 +11,15 @@
 
 import { type Fetch, fetchErrorDetail, fetchTrusting, isTlsError } from "../runtime/tls-fetch.ts";
 import { BATCH_FRAME, decodeBatch, encodeBatch, RECORD_STATUS } from "./_batch-frame.ts";
-import { ERROR_CODE, EXPECT_IDENTITY_HEADER, etagOf, LIST_MAX_LIMIT, versionOfEtag } from "./_http-wire.ts";
+import {
+  ERROR_CODE,
+  EXPECT_IDENTITY_HEADER,
+  encodeRefGuard,
+  etagOf,
+  LIST_MAX_LIMIT,
+  REF_GUARD_HEADER,
+  versionOfEtag,
+} from "./_http-wire.ts";
 import type {
   CasResult,
   ChunkPut,
@@ -20,6 +28,7 @@ import type {
   ListOptions,
   NamedRef,
   RefEntry,
+  RefGuard,
   RefPage,
   StoreCapabilities,
   StoreProbe,
@@ -41,7 +50,7 @@ import { assertHash, isHash } from "./hash.ts";
 import { IdentityExpectation, isIdentity } from "./identity.ts";
 import { MAX_BATCH_HASHES } from "./limits.ts";
 import { assertRefName } from "./ref-name.ts";
-import { assertRefWrite } from "./ref-table.ts";
+import { assertGuard, assertRefWrite } from "./ref-table.ts";
 import { verifyPut, verifyPutMany, verifyRead } from "./verify.ts";
 
 /** Options of {@link HttpStore}. */
@@ -161,6 +170,7 @@ export class HttpStore implements ChunkStore {
       refs: caps.refs,
       persistent: caps.persistent !== false,
       sweep: caps.sweep === true,
+      refGuards: caps.refGuards === true,
     };
     return { identity: health.identity, capabilities: this.#capabilities };
   }
@@ -376,16 +386,20 @@ export class HttpStore implements ChunkStore {
     return { value: await this.#text(res, op), version };
   }
 
-  async casRef(name: string, expected: string | null, value: string): Promise<CasResult> {
+  async casRef(name: string, expected: string | null, value: string, guard?: RefGuard): Promise<CasResult> {
     assertRefWrite(name, value);
     if (expected !== null && typeof expected !== "string") {
       throw new TypeError(`Ref "${name}" expected version must be a string or null`);
     }
+    if (guard !== undefined) assertGuard(name, guard);
     const op = { what: `a write of ref "${name}"` };
+    const headers: Record<string, string> =
+      expected === null ? { "if-none-match": "*" } : { "if-match": etagOf(expected) };
+    if (guard) headers[REF_GUARD_HEADER] = encodeRefGuard(guard);
     const res = await this.#request("PUT", `/v1/refs/${encodeURIComponent(name)}`, op, {
       body: value,
       contentType: "text/plain; charset=utf-8",
-      headers: expected === null ? { "if-none-match": "*" } : { "if-match": etagOf(expected) },
+      headers,
       accept: [412],
       // A resend after an unseen success would report a false conflict.
       idempotent: false,

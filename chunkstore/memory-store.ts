@@ -6,6 +6,7 @@ import type {
   Hash,
   ListOptions,
   RefEntry,
+  RefGuard,
   RefPage,
   StoreProbe,
   StoreStats,
@@ -20,7 +21,7 @@ import { verifyPut, verifyPutMany, verifyRead } from "./verify.ts";
 
 /** An in-memory chunk store. `corrupt()` exists so tests can exercise read verification. */
 export class MemoryStore implements ChunkStore {
-  readonly capabilities = { chunks: true, refs: true, persistent: false, sweep: true, local: true } as const;
+  readonly capabilities = { chunks: true, refs: true, persistent: false, sweep: true, local: true, refGuards: true } as const;
   readonly #condemned = new CondemnedSet();
   readonly #chunks = new Map<Hash, Uint8Array>();
   readonly #refs = new RefTable();
@@ -146,9 +147,9 @@ export class MemoryStore implements ChunkStore {
     return this.#refs.get(name);
   }
 
-  async casRef(name: string, expected: string | null, value: string): Promise<CasResult> {
+  async casRef(name: string, expected: string | null, value: string, guard?: RefGuard): Promise<CasResult> {
     this.#check();
-    const prepared = this.#refs.prepare(name, expected, value);
+    const prepared = this.#refs.prepare(name, expected, value, guard);
     if (!isPrepared(prepared)) return prepared;
     this.#refs.set(name, prepared);
     return { ok: true, version: prepared.version };

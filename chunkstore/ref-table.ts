@@ -2,7 +2,7 @@
  * Refs kept in memory with integer versions: the compare-and-set logic shared by the
  * memory backend and (with persistence around it) the file backend.
  */
-import type { CasResult, RefEntry, RefPage } from "./chunk-store.ts";
+import type { CasResult, RefEntry, RefGuard, RefPage } from "./chunk-store.ts";
 import { MAX_REF_BYTES, SCAN_REFS_DEFAULT_LIMIT, SCAN_REFS_MAX_LIMIT } from "./limits.ts";
 import { assertRefName } from "./ref-name.ts";
 
@@ -15,6 +15,15 @@ export function assertRefWrite(name: string, value: string): void {
     throw new RangeError(`Ref "${name}" is ${size} bytes; the limit is ${MAX_REF_BYTES}`);
 }
 
+/** Validates a guard: another valid ref name, a version string or null. */
+export function assertGuard(name: string, guard: RefGuard): void {
+  if (guard === null || typeof guard !== "object") throw new TypeError(`Ref "${name}" guard must be {name, version}`);
+  assertRefName(guard.name);
+  if (guard.name === name) throw new TypeError(`Ref "${name}" cannot guard itself`);
+  if (guard.version !== null && typeof guard.version !== "string")
+    throw new TypeError(`Ref "${name}" guard version must be a string or null`);
+}
+
 /** In-memory ref map with compare-and-set; versions are increasing integers as strings. */
 export class RefTable {
   readonly #refs = new Map<string, RefEntry>();
@@ -25,10 +34,12 @@ export class RefTable {
   }
 
   /** Returns the entry a successful CAS would store, or the conflict; does not change anything. */
-  prepare(name: string, expected: string | null, value: string): RefEntry | CasResult {
+  prepare(name: string, expected: string | null, value: string, guard?: RefGuard): RefEntry | CasResult {
     assertRefWrite(name, value);
+    if (guard !== undefined) assertGuard(name, guard);
     const current = this.#refs.get(name) ?? null;
     if ((current?.version ?? null) !== expected) return { ok: false, current };
+    if (guard && (this.#refs.get(guard.name)?.version ?? null) !== guard.version) return { ok: false, current };
     const version = String(Number(current?.version ?? "0") + 1);
     return { value, version };
   }

@@ -25,7 +25,9 @@
  *   GET    /v1/refs?prefix=&values=1&after=&limit=   {"refs":[{name,value,version}...],"next":name|null}
  *   GET    /v1/refs/{name}            200 value (text/plain), ETag "<version>"; 404
  *   PUT    /v1/refs/{name}            value as body; If-Match "<v>" or If-None-Match *
- *                                    (else 428); 201 created / 200 updated + ETag;
+ *                                    (else 428); optional guard header
+ *                                    blockmend-ref-guard: <ref> "<v>"|absent, checked with it;
+ *                                    201 created / 200 updated + ETag;
  *                                    412 {"error":{...},"current":{value,version}|null}
  *   DELETE /v1/refs/{name}            If-Match "<v>" required; 204; 412 as above
  *   GET    /v1/stats                  {"chunks":n,"bytes":n,"freeBytes":n|null,"reclaimableBytes"?:n,"full"?:bool}
@@ -56,6 +58,7 @@ import {
   RECORD_STATUS,
 } from "./_batch-frame.ts";
 import {
+  decodeRefGuard,
   ERROR_CODE,
   type ErrorBody,
   type ErrorCode,
@@ -64,6 +67,7 @@ import {
   LIST_DEFAULT_LIMIT,
   LIST_MAX_LIMIT,
   MAX_JSON_BYTES,
+  REF_GUARD_HEADER,
   versionOfEtag,
 } from "./_http-wire.ts";
 import type { CasResult, ChunkStore, Hash } from "./chunk-store.ts";
@@ -295,8 +299,12 @@ export function createChunkStoreApp(store: ChunkStore, options: ChunkStoreAppOpt
   app.put("/v1/refs/:name", limit(MAX_REF_BYTES), async (c) => {
     const name = c.req.param("name");
     const expected = readPrecondition(c, true);
+    const guardHeader = c.req.header(REF_GUARD_HEADER);
+    const guard = guardHeader === undefined ? undefined : decodeRefGuard(guardHeader);
+    if (guard === null)
+      throw new TypeError(`${REF_GUARD_HEADER} must be <ref name> "<version>" or <ref name> absent`);
     const value = await c.req.text();
-    const result = await s.casRef(name, expected, value);
+    const result = await s.casRef(name, expected, value, guard);
     if (!result.ok) return conflictResponse(c, name, result);
     c.header("etag", etagOf(result.version));
     return c.json({ version: result.version }, expected === null ? 201 : 200);

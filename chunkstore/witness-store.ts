@@ -11,6 +11,7 @@ import type {
   Hash,
   ListOptions,
   RefEntry,
+  RefGuard,
   RefPage,
   StoreProbe,
   StoreStats,
@@ -34,6 +35,7 @@ export class WitnessStore implements ChunkStore {
       refs: inner.capabilities.refs,
       persistent: inner.capabilities.persistent,
       sweep: false,
+      refGuards: inner.capabilities.refGuards === true,
     };
   }
 
@@ -103,8 +105,8 @@ export class WitnessStore implements ChunkStore {
     return this.#inner.getRef(name);
   }
 
-  casRef(name: string, expected: string | null, value: string): Promise<CasResult> {
-    return this.#inner.casRef(name, expected, value);
+  casRef(name: string, expected: string | null, value: string, guard?: RefGuard): Promise<CasResult> {
+    return this.#inner.casRef(name, expected, value, guard);
   }
 
   deleteRef(name: string, expected: string): Promise<CasResult> {

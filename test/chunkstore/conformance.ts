@@ -220,6 +220,36 @@ export function describeConformance(backend: string, target: ConformanceTarget):
       expect(await s.listRefs("head.")).toEqual(["head.b"]);
     });
 
+    test("refs: a guarded compare-and-set writes only while its guard ref is at the given version", async () => {
+      const s = await open();
+      if (!s.capabilities.refs) return;
+      // The register collects deleted keys only over stores that say they honour guards.
+      expect((await s.probe()).capabilities.refGuards).toBe(true);
+      const first = await s.casRef("head.g", null, "1", { name: "floor", version: null });
+      expect(first.ok).toBe(true);
+      if (!first.ok) return;
+      const floor = await s.casRef("floor", null, "f1");
+      if (!floor.ok) throw new Error("floor not written");
+      // The guard ref exists now: a write guarded on its absence is a conflict and writes nothing.
+      expect(await s.casRef("head.h", null, "1", { name: "floor", version: null })).toEqual({
+        ok: false,
+        current: null,
+      });
+      expect(await s.getRef("head.h")).toBeNull();
+      const stale = await s.casRef("head.g", first.version, "2", { name: "floor", version: `${floor.version}0` });
+      expect(stale.ok).toBe(false);
+      expect((await s.getRef("head.g"))?.value).toBe("1");
+      const guarded = await s.casRef("head.g", first.version, "2", { name: "floor", version: floor.version });
+      expect(guarded.ok).toBe(true);
+      expect((await s.getRef("head.g"))?.value).toBe("2");
+      await expect(s.casRef("head.g", null, "3", { name: "head.g", version: null })).rejects.toBeInstanceOf(
+        TypeError,
+      );
+      await expect(s.casRef("head.x", null, "3", { name: "../bad", version: null })).rejects.toBeInstanceOf(
+        TypeError,
+      );
+    });
+
     test("refs: bad names and oversized values are refused", async () => {
       const s = await open();
       if (!s.capabilities.refs) return;

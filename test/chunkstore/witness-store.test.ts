@@ -14,9 +14,9 @@ function witness() {
 }
 
 describe("WitnessStore", () => {
-  test("declares chunks: false and keeps the inner store's refs and persistence", () => {
+  test("declares chunks: false and keeps the inner store's refs, persistence and ref guards", () => {
     const { store } = witness();
-    expect(store.capabilities).toEqual({ chunks: false, refs: true, persistent: false, sweep: false });
+    expect(store.capabilities).toEqual({ chunks: false, refs: true, persistent: false, sweep: false, refGuards: true });
     expect(store.name).toBe("witness:memory:");
   });
 

@@ -11,6 +11,7 @@ import type {
   Hash,
   ListOptions,
   RefEntry,
+  RefGuard,
   RefPage,
   StoreProbe,
   StoreStats,
@@ -141,16 +142,16 @@ export class FaultyStore implements ChunkStore {
   getRef(name: string): Promise<RefEntry | null> {
     return this.#call("getRef", () => this.#inner.getRef(name));
   }
-  async casRef(name: string, expected: string | null, value: string): Promise<CasResult> {
+  async casRef(name: string, expected: string | null, value: string, guard?: RefGuard): Promise<CasResult> {
     const rule = this.faults.refWrites;
     if (rule?.match.test(name)) {
       if (rule.fail === "before")
         throw new StoreUnavailableError(this.name, `casRef ${name}: injected: failed before`);
-      await this.#inner.casRef(name, expected, value);
+      await this.#inner.casRef(name, expected, value, guard);
       this.lostReplies++;
       throw new StoreUnavailableError(this.name, `casRef ${name}: injected: reply lost after it took effect`);
     }
-    return this.#call("casRef", () => this.#inner.casRef(name, expected, value));
+    return this.#call("casRef", () => this.#inner.casRef(name, expected, value, guard));
   }
   deleteRef(name: string, expected: string): Promise<CasResult> {
     return this.#call("deleteRef", () => this.#inner.deleteRef(name, expected));

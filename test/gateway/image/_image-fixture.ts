@@ -91,9 +91,9 @@ export class SwitchableStore extends MemoryStore {
     this.#check();
     return super.getRef(n);
   }
-  override async casRef(n: string, e: string | null, v: string) {
+  override async casRef(n: string, e: string | null, v: string, g?: Parameters<MemoryStore["casRef"]>[3]) {
     this.#check();
-    return super.casRef(n, e, v);
+    return super.casRef(n, e, v, g);
   }
   override async listRefs(p?: string) {
     this.#check();
