@@ -200,7 +200,14 @@ interface Pending {
  */
 export class FileStore implements ChunkStore {
   readonly name: string;
-  readonly capabilities = { chunks: true, refs: true, persistent: true, sweep: true, local: true, refGuards: true } as const;
+  readonly capabilities = {
+    chunks: true,
+    refs: true,
+    persistent: true,
+    sweep: true,
+    local: true,
+    refGuards: true,
+  } as const;
   readonly #condemned = new CondemnedSet();
 
   readonly #dir: string;

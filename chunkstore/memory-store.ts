@@ -21,7 +21,14 @@ import { verifyPut, verifyPutMany, verifyRead } from "./verify.ts";
 
 /** An in-memory chunk store. `corrupt()` exists so tests can exercise read verification. */
 export class MemoryStore implements ChunkStore {
-  readonly capabilities = { chunks: true, refs: true, persistent: false, sweep: true, local: true, refGuards: true } as const;
+  readonly capabilities = {
+    chunks: true,
+    refs: true,
+    persistent: false,
+    sweep: true,
+    local: true,
+    refGuards: true,
+  } as const;
   readonly #condemned = new CondemnedSet();
   readonly #chunks = new Map<Hash, Uint8Array>();
   readonly #refs = new RefTable();

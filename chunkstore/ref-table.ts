@@ -17,7 +17,8 @@ export function assertRefWrite(name: string, value: string): void {
 
 /** Validates a guard: another valid ref name, a version string or null. */
 export function assertGuard(name: string, guard: RefGuard): void {
-  if (guard === null || typeof guard !== "object") throw new TypeError(`Ref "${name}" guard must be {name, version}`);
+  if (guard === null || typeof guard !== "object")
+    throw new TypeError(`Ref "${name}" guard must be {name, version}`);
   assertRefName(guard.name);
   if (guard.name === name) throw new TypeError(`Ref "${name}" cannot guard itself`);
   if (guard.version !== null && typeof guard.version !== "string")
@@ -39,7 +40,8 @@ export class RefTable {
     if (guard !== undefined) assertGuard(name, guard);
     const current = this.#refs.get(name) ?? null;
     if ((current?.version ?? null) !== expected) return { ok: false, current };
-    if (guard && (this.#refs.get(guard.name)?.version ?? null) !== guard.version) return { ok: false, current };
+    if (guard && (this.#refs.get(guard.name)?.version ?? null) !== guard.version)
+      return { ok: false, current };
     const version = String(Number(current?.version ?? "0") + 1);
     return { value, version };
   }

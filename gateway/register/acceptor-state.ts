@@ -71,3 +71,24 @@ function isBallot(value: unknown): value is Ballot {
     typeof value[1] === "string"
   );
 }
+
+/**
+ * FROZEN: the ref on every member that holds its ballot floor,
+ * `{"bm":1,"floor":[counter,"proposer"]}`. A key that member does not hold counts as
+ * promised to the floor, so once a collected key's promise went into the floor, no
+ * proposal made before the collection can land on the key (quorum-register.ts, `collect`).
+ */
+export const FLOOR_REF = "register-floor";
+
+/** Serializes a member's floor. */
+export function encodeFloor(floor: Ballot): string {
+  return JSON.stringify({ bm: FORMAT, floor });
+}
+
+/** Parses a member's floor; throws a TypeError on anything that is not one. */
+export function decodeFloor(text: string): Ballot {
+  const raw = JSON.parse(text) as { bm?: unknown; floor?: unknown };
+  if (raw === null || typeof raw !== "object" || raw.bm !== FORMAT || !isBallot(raw.floor))
+    throw new TypeError(`Not a register floor: ${text.slice(0, 120)}`);
+  return raw.floor;
+}

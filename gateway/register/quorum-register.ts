@@ -22,6 +22,16 @@
  * Members known to be down are not asked unless the rest are no majority. A member that
  * answers with another store identity (a wiped disk) is refused by the store layer and
  * counts as no answer: an acceptor that lost its state must never vote.
+ *
+ * Collecting a key (an image's tombstone, `collect`) must not let an old proposal land on
+ * the emptied key: a gateway still holding a promise or a value from before would write
+ * its stale value there, and the next read would choose it. So each member keeps a ballot
+ * floor (`FLOOR_REF`): a key it does not hold counts as promised to the floor, and every
+ * write to a key it does not hold is guarded on the floor's version (the store checks it in
+ * the same step, `RefGuard`), so a proposer that read an older floor is refused. A key is
+ * collected only once every member accepted its value at one ballot; each member's floor is
+ * raised to the key's promise before the key is deleted there. A member that lost its state
+ * gets the highest floor of the others before it rejoins.
  */
 import { LRUCache } from "lru-cache";
 import type { ChunkStore, RefEntry } from "../../chunkstore/chunk-store.ts";
@@ -30,7 +40,10 @@ import {
   type Ballot,
   compareBallots,
   decodeAcceptorState,
+  decodeFloor,
   encodeAcceptorState,
+  encodeFloor,
+  FLOOR_REF,
   maxBallot,
   nextBallot,
   ZERO_BALLOT,
@@ -109,6 +122,8 @@ export class QuorumRegister implements Register {
   readonly #queues = new Map<string, Promise<unknown>>();
   /** Members kept out of every round (a replaced store until it has rejoined). */
   readonly #excluded = new Set<string>();
+  /** Per member: its ballot floor and the floor ref's version, as last read. */
+  readonly #floors = new Map<string, Floor>();
 
   constructor(members: readonly RegisterMember[], options: QuorumRegisterOptions) {
     if (members.length === 0) throw new RangeError("A register needs at least one member that holds refs");
@@ -353,17 +368,24 @@ export class QuorumRegister implements Register {
   ): Promise<Outcome> {
     try {
       let seen = this.#cached(key).get(m.id) ?? (await this.#fetch(m, key));
+      let state: AcceptorState | null = seen.state;
       for (let attempt = 0; attempt < MEMBER_CAS_TRIES; attempt++) {
-        const next = transform(seen.state);
-        if (!next) return { ok: false, state: seen.state };
-        const r = await m.store.casRef(key, seen.version, encodeAcceptorState(next));
+        // A key the member does not hold is promised to its floor, and the write is guarded
+        // on the floor it was judged against.
+        const floor = seen.state === null ? await this.#floor(m) : null;
+        state = floor?.ballot ? { promised: floor.ballot, accepted: null, value: null } : seen.state;
+        const next = transform(state);
+        if (!next) return { ok: false, state };
+        const guard = floor ? { name: FLOOR_REF, version: floor.version } : undefined;
+        const r = await m.store.casRef(key, seen.version, encodeAcceptorState(next), guard);
         if (r.ok) {
           this.#remember(key, m.id, { version: r.version, state: next });
           return { ok: true, before: seen.state };
         }
+        if (floor) this.#floors.delete(m.id);
         seen = this.#remember(key, m.id, toSeen(r.current));
       }
-      return { ok: false, state: seen.state };
+      return { ok: false, state };
     } catch (err) {
       this.#cached(key).delete(m.id);
       if (!(err instanceof TypeError)) this.#onFailure(m.id, err);
@@ -436,6 +458,7 @@ export class QuorumRegister implements Register {
     do {
       const page = await m.store.scanRefs(prefix, after === undefined ? {} : { after });
       for (const r of page.refs) {
+        if (r.name === FLOOR_REF) continue; // the member's floor, not a key
         const seen = toSeen(r);
         out.set(r.name, seen);
         this.#remember(r.name, m.id, seen);
@@ -486,6 +509,19 @@ export class QuorumRegister implements Register {
   async rejoin(member: string): Promise<number> {
     if (!this.#excluded.has(member)) throw new RangeError(`Register member "${member}" is not excluded`);
     const all: Scope = { members: [...this.members], need: this.members.length };
+    // It forgot its floor too: it gets the highest of all before it holds any key again.
+    let highest: Ballot | null = null;
+    for (const m of this.members) {
+      this.#floors.delete(m.id);
+      const floor = await this.#floor(m).catch((err) => {
+        throw new RegisterUnavailableError(`every member must answer a rejoin; ${m.id} did not`, {
+          cause: err,
+        });
+      });
+      highest = maxBallot(highest, floor.ballot);
+    }
+    const returning = this.members.find((m) => m.id === member)!;
+    if (highest) await this.#raiseFloor(returning, highest);
     const keys = await this.#allKeys();
     for (const key of keys) await this.#queued(key, () => this.#rewrite(key, all));
     this.#excluded.delete(member);
@@ -520,6 +556,93 @@ export class QuorumRegister implements Register {
       await sleep(Math.random() * 10 * (round + 1));
     }
     throw new RegisterUnavailableError(`could not rewrite key "${key}" on every member`);
+  }
+
+  // ---- collecting keys
+
+  collectBlocker(): string | null {
+    if (this.#excluded.size > 0)
+      return `register member(s) ${[...this.#excluded].join(", ")} not rejoined yet`;
+    const down = this.members.filter((m) => this.#isDown(m.id)).map((m) => m.id);
+    if (down.length > 0) return `register member(s) ${down.join(", ")} down: every member must answer`;
+    const old = this.members.filter((m) => m.store.capabilities.refGuards !== true).map((m) => m.id);
+    if (old.length > 0)
+      return `register member(s) ${old.join(", ")} cannot guard ref writes (an older store)`;
+    return null;
+  }
+
+  /**
+   * Removes `key` from every member once `collectable` says its value is one nothing can
+   * tell from no value. First a round at a new ballot accepted by EVERY member (so none
+   * holds an older value a read could choose); then, member by member, the floor is raised
+   * to the key's promise and the key deleted if it is still exactly that. Stopping half way
+   * is safe: a member without the key counts as promised to its floor and holding nothing,
+   * and a read that meets the value elsewhere writes it back. Resolves true when every
+   * member dropped the key, false when the value is not collectable or moved meanwhile;
+   * throws RegisterUnavailableError when a member did not answer (try again later).
+   */
+  collect(key: string, collectable: (value: RegisterValue | null) => boolean): Promise<boolean> {
+    return this.#queued(key, async () => {
+      const blocker = this.collectBlocker();
+      if (blocker) throw new RegisterUnavailableError(`cannot collect "${key}": ${blocker}`);
+      const all: Scope = { members: [...this.members], need: this.members.length };
+      let ballot: Ballot | null = null;
+      for (let round = 0; round < MAX_ROUNDS && ballot === null; round++) {
+        this.#reserved.delete(key);
+        const b = nextBallot(this.#highest.get(key) ?? null, this.#proposer);
+        const promised = await this.#prepare(key, b, all);
+        if (promised) {
+          if (!collectable(promised.value?.d ?? null)) return false;
+          if (await this.#accept(key, b, promised.value, all)) ballot = b;
+        }
+        if (ballot === null) await sleep(Math.random() * 10 * (round + 1));
+      }
+      if (ballot === null) throw new RegisterUnavailableError(`key "${key}" is contended: not collected`);
+      this.#reserved.delete(key); // its promise goes into the floors: never use it
+      for (const m of this.members) {
+        const seen = await this.#fetch(m, key);
+        if (!seen.state?.accepted || compareBallots(seen.state.accepted, ballot) !== 0) return false;
+        await this.#raiseFloor(m, seen.state.promised);
+        const r = await m.store.deleteRef(key, seen.version!);
+        if (!r.ok) return false;
+        this.#cached(key).delete(m.id);
+      }
+      this.#seen.delete(key);
+      return true;
+    });
+  }
+
+  /** The member's floor as last read, or read now. */
+  async #floor(m: RegisterMember): Promise<Floor> {
+    const known = this.#floors.get(m.id);
+    if (known) return known;
+    let entry: RefEntry | null;
+    try {
+      entry = await m.store.getRef(FLOOR_REF);
+    } catch (err) {
+      this.#onFailure(m.id, err);
+      throw err;
+    }
+    const floor: Floor = entry
+      ? { version: entry.version, ballot: decodeFloor(entry.value) }
+      : { version: null, ballot: null };
+    this.#floors.set(m.id, floor);
+    return floor;
+  }
+
+  /** Raises `m`'s floor to at least `to` (compare-and-set, retried while it moves). */
+  async #raiseFloor(m: RegisterMember, to: Ballot): Promise<void> {
+    for (let attempt = 0; attempt < MAX_ROUNDS; attempt++) {
+      const floor = await this.#floor(m);
+      if (floor.ballot && compareBallots(floor.ballot, to) >= 0) return;
+      const r = await m.store.casRef(FLOOR_REF, floor.version, encodeFloor(to));
+      if (r.ok) {
+        this.#floors.set(m.id, { version: r.version, ballot: to });
+        return;
+      }
+      this.#floors.delete(m.id);
+    }
+    throw new RegisterUnavailableError(`could not raise the floor of member ${m.id}`);
   }
 
   #cached(key: string): Map<string, Seen> {
@@ -571,6 +694,12 @@ function asStored(value: unknown): Stored | null {
   if (typeof v !== "object" || typeof v.ops !== "object" || v.ops === null || !("d" in v))
     throw new TypeError("Register value is not in the stored form {d, ops}");
   return v as Stored;
+}
+
+/** A member's ballot floor and the version of its floor ref (null: none written yet). */
+interface Floor {
+  readonly version: string | null;
+  readonly ballot: Ballot | null;
 }
 
 /** A member's ref as the register sees it; a value that is not an acceptor state is an error. */

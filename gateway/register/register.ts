@@ -45,6 +45,15 @@ export interface Register {
   update<T>(key: string, change: Change<T>): Promise<T>;
   /** Every key that starts with `prefix` and has a value, with that value (each read as by `read`). */
   scan(prefix: string): Promise<Map<string, RegisterValue>>;
+  /**
+   * Removes `key` for good when its value is one nothing can tell from no value (an image's
+   * tombstone): `collectable` decides on the current value. Resolves true once removed;
+   * false when the value is not collectable or moved meanwhile. Absent: the backend keeps
+   * every key.
+   */
+  collect?(key: string, collectable: (value: RegisterValue | null) => boolean): Promise<boolean>;
+  /** Why {@link collect} cannot run now (a member down, excluded or without ref guards), or null. */
+  collectBlocker?(): string | null;
 }
 
 /** The register could not reach enough of its members (no majority answered in time). */

@@ -236,7 +236,10 @@ export function describeConformance(backend: string, target: ConformanceTarget):
         current: null,
       });
       expect(await s.getRef("head.h")).toBeNull();
-      const stale = await s.casRef("head.g", first.version, "2", { name: "floor", version: `${floor.version}0` });
+      const stale = await s.casRef("head.g", first.version, "2", {
+        name: "floor",
+        version: `${floor.version}0`,
+      });
       expect(stale.ok).toBe(false);
       expect((await s.getRef("head.g"))?.value).toBe("1");
       const guarded = await s.casRef("head.g", first.version, "2", { name: "floor", version: floor.version });

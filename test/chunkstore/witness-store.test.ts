@@ -16,7 +16,13 @@ function witness() {
 describe("WitnessStore", () => {
   test("declares chunks: false and keeps the inner store's refs, persistence and ref guards", () => {
     const { store } = witness();
-    expect(store.capabilities).toEqual({ chunks: false, refs: true, persistent: false, sweep: false, refGuards: true });
+    expect(store.capabilities).toEqual({
+      chunks: false,
+      refs: true,
+      persistent: false,
+      sweep: false,
+      refGuards: true,
+    });
     expect(store.name).toBe("witness:memory:");
   });
 
