@@ -30,6 +30,7 @@ const total = {
   drained: 0,
   gcPasses: 0,
   gcDeleted: 0,
+  tombstones: 0,
   violations: 0,
 };
 console.log(`soak: ${minutes} min, runs of ${runMinutes} min, ${gateways} gateways, first seed ${seed}`);
@@ -48,9 +49,10 @@ while (Date.now() < end) {
   total.drained += r.drainedActedUpon;
   total.gcPasses += r.gcPasses;
   total.gcDeleted += r.gcDeleted;
+  total.tombstones += r.tombstonesCollected;
   total.violations += r.violations.length;
   console.log(
-    `seed ${seed}: ${r.steps} steps, ${r.faults} faults, ${r.takeovers} takeovers, ${r.acknowledgedFlushes} acknowledged flushes, ${r.safeAnswers} safe answers (${r.safeActedUpon} acted upon), ${r.maintenanceRuns} maintenance runs, ${r.lifecycleChanges} store set changes (${r.drainedActedUpon} drained stores acted upon), ${r.gcPasses} gc passes (${r.gcDeleted} chunks deleted), ${r.violations.length} violations`,
+    `seed ${seed}: ${r.steps} steps, ${r.faults} faults, ${r.takeovers} takeovers, ${r.acknowledgedFlushes} acknowledged flushes, ${r.safeAnswers} safe answers (${r.safeActedUpon} acted upon), ${r.maintenanceRuns} maintenance runs, ${r.lifecycleChanges} store set changes (${r.drainedActedUpon} drained stores acted upon), ${r.gcPasses} gc passes (${r.gcDeleted} chunks deleted, ${r.tombstonesCollected} tombstones collected), ${r.violations.length} violations`,
   );
   if (r.violations.length) {
     console.log(r.log.join("\n"));
@@ -60,6 +62,6 @@ while (Date.now() < end) {
   seed++;
 }
 console.log(
-  `soak total: ${total.runs} runs, ${total.steps} steps, ${total.faults} faults, ${total.takeovers} takeovers, ${total.acks} acknowledged flushes, ${total.safe} safe answers, ${total.acted} acted upon, ${total.maintenance} maintenance runs, ${total.lifecycle} store set changes (${total.drained} drained acted upon), ${total.gcPasses} gc passes (${total.gcDeleted} chunks deleted), ${total.violations} violations`,
+  `soak total: ${total.runs} runs, ${total.steps} steps, ${total.faults} faults, ${total.takeovers} takeovers, ${total.acks} acknowledged flushes, ${total.safe} safe answers, ${total.acted} acted upon, ${total.maintenance} maintenance runs, ${total.lifecycle} store set changes (${total.drained} drained acted upon), ${total.gcPasses} gc passes (${total.gcDeleted} chunks deleted, ${total.tombstones} tombstones collected), ${total.violations} violations`,
 );
 process.exit(total.violations ? 1 : 0);

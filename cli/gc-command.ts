@@ -21,6 +21,11 @@ export function describeGc(r: GcReport): string {
         `  ${s.store}: ${s.stored} chunks stored, ${s.condemned - (s.surplusCondemned ?? 0)} unreferenced, ${s.deleted} deleted (${formatBytes(s.bytesDeleted)})${s.kept ? `, ${s.kept} kept (used again meanwhile)` : ""}${s.surplusCondemned ? `; surplus copies (their chunks now placed on other stores): ${s.surplusCondemned}, ${s.surplusDeleted ?? 0} dropped` : ""}`,
       );
   }
+  const t = r.tombstones;
+  if (t && t.collected + t.left > 0)
+    lines.push(
+      `  deleted images' tombstones: ${t.collected} collected${t.left ? `, ${t.left} left (${t.reason ?? "see the next pass"})` : ""}`,
+    );
   return lines.join("\n");
 }
 

@@ -19,6 +19,10 @@
  *  6. sweep: each store deletes the chunks of step 2 that are still condemned by this
  *     pass (not revived, not condemned by a later pass) and not marked in step 5, in
  *     small batches paced by the heal throttle (`pace`).
+ *  7. tombstones: the heads of images deleted at least one grace before are removed from
+ *     the register for good (HeadWriter.collectTombstone), once every head holder answers
+ *     (the register's `collect` writes the tombstone to all of them first, then raises
+ *     their ballot floors, so no gateway's older proposal can bring the head back).
  *
  * Why this never deletes a referenced chunk: a chunk deleted in step 6 was not put since
  * step 2 (a put revives it) and no head referenced it in step 5. A commit that references
@@ -45,7 +49,7 @@
  */
 import type { ChunkStore, Hash } from "../../chunkstore/chunk-store.ts";
 import { MAX_BATCH_HASHES } from "../../chunkstore/limits.ts";
-import { type HeadValue, liveHead } from "../image/head.ts";
+import { type HeadValue, isTombstone, liveHead } from "../image/head.ts";
 import { type HeadWriter, stampGc } from "../image/head-writer.ts";
 import { Lease } from "../register/lease.ts";
 import { type Register, write } from "../register/register.ts";
@@ -114,7 +118,7 @@ export interface GcStoreReport {
 export interface GcReport {
   readonly token: string;
   readonly gateway: string;
-  readonly phase: "mark" | "condemn" | "barrier" | "grace" | "sweep" | "done" | "failed";
+  readonly phase: "mark" | "condemn" | "barrier" | "grace" | "sweep" | "tombstones" | "done" | "failed";
   readonly startedAt: string;
   readonly finishedAt: string | null;
   readonly graceMs: number;
@@ -124,8 +128,18 @@ export interface GcReport {
   readonly referenced: number;
   readonly stores: readonly GcStoreReport[];
   readonly error: string | null;
-  /** Milliseconds spent in each step so far (mark, condemn, barrier, grace, remark, sweep). */
+  /** Milliseconds spent in each step so far (mark, condemn, barrier, grace, remark, sweep, tombstones). */
   readonly stepMs: Readonly<Record<string, number>>;
+  /** Deleted images' heads removed from the register, and those left (absent: a pass before step 7 existed). */
+  readonly tombstones?: TombstoneReport;
+}
+
+/** Step 7 of a pass: tombstones collected, those left, and why they were left. */
+export interface TombstoneReport {
+  readonly collected: number;
+  readonly left: number;
+  /** Why some were left (a head holder down, deleted less than a grace ago), or null. */
+  readonly reason: string | null;
 }
 
 /** What the collector needs. */
@@ -336,10 +350,13 @@ export class Collector {
       };
       const swept = this.#d.pace ? await this.#d.pace.during(sweepAll) : await sweepAll();
       step("sweep");
-      set({ stores: swept, phase: "done", finishedAt: new Date().toISOString() });
+      set({ stores: swept, phase: "tombstones" });
+      const tombstones = await this.#collectTombstones(report.graceMs, renewIfDue);
+      step("tombstones");
+      set({ tombstones, phase: "done", finishedAt: new Date().toISOString() });
       const freed = swept.reduce((n, s) => n + s.bytesDeleted, 0);
       this.#d.log?.(
-        `gc: pass ${report.token.slice(0, 8)} deleted ${swept.reduce((n, s) => n + s.deleted, 0)} chunks (${freed} bytes) on ${swept.filter((s) => s.deleted > 0).length} stores`,
+        `gc: pass ${report.token.slice(0, 8)} deleted ${swept.reduce((n, s) => n + s.deleted, 0)} chunks (${freed} bytes) on ${swept.filter((s) => s.deleted > 0).length} stores; ${tombstones.collected} tombstone(s) collected, ${tombstones.left} left${tombstones.reason ? ` (${tombstones.reason})` : ""}`,
       );
     } catch (err) {
       set({ phase: "failed", error: (err as Error).message, finishedAt: new Date().toISOString() });
@@ -349,6 +366,31 @@ export class Collector {
       await this.#lease.release().catch(() => {});
     }
     return report;
+  }
+
+  /**
+   * Step 7: removes the tombstones of images deleted at least `graceMs` ago. A failure
+   * leaves the rest for the next pass (a half-done removal is safe) and never fails the pass.
+   */
+  async #collectTombstones(graceMs: number, renew: () => Promise<void>): Promise<TombstoneReport> {
+    const dead = [...(await this.#d.heads.scan())].filter(([, v]) => isTombstone(v)).map(([name]) => name);
+    if (dead.length === 0) return { collected: 0, left: 0, reason: null };
+    const blocker = this.#d.heads.tombstoneBlocker();
+    if (blocker) return { collected: 0, left: dead.length, reason: blocker };
+    const deletedBy = Date.now() - graceMs;
+    let collected = 0;
+    let reason: string | null = null;
+    for (const name of dead) {
+      try {
+        if (await this.#d.heads.collectTombstone(name, deletedBy)) collected++;
+        else reason ??= `deleted less than the grace (${Math.round(graceMs / 1000)} s) ago, or re-created`;
+        await renew();
+      } catch (err) {
+        reason = (err as Error).message;
+        break;
+      }
+    }
+    return { collected, left: dead.length - collected, reason };
   }
 
   /** Every chunk reachable from every live head's versions and every live pin. */

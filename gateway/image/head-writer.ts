@@ -108,6 +108,32 @@ export class HeadWriter {
   }
 
   /**
+   * Removes the tombstone of `name` from the register for good, if it was deleted at or
+   * before `deletedBy` (ms since the epoch). Safe against every gateway: the register makes
+   * sure no proposal from before can bring the deleted head back (quorum-register.ts). A
+   * re-create then starts over at generation 1, with a new incarnation as always. True once
+   * gone; false for a live head, a younger tombstone, or a register that keeps every key.
+   */
+  async collectTombstone(name: string, deletedBy: number): Promise<boolean> {
+    if (!this.#register.collect) return false;
+    return this.#register.collect(headKey(name), (v) => {
+      if (v === null) return true;
+      try {
+        const h = decodeHead(v);
+        return isTombstone(h) && Date.parse(h.deletedAt) <= deletedBy;
+      } catch {
+        return false; // damage is never collected
+      }
+    });
+  }
+
+  /** Why no tombstone can be collected now (a head holder down, an older store), or null. */
+  tombstoneBlocker(): string | null {
+    if (!this.#register.collect) return "this register keeps every key";
+    return this.#register.collectBlocker?.() ?? null;
+  }
+
+  /**
    * THE way a head advances: runs `change` against the current head in the register and
    * writes its decision with the generation bumped, a new commit id (or `commitId`, for a
    * retry that must recognise an earlier attempt) and the updated time. Resolves with the

@@ -7,8 +7,9 @@
  * - `incarnation`: made new by every create, so a delete and a re-create under the same
  *   name are distinct and nothing of the old one (a connection, a cache, a commit) can
  *   touch the new one.
- * - `generation`: bumped by every change of the head, never reset (a re-create continues
- *   from its tombstone's).
+ * - `generation`: bumped by every change of the head, never reset while the name has a head
+ *   or a tombstone (a re-create continues from its tombstone's; once garbage collection
+ *   removed the tombstone, a re-create starts at 1: the incarnation tells them apart).
  * - `epoch`, `owner`: the gateway that may commit data, and the epoch it took ownership at.
  *   Ownership moves only when another gateway writes (takeover: epoch + 1).
  * - `synced[store]`: the last generation at which that store held, in full, every chunk
@@ -26,7 +27,8 @@
  * - `gcEpoch`: the last garbage collection barrier stamped into the head (gateway/gc/).
  * - `gcPending`: present while content that arrived without the head (a clone, an import
  *   into a new head) is not yet confirmed against the barrier: the epoch read before it was put.
- * A deleted image leaves a tombstone (`deleted: true`) that only a create replaces.
+ * A deleted image leaves a tombstone (`deleted: true`) that only a create replaces, until
+ * a garbage collection pass removes it from the register (gateway/gc/collector.ts).
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { isHash } from "../../chunkstore/hash.ts";

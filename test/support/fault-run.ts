@@ -55,6 +55,8 @@ export interface FaultReport {
   /** Garbage collection passes at zero grace that finished, and the chunks they deleted. */
   readonly gcPasses: number;
   readonly gcDeleted: number;
+  /** Deleted images' tombstones the passes removed from the register. */
+  readonly tombstonesCollected: number;
   readonly failedOps: number;
   readonly violations: string[];
   readonly log: string[];
@@ -107,6 +109,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     acks: 0,
     gcPasses: 0,
     gcDeleted: 0,
+    tombstonesCollected: 0,
     failed: 0,
   };
   const say = (line: string) => {
@@ -130,6 +133,8 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
   /** Open connections by gateway and image; stale ones (of a deleted incarnation) kept apart. */
   const conns = new Map<string, NbdClient>();
   const stale: { gateway: number; image: string; conn: NbdClient }[] = [];
+  /** Images whose last operation was an acknowledged delete: they must never be listed. */
+  const deletedNames = new Set<string>();
   const faults: Fault[] = [];
   let step = 0;
 
@@ -233,6 +238,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
   // ---- operations
 
   const opCreate = async (gi: number, name: string, from?: string) => {
+    deletedNames.delete(name); // from here its state is the create's (maybe uncertain)
     try {
       await timed(
         send(gateways[gi]!, "POST", "/v1/images", {
@@ -346,6 +352,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     }
     if (!gone) return;
     images.delete(name);
+    deletedNames.add(name);
     for (const o of open) {
       stale.push({ gateway: o.gateway, image: name, conn: o.conn });
       conns.delete(`${o.gateway}/${name}`);
@@ -655,7 +662,12 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
   const opGc = async () => {
     const g = pick(live());
     if (g === undefined) return;
-    type Pass = { phase: string; error: string | null; stores: { deleted: number }[] };
+    type Pass = {
+      phase: string;
+      error: string | null;
+      stores: { deleted: number }[];
+      tombstones?: { collected: number; left: number; reason: string | null };
+    };
     const r = await timed(send<Pass>(gateways[g]!, "POST", "/v1/gc?wait=1", { graceSeconds: 0 }), "gc").catch(
       (err: Error) => {
         say(`gc via g${g} failed: ${err.message.slice(0, 100)}`);
@@ -664,11 +676,20 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     );
     if (!r) return;
     const deleted = r.stores.reduce((n, s) => n + s.deleted, 0);
-    say(`gc via g${g}: ${r.phase}${r.error ? ` (${r.error.slice(0, 80)})` : ""}, ${deleted} chunks deleted`);
+    const t = r.tombstones;
+    say(
+      `gc via g${g}: ${r.phase}${r.error ? ` (${r.error.slice(0, 80)})` : ""}, ${deleted} chunks deleted, ${t?.collected ?? 0} tombstones collected${t?.reason ? ` (${t.reason.slice(0, 80)})` : ""}`,
+    );
     if (r.phase !== "done") return;
     counters.gcPasses++;
     counters.gcDeleted += deleted;
+    counters.tombstonesCollected += t?.collected ?? 0;
     await checkAll(g, "after a gc pass");
+    // A deleted image stays deleted, tombstone collected or not: no gateway lists or serves it.
+    const listed = await api<{ images: { name: string }[] }>(gateways[g]!, "/v1/images").catch(() => null);
+    for (const name of listed?.images.map((i) => i.name) ?? [])
+      if (!images.has(name) && deletedNames.has(name))
+        violations.push(`step ${step}: deleted image ${name} is listed again after a gc pass`);
   };
 
   // ---- the run
@@ -763,6 +784,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     acknowledgedFlushes: counters.acks,
     gcPasses: counters.gcPasses,
     gcDeleted: counters.gcDeleted,
+    tombstonesCollected: counters.tombstonesCollected,
     failedOps: counters.failed,
     violations,
     log,

@@ -3,7 +3,8 @@
  * servers, a gateway, nbdcopy writing a 64 MiB image ten times over (and a snapshot
  * between), `blockmend gc run` from the CLI. Each store's bytes on disk end within 1.2x of
  * the live data it holds; after `image rm` and another pass, at most 24 MiB are left per
- * store. The last version is read back with nbdcopy after every pass.
+ * store and the image's tombstone is gone from every store's refs (the name is free again).
+ * The last version is read back with nbdcopy after every pass.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
@@ -133,5 +134,21 @@ describe("space comes back", () => {
     console.log("gc space, after image rm:", JSON.stringify(empty));
     for (const s of Object.values(empty)) expect(s.disk).toBeLessThanOrEqual(24 * MiB);
     expect((await api<{ last: GcReport }>(g, "/v1/gc")).last.phase).toBe("done");
+
+    // The deleted image's head went too: no store holds a ref for it, only each one's floor.
+    expect(text).toContain("deleted images' tombstones: 1 collected");
+    for (const id of ["a", "b", "c"]) {
+      const refs = await readdir(join(cluster.stores.get(id)!.dir, "refs"));
+      expect(refs).not.toContain("head.vm");
+      expect(refs).toContain("register-floor");
+    }
+    expect(await api<{ images: unknown[] }>(g, "/v1/images")).toMatchObject({ images: [] });
+    // The name is free again: a new image under it starts over, empty.
+    await send(g, "POST", "/v1/images", { name: "vm", size: MiB });
+    expect(await api<{ generation: number; size: number }>(g, "/v1/images/vm")).toMatchObject({
+      generation: 1,
+      size: MiB,
+    });
+    expect((await readBack()).every((b) => b === 0)).toBe(true);
   }, 300_000);
 });
