@@ -273,6 +273,12 @@ export async function assembleGateway(
     });
     const replacements = new Replacements(members, register, cluster, log);
     h.identitySeen.add((id, identity) => replacements.handle(id, identity));
+    // The record moved to an identity the store no longer answers with (another gateway
+    // finished a replacement the store has been wiped since): bring that one back too.
+    cluster.identityChanged.add((id, recorded) => {
+      const seen = h.status(id)?.identity;
+      if (seen && seen !== recorded) replacements.handle(id, seen);
+    });
     const membership = new Membership({ cluster, stores, health: h, open: options.openStore, log });
     membership.joined.add((m) => {
       heal.addStore(m.id);

@@ -93,12 +93,18 @@ export class Replacements {
         member.store.expectIdentity(identity);
       }
       try {
-        if (this.#cluster.identity(member.id) !== identity) {
+        const recorded = this.#cluster.identity(member.id);
+        if (recorded !== identity) {
           if (member.refs) {
             const keys = await this.#register.rejoin(member.id);
             this.#log(`store ${member.id}: rejoined the register (${keys} keys rewritten on every member)`);
           }
-          await this.#cluster.recordIdentity(member.id, identity);
+          const now = (await this.#cluster.recordIdentity(member.id, identity, recorded ?? "")).stores[
+            member.id
+          ]?.identity;
+          // Another gateway recorded another replacement meanwhile: look again at what the store answers.
+          if (now !== identity)
+            throw new Error(`the record names ${now} now (another gateway recorded it meanwhile)`);
         }
         if (member.refs) this.#register.include(member.id);
         this.#log(`store ${member.id}: recorded with identity ${identity}; a full heal follows`);

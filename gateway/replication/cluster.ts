@@ -301,10 +301,15 @@ export class Cluster {
     });
   }
 
-  /** Records that `store` now is the store with `identity` (a replacement, handled). */
-  recordIdentity(store: string, identity: string): Promise<ClusterRecord> {
+  /**
+   * Records that `store` now is the store with `identity` (a replacement, handled), if the
+   * record still names `replacing`, the identity the caller saw recorded when it began.
+   */
+  recordIdentity(store: string, identity: string, replacing: string): Promise<ClusterRecord> {
     return this.update((r) =>
-      r.stores[store]?.identity === identity
+      // Recorded already, or another gateway recorded a later replacement meanwhile (a store
+      // wiped twice): a late writer must never put the older identity back.
+      r.stores[store]?.identity === identity || r.stores[store]?.identity !== replacing
         ? r
         : withStore(r, store, (s) => ({
             ...s,
