@@ -4,19 +4,12 @@
  * before that (a stale promise, a stale floor) can ever bring an older value back.
  */
 import { describe, expect, test } from "bun:test";
-import { MemoryStore } from "../../../chunkstore/memory-store.ts";
+import type { MemoryStore } from "../../../chunkstore/memory-store.ts";
 import { FLOOR_REF } from "../../../gateway/register/acceptor-state.ts";
 import { QuorumRegister } from "../../../gateway/register/quorum-register.ts";
 import { keep, RegisterUnavailableError, write } from "../../../gateway/register/register.ts";
-import { FaultyStore, seededRandom } from "../../support/faulty-store.ts";
-
-function cluster(n = 3, seed = 1) {
-  const stores = Array.from({ length: n }, (_, i) => new FaultyStore(new MemoryStore(`m${i}`), seed + i));
-  const members = stores.map((store, i) => ({ id: `s${i}`, store }));
-  const register = (proposer: string, deadlineMs = 3000) =>
-    new QuorumRegister(members, { proposer, deadlineMs });
-  return { stores, members, register };
-}
+import { seededRandom } from "../../support/faulty-store.ts";
+import { cluster } from "./_register-fixture.ts";
 
 /** A live value (an incarnation and a counter) or its tombstone. */
 type Value = { inc: string; n: number } | { dead: string };
