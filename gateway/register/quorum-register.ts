@@ -442,14 +442,17 @@ export class QuorumRegister implements Register {
   }
 
   async #fetch(m: RegisterMember, key: string): Promise<Seen> {
-    let entry: RefEntry | null;
+    return this.#remember(key, m.id, toSeen(await this.#getRef(m, key)));
+  }
+
+  /** One ref of `m`; a failure is reported to the health tracker and rethrown. */
+  async #getRef(m: RegisterMember, name: string): Promise<RefEntry | null> {
     try {
-      entry = await m.store.getRef(key);
+      return await m.store.getRef(name);
     } catch (err) {
       this.#onFailure(m.id, err);
       throw err;
     }
-    return this.#remember(key, m.id, toSeen(entry));
   }
 
   async #scanMember(m: RegisterMember, prefix: string): Promise<Map<string, Seen>> {
@@ -616,13 +619,7 @@ export class QuorumRegister implements Register {
   async #floor(m: RegisterMember): Promise<Floor> {
     const known = this.#floors.get(m.id);
     if (known) return known;
-    let entry: RefEntry | null;
-    try {
-      entry = await m.store.getRef(FLOOR_REF);
-    } catch (err) {
-      this.#onFailure(m.id, err);
-      throw err;
-    }
+    const entry = await this.#getRef(m, FLOOR_REF);
     const floor: Floor = entry
       ? { version: entry.version, ballot: decodeFloor(entry.value) }
       : { version: null, ballot: null };
