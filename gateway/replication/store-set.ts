@@ -283,7 +283,7 @@ export class StoreSet {
    * Which of `hashes` every placement store already holds, none of them leaving: one batched
    * `has` per store (an import or a restore sends only the rest). `present` maps those to
    * their holders; `lacking` is the rest, in order; `unchecked` names stores whose check
-   * failed (their chunks count as lacking, and their copies cannot be vouched for).
+   * failed twice (their chunks count as lacking, and their copies cannot be vouched for).
    */
   async placedCopies(
     hashes: readonly Hash[],
@@ -305,10 +305,15 @@ export class StoreSet {
         if (!member) return;
         for (let i = 0; i < list.length; i += MAX_BATCH_HASHES) {
           const batch = list.slice(i, i + MAX_BATCH_HASHES);
-          const has = await member.store.has(batch).catch(() => {
-            unchecked.add(id);
-            return batch.map(() => false);
-          });
+          // One retry: a single slow or dropped request under load must not make a
+          // restore or an import send again everything this store already holds.
+          const has = await member.store
+            .has(batch)
+            .catch(() => member.store.has(batch))
+            .catch(() => {
+              unchecked.add(id);
+              return batch.map(() => false);
+            });
           has.forEach((yes, k) => {
             if (!yes) return;
             const set = holders.get(batch[k]!) ?? new Set<string>();
