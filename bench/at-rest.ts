@@ -1,0 +1,211 @@
+/**
+ * At-rest latency benchmark: a steady VM-like job (fio over NBD, 4 KiB random read/write
+ * 50/50 at QD1, rate-limited to 500 read + 500 write IOPS, per-I/O completion-latency log)
+ * against blockmend (`blockmend up`: three file stores, 2 replicas, nothing failing) and
+ * against qemu-nbd serving a raw file on the same disk with a writeback cache, rounds
+ * interleaved in one run. Both images are filled with random data first.
+ *
+ * Prints per target and round: p50/p99/p99.9/max, p99.9 / p99, the longest stretch without
+ * a completed I/O, and how many I/Os took over 50 and 100 ms; then the medians over rounds.
+ * The issue's goal: p99.9 at most 3x p99, and no stretch over 50 ms without a completion.
+ *
+ *   bun bench/at-rest.ts [--seconds 30] [--rounds 3] [--size-mib 1024] [--cpu-prof DIR]
+ *
+ * `--cpu-prof DIR` writes the gateway's CPU profile (Bun's `--cpu-prof`) into DIR at exit.
+ */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GATEWAY_PROCESS_ENV } from "../runtime/process-env.ts";
+import { fioOverNbd, parseFioLog, pct, sh } from "./_procs.ts";
+import { machine, table } from "./_report.ts";
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const SECONDS = arg("--seconds", 30);
+const ROUNDS = arg("--rounds", 3);
+const SIZE_MIB = arg("--size-mib", 1024);
+const ROOT = new URL("..", import.meta.url).pathname;
+const profIndex = process.argv.indexOf("--cpu-prof");
+const PROFILE_DIR = profIndex > 0 ? process.argv[profIndex + 1] : undefined;
+
+/** What one round of the job showed. */
+interface Round {
+  ios: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+  gap: number;
+  over50: number;
+  over100: number;
+}
+
+async function waitForPort(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+      s.end();
+      return;
+    } catch {
+      await Bun.sleep(50);
+    }
+  }
+  throw new Error(`port ${port} never opened`);
+}
+
+/** One timed round of the VM job against `uri`, measured from its per-I/O latency log. */
+async function round(uri: string, dir: string, tag: string): Promise<Round> {
+  const prefix = join(dir, tag);
+  await sh(
+    fioOverNbd(uri, SIZE_MIB, [
+      "--rw=randrw",
+      "--rwmixread=50",
+      "--bs=4k",
+      "--iodepth=1",
+      "--rate_iops=500,500",
+      "--time_based",
+      `--runtime=${SECONDS}`,
+      "--norandommap",
+      `--write_lat_log=${prefix}`,
+      "--log_avg_msec=0",
+    ]),
+  );
+  const entries = parseFioLog(await readFile(`${prefix}_clat.1.log`, "utf8"));
+  // Completion times (ms since start) and latencies (ms); the first second is warm-up.
+  const done = entries
+    .filter((e) => e[0] >= 1000)
+    .map((e) => ({ at: e[0], ms: e[1] / 1e6 }))
+    .sort((x, y) => x.at - y.at);
+  const lat = done.map((d) => d.ms).sort((x, y) => x - y);
+  let gap = 0;
+  for (let i = 1; i < done.length; i++) gap = Math.max(gap, done[i]!.at - done[i - 1]!.at);
+  return {
+    ios: lat.length,
+    p50: pct(lat, 0.5),
+    p99: pct(lat, 0.99),
+    p999: pct(lat, 0.999),
+    max: lat.at(-1) ?? 0,
+    gap,
+    over50: lat.filter((x) => x > 50).length,
+    over100: lat.filter((x) => x > 100).length,
+  };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : 0;
+};
+
+const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-at-rest-"));
+const bmNbd = 11400 + Math.floor(Math.random() * 500);
+const qPort = bmNbd + 1;
+const httpPort = bmNbd + 2;
+const started: Bun.Subprocess[] = [];
+try {
+  console.log(`# at-rest latency benchmark: ${machine()}`);
+  console.log(
+    `fio ${(await sh(["fio", "--version"])).trim()}; randrw 50/50 4 KiB QD1 at 500+500 IOPS, ${SECONDS} s per round, ${ROUNDS} rounds, ${SIZE_MIB} MiB images, data under ${dir}\n`,
+  );
+  const bm = Bun.spawn(
+    [
+      process.execPath,
+      ...(PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : []),
+      join(ROOT, "cli/main.ts"),
+      "up",
+      "--data",
+      join(dir, "bm"),
+      "--nbd",
+      `127.0.0.1:${bmNbd}`,
+      "--http",
+      `127.0.0.1:${httpPort}`,
+    ],
+    { stdout: "ignore", stderr: "inherit", env: { ...process.env, ...GATEWAY_PROCESS_ENV } },
+  );
+  started.push(bm);
+  await waitForPort(httpPort);
+  const created = await fetch(`http://127.0.0.1:${httpPort}/v1/images`, {
+    method: "POST",
+    body: JSON.stringify({ name: "vm", size: SIZE_MIB * 1024 * 1024 }),
+    headers: { "content-type": "application/json" },
+  });
+  if (created.status !== 201) throw new Error(`create failed: ${await created.text()}`);
+  const raw = join(dir, "qemu.raw");
+  await sh(["truncate", "-s", `${SIZE_MIB}M`, raw]);
+  const q = Bun.spawn(
+    [
+      "qemu-nbd",
+      "-f",
+      "raw",
+      "-x",
+      "vm",
+      "-p",
+      String(qPort),
+      "-b",
+      "127.0.0.1",
+      "--shared=16",
+      "--cache=writeback",
+      "--persistent",
+      raw,
+    ],
+    { stdout: "ignore", stderr: "inherit" },
+  );
+  started.push(q);
+  await waitForPort(qPort);
+  const targets: Record<string, string> = {
+    blockmend: `nbd://127.0.0.1:${bmNbd}/vm`,
+    "qemu-nbd": `nbd://127.0.0.1:${qPort}/vm`,
+  };
+  for (const uri of Object.values(targets))
+    await sh(fioOverNbd(uri, SIZE_MIB, ["--rw=write", "--bs=1M", "--iodepth=8", "--end_fsync=1"]));
+  // Let the fill's commits and compaction settle before the first round.
+  await Bun.sleep(5000);
+
+  const results: Record<string, Round[]> = { blockmend: [], "qemu-nbd": [] };
+  const rows: (string | number)[][] = [];
+  for (let r = 1; r <= ROUNDS; r++)
+    for (const [name, uri] of Object.entries(targets)) {
+      const x = await round(uri, dir, `${name}-${r}`);
+      results[name]!.push(x);
+      rows.push([name, r, x.ios, x.p50, x.p99, x.p999, x.max, x.p999 / x.p99, x.gap, x.over50, x.over100]);
+      console.error(`done: ${name} round ${r}`);
+    }
+  for (const [name, xs] of Object.entries(results)) {
+    const m = (f: (x: Round) => number) => median(xs.map(f));
+    rows.push([
+      `${name} median`,
+      "",
+      m((x) => x.ios),
+      m((x) => x.p50),
+      m((x) => x.p99),
+      m((x) => x.p999),
+      m((x) => x.max),
+      m((x) => x.p999 / x.p99),
+      m((x) => x.gap),
+      m((x) => x.over50),
+      m((x) => x.over100),
+    ]);
+  }
+  table(
+    [
+      "target",
+      "round",
+      "I/Os",
+      "p50 ms",
+      "p99 ms",
+      "p99.9 ms",
+      "max ms",
+      "p99.9/p99",
+      "longest gap ms",
+      "> 50 ms",
+      "> 100 ms",
+    ],
+    rows,
+  );
+} finally {
+  for (const p of started) p.kill("SIGTERM");
+  await Promise.all(started.map((p) => p.exited));
+  await rm(dir, { recursive: true, force: true });
+}
