@@ -1,6 +1,6 @@
 /** Process helpers shared by the benchmarks that run real blockmend processes and tools. */
 import { join } from "node:path";
-import { GATEWAY_ALLOCATOR_ENV } from "../runtime/allocator-env.ts";
+import { GATEWAY_PROCESS_ENV } from "../runtime/process-env.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const CLI = join(ROOT, "cli/main.ts");
@@ -13,7 +13,7 @@ export async function startProc(name: string, args: string[]): Promise<string> {
   const p = Bun.spawn([process.execPath, CLI, ...args], {
     stdout: "pipe",
     stderr: "inherit",
-    env: { ...process.env, ...GATEWAY_ALLOCATOR_ENV },
+    env: { ...process.env, ...GATEWAY_PROCESS_ENV },
   });
   procs.set(name, p);
   const reader = p.stdout.getReader();

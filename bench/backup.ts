@@ -29,7 +29,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from "@aws-sdk/client-s3";
-import { GATEWAY_ALLOCATOR_ENV } from "../runtime/allocator-env.ts";
+import { GATEWAY_PROCESS_ENV } from "../runtime/process-env.ts";
 import { NbdClient } from "../test/support/nbd-client.ts";
 import { machine, mbps, table, timed } from "./_report.ts";
 
@@ -69,7 +69,7 @@ const procs: Bun.Subprocess[] = [];
 
 /** Starts a blockmend process and resolves with the first http URL it prints (and the whole first line). */
 async function start(cmd: string[]): Promise<{ proc: Bun.Subprocess; url: string; out: () => string }> {
-  const proc = Bun.spawn(cmd, { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: env(GATEWAY_ALLOCATOR_ENV) });
+  const proc = Bun.spawn(cmd, { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: env(GATEWAY_PROCESS_ENV) });
   procs.push(proc);
   let text = "";
   const pump = async (s: ReadableStream<Uint8Array>) => {

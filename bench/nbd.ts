@@ -9,7 +9,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GATEWAY_ALLOCATOR_ENV } from "../runtime/allocator-env.ts";
+import { GATEWAY_PROCESS_ENV } from "../runtime/process-env.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -117,7 +117,7 @@ try {
       `127.0.0.1:${httpPort}`,
     ],
     // Run the gateway as `npx blockmend` would, with its allocator settings.
-    { stdout: "ignore", stderr: "inherit", env: { ...process.env, ...GATEWAY_ALLOCATOR_ENV } },
+    { stdout: "ignore", stderr: "inherit", env: { ...process.env, ...GATEWAY_PROCESS_ENV } },
   );
   procs.push(bm);
   await waitForPort(httpPort);

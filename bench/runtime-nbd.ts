@@ -10,7 +10,7 @@
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GATEWAY_ALLOCATOR_ENV } from "../runtime/allocator-env.ts";
+import { GATEWAY_PROCESS_ENV } from "../runtime/process-env.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -43,7 +43,7 @@ async function startUp(runtime: Runtime, data: string) {
     stdout: "pipe",
     stderr: "inherit",
     // Bun runs as `npx blockmend` runs it, with its allocator settings (no effect on Deno's V8).
-    env: { ...process.env, ...GATEWAY_ALLOCATOR_ENV },
+    env: { ...process.env, ...GATEWAY_PROCESS_ENV },
   });
   const reader = proc.stdout.getReader();
   let out = "";

@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { GATEWAY_ALLOCATOR_ENV } from "../runtime/allocator-env.ts";
+import { GATEWAY_PROCESS_ENV } from "../runtime/process-env.ts";
 import { machine, mbps, table, timed } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -84,7 +84,7 @@ try {
       "--s3",
       "127.0.0.1:0",
     ],
-    { stdout: "pipe", stderr: "inherit", env: { ...process.env, ...GATEWAY_ALLOCATOR_ENV } },
+    { stdout: "pipe", stderr: "inherit", env: { ...process.env, ...GATEWAY_PROCESS_ENV } },
   );
   procs.push(gw);
   let out = "";

@@ -10,6 +10,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { GATEWAY_PROCESS_ENV } from "../../runtime/process-env.ts";
 import { killAll, startBlockmend } from "../support/processes.ts";
 import { requireTools, run, runOk } from "../support/tools.ts";
 
@@ -51,6 +52,22 @@ async function execStart(unit: string, specifiers: Record<string, string>): Prom
 }
 
 describe("deploy/systemd", () => {
+  test("the units and the Dockerfile set the process settings of runtime/process-env.ts", async () => {
+    const env = (text: string, directive: RegExp) =>
+      [...text.matchAll(directive)].flatMap((m) => m[1]!.trim().split(/\s+/));
+    const gateway = await readFile(join(UNITS, "blockmend-gateway.service"), "utf8");
+    const store = await readFile(join(UNITS, "blockmend-chunkstore@.service"), "utf8");
+    const dockerfile = await readFile(join(ROOT, "deploy/Dockerfile"), "utf8");
+    for (const [key, value] of Object.entries(GATEWAY_PROCESS_ENV)) {
+      expect(env(gateway, /^Environment=(.*)$/gm)).toContain(`${key}=${value}`);
+      expect(env(dockerfile, /^ENV (.*)$/gm)).toContain(`${key}=${value}`);
+    }
+    // The chunk store's reads must not queue behind its synced appends either.
+    expect(env(store, /^Environment=(.*)$/gm)).toContain(
+      `UV_THREADPOOL_SIZE=${GATEWAY_PROCESS_ENV.UV_THREADPOOL_SIZE}`,
+    );
+  });
+
   test("systemd-analyze verify accepts both units without a warning", async () => {
     requireTools("systemd-analyze");
     const dir = await unitsHere();

@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { GATEWAY_PROCESS_ENV } from "../../runtime/process-env.ts";
 import { NbdClient } from "../support/nbd-client.ts";
 
 const ROOT = join(import.meta.dir, "../..");
@@ -120,6 +121,15 @@ describe("bin/blockmend.js", () => {
       await waitUntil("the stop line is printed", () => s.output().includes(`stopped (${signal})`));
     }, 60_000);
   }
+
+  test("the server runs with the process settings of runtime/process-env.ts (allocator, file I/O threads)", async () => {
+    const s = await startWrapped(["chunkstore", "--dir", await storeDir(), "--listen", "127.0.0.1:0"]);
+    const environ = readFileSync(`/proc/${s.serverPid}/environ`, "utf8").split("\0");
+    for (const [key, value] of Object.entries(GATEWAY_PROCESS_ENV))
+      expect(environ).toContain(`${key}=${value}`);
+    process.kill(s.wrapper.pid, "SIGTERM");
+    expect(await s.wrapper.exited).toBe(0);
+  }, 60_000);
 
   test("SIGKILL of the wrapper: the orphaned server notices and stops by itself, port closed", async () => {
     const s = await startWrapped(["chunkstore", "--dir", await storeDir(), "--listen", "127.0.0.1:0"]);

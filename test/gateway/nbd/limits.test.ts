@@ -11,7 +11,7 @@ import type { BlockDevice, ExportProvider } from "../../../gateway/nbd/block-dev
 import { NBD_CMD } from "../../../gateway/nbd/constants.ts";
 import { MemoryDevice } from "../../../gateway/nbd/memory-device.ts";
 import { type NbdServer, type NbdServerOptions, startNbdServer } from "../../../gateway/nbd/nbd-server.ts";
-import { GATEWAY_ALLOCATOR_ENV } from "../../../runtime/allocator-env.ts";
+import { GATEWAY_PROCESS_ENV } from "../../../runtime/process-env.ts";
 import { requireTools, runOk } from "../../support/tools.ts";
 import { request } from "./_bytes.ts";
 import { RawClient } from "./_raw-client.ts";
@@ -220,7 +220,7 @@ describe("NBD limits: memory", () => {
     const proc = Bun.spawn([process.execPath, script, JSON.stringify(config)], {
       stdout: "pipe",
       stderr: "inherit",
-      env: { ...process.env, ...GATEWAY_ALLOCATOR_ENV }, // as the gateway runs (bin/blockmend.js)
+      env: { ...process.env, ...GATEWAY_PROCESS_ENV }, // as the gateway runs (bin/blockmend.js)
     });
     const flood: RawClient[] = [];
     try {
