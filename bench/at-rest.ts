@@ -6,7 +6,9 @@
  * interleaved in one run. Both images are filled with random data first.
  *
  * Prints per target and round: p50/p99/p99.9/max, p99.9 / p99, the longest stretch without
- * a completed I/O, and how many I/Os took over 50 and 100 ms; then the medians over rounds.
+ * a completed I/O, how many I/Os took over 50 and 100 ms, and (blockmend) how many of the
+ * gateway's event-loop delay samples (every 20 ms, /metrics) were over 20 and 50 ms; then the
+ * medians over rounds.
  * The issue's goal: p99.9 at most 3x p99, and no stretch over 50 ms without a completion.
  *
  *   bun bench/at-rest.ts [--seconds 30] [--rounds 3] [--size-mib 1024] [--cpu-prof DIR]
@@ -41,6 +43,9 @@ interface Round {
   gap: number;
   over50: number;
   over100: number;
+  /** blockmend only: event-loop delay samples over 20 and 50 ms during the round. */
+  loop20?: number;
+  loop50?: number;
 }
 
 async function waitForPort(port: number): Promise<void> {
@@ -93,6 +98,19 @@ async function round(uri: string, dir: string, tag: string): Promise<Round> {
     over100: lat.filter((x) => x > 100).length,
   };
 }
+
+/** The gateway's event-loop delay histogram (cumulative counts by bound in seconds, from /metrics). */
+async function loopDelays(api: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${api}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^blockmend_event_loop_delay_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm))
+    out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
+/** Event-loop delay samples over `bound` seconds between two histograms. */
+const over = (before: Map<string, number>, after: Map<string, number>, bound: string) =>
+  after.get("+Inf")! - after.get(bound)! - (before.get("+Inf")! - before.get(bound)!);
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((x, y) => x - y);
@@ -167,9 +185,30 @@ try {
   const rows: (string | number)[][] = [];
   for (let r = 1; r <= ROUNDS; r++)
     for (const [name, uri] of Object.entries(targets)) {
+      const api = `http://127.0.0.1:${httpPort}`;
+      const before = name === "blockmend" ? await loopDelays(api) : null;
       const x = await round(uri, dir, `${name}-${r}`);
+      if (before) {
+        const after = await loopDelays(api);
+        x.loop20 = over(before, after, "0.02");
+        x.loop50 = over(before, after, "0.05");
+      }
       results[name]!.push(x);
-      rows.push([name, r, x.ios, x.p50, x.p99, x.p999, x.max, x.p999 / x.p99, x.gap, x.over50, x.over100]);
+      rows.push([
+        name,
+        r,
+        x.ios,
+        x.p50,
+        x.p99,
+        x.p999,
+        x.max,
+        x.p999 / x.p99,
+        x.gap,
+        x.over50,
+        x.over100,
+        x.loop20 ?? "",
+        x.loop50 ?? "",
+      ]);
       console.error(`done: ${name} round ${r}`);
     }
   for (const [name, xs] of Object.entries(results)) {
@@ -186,6 +225,8 @@ try {
       m((x) => x.gap),
       m((x) => x.over50),
       m((x) => x.over100),
+      name === "blockmend" ? m((x) => x.loop20 ?? 0) : "",
+      name === "blockmend" ? m((x) => x.loop50 ?? 0) : "",
     ]);
   }
   table(
@@ -201,6 +242,8 @@ try {
       "longest gap ms",
       "> 50 ms",
       "> 100 ms",
+      "loop delay > 20 ms",
+      "loop delay > 50 ms",
     ],
     rows,
   );

@@ -127,7 +127,9 @@ export class GatewayClient {
   }
 
   /** `DELETE /v1/stores/{id}`: removes a drained store. */
-  removeStore(id: string): Promise<LifecycleAnswer & { headsUpdated: number }> {
+  removeStore(
+    id: string,
+  ): Promise<LifecycleAnswer & { headsUpdated: number; registerKeysRewritten: number }> {
     return this.#json("DELETE", `/v1/stores/${enc(id)}`);
   }
 

@@ -184,7 +184,7 @@ export const removeCommand = defineCommand({
     if (args.json) console.log(JSON.stringify(r, null, 2));
     else
       console.log(
-        `store ${r.store} removed from the cluster (${r.headsUpdated} image head(s) updated); stop it, and drop --store ${r.store}=... from every gateway's command line`,
+        `store ${r.store} removed from the cluster (${r.headsUpdated} image head(s) updated${r.registerKeysRewritten > 0 ? `; it left the register, ${r.registerKeysRewritten} key(s) rewritten on the other head holders` : ""}); stop it, and drop --store ${r.store}=... from every gateway's command line`,
       );
   },
 });

@@ -279,7 +279,7 @@ export async function assembleGateway(
       const seen = h.status(id)?.identity;
       if (seen && seen !== recorded) replacements.handle(id, seen);
     });
-    const membership = new Membership({ cluster, stores, health: h, open: options.openStore, log });
+    const membership = new Membership({ cluster, stores, health: h, register, open: options.openStore, log });
     membership.joined.add((m) => {
       heal.addStore(m.id);
       scrub.addStore(m.id);
@@ -432,6 +432,7 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
           heads: core.heads,
           status: core.status,
           membership: core.membership,
+          register: core.register,
           open: openStoreAt,
           replicas: config.replicas,
           gatewayId: core.id,

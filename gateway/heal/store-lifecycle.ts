@@ -13,9 +13,12 @@
  *   whose placement moved off it. It is `drained` once every placement store
  *   holds every image in full under the new placement; its copies are never counted.
  *   A drain can be cancelled (epoch + 1 again: the store walks back in).
- * - remove: only a drained store that safe-to-remove calls safe, and not a head holder
- *   (changing the register's members is not built); the record forgets it, and every head
- *   forgets its replica state.
+ * - remove: only a drained store (a witness holds no chunks to drain) that safe-to-remove
+ *   calls safe; the record forgets it, and every head forgets its replica state. A head
+ *   holder first leaves the register (`QuorumRegister.removeMember`: its refs are fenced,
+ *   every key is rewritten on all the others), which needs every head holder to answer
+ *   and at least two to remain; only then does the record change, so a removal stopped
+ *   half way leaves a member that never answers, and running it again finishes.
  *
  * What the walks move is what the heads name (current roots and snapshots). A pinned older
  * version (a long S3 GET, a backup) that no head names is not moved: a reader of it may
@@ -25,6 +28,7 @@ import { isIdentity } from "../../chunkstore/identity.ts";
 import { liveHead } from "../image/head.ts";
 import type { HeadWriter } from "../image/head-writer.ts";
 import { forgetStore } from "../image/head-writer.ts";
+import type { QuorumRegister } from "../register/quorum-register.ts";
 import type { Cluster } from "../replication/cluster.ts";
 import {
   type ClusterRecord,
@@ -55,6 +59,8 @@ export interface LifecycleDeps {
   readonly heads: HeadWriter;
   readonly status: ClusterStatus;
   readonly membership: Membership;
+  /** The register over the head holders (a head holder leaves it before the record forgets it). */
+  readonly register: Pick<QuorumRegister, "removeMember" | "removalBlocker">;
   /** Opens a store by URL (absent: this gateway cannot add stores). */
   readonly open?: StoreOpener;
   readonly replicas: number;
@@ -176,15 +182,16 @@ export async function drainStore(d: LifecycleDeps, id: string, on: boolean): Pro
 export async function removeStore(
   d: LifecycleDeps,
   id: string,
-): Promise<LifecycleAnswer & { headsUpdated: number }> {
+): Promise<LifecycleAnswer & { headsUpdated: number; registerKeysRewritten: number }> {
   const inputs = await d.status.inputs({ probe: true });
   const s = inputs.record.stores[id];
   if (!s) throw new StoreLifecycleError(404, "store_not_found", `No store "${id}" in the cluster`);
-  if (s.refs)
+  const registerBlocker = s.refs ? d.register.removalBlocker(id) : null;
+  if (registerBlocker)
     throw new StoreLifecycleError(
       409,
       "store_refused",
-      `Store "${id}" holds image heads (a register member): removing a head holder is not supported in this version; drained, it holds no data and can stay`,
+      `Store "${id}" holds image heads (a register member) and cannot leave the register now: ${registerBlocker}`,
     );
   if (s.chunks && !s.draining)
     throw new StoreLifecycleError(
@@ -206,6 +213,18 @@ export async function removeStore(
       "store_refused",
       `Store "${id}" is not safe to remove: ${safety.reasons.join("; ")}`,
     );
+  let registerKeysRewritten = 0;
+  if (s.refs) {
+    try {
+      registerKeysRewritten = (await d.register.removeMember(id, d.gatewayId)).rewritten;
+    } catch (err) {
+      throw new StoreLifecycleError(
+        503,
+        "register_unavailable",
+        `Store "${id}" could not leave the register (nothing is lost; run the removal again): ${(err as Error).message}`,
+      );
+    }
+  }
   const record = await d.cluster.update((r) => {
     if (!r.stores[id]) return r;
     const { [id]: _gone, ...rest } = r.stores;
@@ -223,5 +242,5 @@ export async function removeStore(
     if (result) headsUpdated++;
   }
   await stampLeaving(d.cluster, d.heads, `The removal of "${id}"`);
-  return { ...answer(id, record), headsUpdated };
+  return { ...answer(id, record), headsUpdated, registerKeysRewritten };
 }

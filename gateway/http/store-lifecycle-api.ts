@@ -101,9 +101,15 @@ export const STORE_LIFECYCLE_OPENAPI_PATHS: Record<string, PathItem> = {
   "/v1/stores/{id}": {
     delete: {
       summary:
-        "Removes store {id} from the cluster: only a drained data store that safe-to-remove calls safe (head holders are refused)",
+        "Removes store {id} from the cluster: only a drained store that safe-to-remove calls safe; a head holder first leaves the register (every head holder must answer, at least two must remain)",
       parameters: idParam,
-      responses: { "200": jsonOk("{store, placementEpoch, placement, headsUpdated}"), ...refusals },
+      responses: {
+        "200": jsonOk("{store, placementEpoch, placement, headsUpdated, registerKeysRewritten}"),
+        ...refusals,
+        "503": jsonOk(
+          "A head holder did not answer while the store left the register (register_unavailable): run it again",
+        ),
+      },
     },
   },
 };

@@ -51,9 +51,10 @@ export function encodeAcceptorState(state: AcceptorState): string {
   return JSON.stringify({ bm: FORMAT, p: state.promised, a: state.accepted, v: state.value ?? null });
 }
 
-/** Parses a stored state; throws a TypeError on anything that is not one. */
+/** Parses a stored state; throws a TypeError on anything that is not one (a FencedMemberError on a fenced member). */
 export function decodeAcceptorState(text: string): AcceptorState {
-  const raw = JSON.parse(text) as { bm?: unknown; p?: unknown; a?: unknown; v?: unknown };
+  const raw = JSON.parse(text) as { bm?: unknown; p?: unknown; a?: unknown; v?: unknown; fenced?: unknown };
+  if (raw?.fenced) throw new FencedMemberError();
   if (raw === null || typeof raw !== "object" || raw.bm !== FORMAT || !isBallot(raw.p)) {
     throw new TypeError(`Not a register acceptor state: ${text.slice(0, 120)}`);
   }
@@ -85,10 +86,39 @@ export function encodeFloor(floor: Ballot): string {
   return JSON.stringify({ bm: FORMAT, floor });
 }
 
-/** Parses a member's floor; throws a TypeError on anything that is not one. */
+/** Parses a member's floor; throws a TypeError on anything that is not one (a FencedMemberError on a fenced member). */
 export function decodeFloor(text: string): Ballot {
-  const raw = JSON.parse(text) as { bm?: unknown; floor?: unknown };
+  const raw = JSON.parse(text) as { bm?: unknown; floor?: unknown; fenced?: unknown };
+  if (raw?.fenced) throw new FencedMemberError();
   if (raw === null || typeof raw !== "object" || raw.bm !== FORMAT || !isBallot(raw.floor))
     throw new TypeError(`Not a register floor: ${text.slice(0, 120)}`);
   return raw.floor;
+}
+
+/**
+ * FROZEN: what a member removed from the register holds in place of every key and of its
+ * floor, `{"bm":1,"fenced":{"since":ISO,"by":"gateway"}}`. It decodes as neither a state nor
+ * a floor (in this version and in older ones, which need `p` and `floor`), so no proposer
+ * can count a vote of that member again: it is as if down for good (quorum-register.ts,
+ * `removeMember`).
+ */
+export function encodeFenced(by: string): string {
+  return JSON.stringify({ bm: FORMAT, fenced: { since: new Date().toISOString(), by } });
+}
+
+/** Whether a ref's value is the fence marker. */
+export function isFencedText(text: string): boolean {
+  try {
+    return Boolean((JSON.parse(text) as { fenced?: unknown } | null)?.fenced);
+  } catch {
+    return false;
+  }
+}
+
+/** The member was removed from the register: it holds no state that may vote. */
+export class FencedMemberError extends TypeError {
+  override readonly name = "FencedMemberError";
+  constructor() {
+    super("This store was removed from the register (its refs are fenced): it has no vote");
+  }
 }

@@ -42,8 +42,10 @@ import {
   decodeAcceptorState,
   decodeFloor,
   encodeAcceptorState,
+  encodeFenced,
   encodeFloor,
   FLOOR_REF,
+  isFencedText,
   maxBallot,
   nextBallot,
   ZERO_BALLOT,
@@ -105,8 +107,7 @@ type Outcome =
 
 /** A linearizable register over a majority of ref-holding stores. */
 export class QuorumRegister implements Register {
-  readonly members: readonly RegisterMember[];
-  readonly majority: number;
+  #members: readonly RegisterMember[];
   readonly #proposer: string;
   readonly #isDown: (id: string) => boolean;
   readonly #onFailure: (id: string, error: unknown) => void;
@@ -128,12 +129,21 @@ export class QuorumRegister implements Register {
   constructor(members: readonly RegisterMember[], options: QuorumRegisterOptions) {
     if (members.length === 0) throw new RangeError("A register needs at least one member that holds refs");
     if (!options.proposer) throw new TypeError("A register proposer needs an id");
-    this.members = members;
-    this.majority = Math.floor(members.length / 2) + 1;
+    this.#members = members;
     this.#proposer = options.proposer;
     this.#isDown = options.isDown ?? (() => false);
     this.#onFailure = options.onFailure ?? (() => {});
     this.#deadlineMs = options.deadlineMs ?? 5000;
+  }
+
+  /** The acceptors, in configuration order. */
+  get members(): readonly RegisterMember[] {
+    return this.#members;
+  }
+
+  /** How many members make a quorum: a majority. */
+  get majority(): number {
+    return Math.floor(this.#members.length / 2) + 1;
   }
 
   // ---- the Register interface
@@ -531,8 +541,7 @@ export class QuorumRegister implements Register {
     return keys.length;
   }
 
-  async #allKeys(): Promise<string[]> {
-    const valid = this.#eligible();
+  async #allKeys(valid: readonly RegisterMember[] = this.#eligible()): Promise<string[]> {
     const { done, errors } = await firstQuorum(
       valid,
       (m) => this.#scanMember(m, ""),
@@ -541,7 +550,7 @@ export class QuorumRegister implements Register {
     );
     if (errors.size > 0 || done.size < valid.length) {
       throw new RegisterUnavailableError(
-        `every member must answer a rejoin; ${[...errors.keys()].join(", ")} did not`,
+        `every member must answer a rejoin or a removal; ${[...errors.keys()].join(", ")} did not`,
       );
     }
     const keys = new Set<string>();
@@ -559,6 +568,83 @@ export class QuorumRegister implements Register {
       await sleep(Math.random() * 10 * (round + 1));
     }
     throw new RegisterUnavailableError(`could not rewrite key "${key}" on every member`);
+  }
+
+  // ---- removing a member for good
+
+  /** Why `member` cannot be removed from the register now, or null. */
+  removalBlocker(member: string): string | null {
+    if (!this.#members.some((m) => m.id === member)) return `"${member}" is not a register member`;
+    if (this.#members.length < 3)
+      return `${this.#members.length} head holder(s): at least two must remain (replace the store at the same id instead)`;
+    return this.collectBlocker();
+  }
+
+  /**
+   * Removes `member` from the register for good (a head holder leaving the cluster). Going
+   * from n members to n-1 is safe by itself: a majority of n and a majority of the other n-1
+   * always share a member, so a proposer that still counts `member` (another gateway, not yet
+   * told) and one that does not never both win. Two steps are taken so that the NEXT removal
+   * is safe too, whoever runs it and however late other gateways learn of this one:
+   * 1. fence: every key of `member`, and its floor, is replaced by a marker that decodes as
+   *    nothing (`encodeFenced`), so no proposer ever counts its vote again; it is as if down
+   *    for good, which Paxos tolerates. The floor goes first, so no key appears there since.
+   * 2. rewrite: every key gets its current value written back at a new ballot, accepted by
+   *    EVERY remaining member, so that any later quorum of any subset sees it.
+   * Then the member is dropped here. Stopping half way is safe (a fenced member is a member
+   * that never answers) and calling again finishes. Throws RegisterUnavailableError when a
+   * member did not answer, and a RangeError naming the {@link removalBlocker}.
+   */
+  async removeMember(member: string, by: string = this.#proposer): Promise<{ rewritten: number }> {
+    const blocker = this.removalBlocker(member);
+    if (blocker) throw new RangeError(`Cannot remove register member "${member}": ${blocker}`);
+    const leaving = this.#members.find((m) => m.id === member)!;
+    await this.#fence(leaving, by);
+    const remaining = this.#members.filter((m) => m.id !== member);
+    const all: Scope = { members: remaining, need: remaining.length };
+    const keys = await this.#allKeys(remaining);
+    for (const key of keys) await this.#queued(key, () => this.#rewrite(key, all));
+    this.forgetMember(member);
+    return { rewritten: keys.length };
+  }
+
+  /** Drops a member another gateway removed (its refs are fenced already); no I/O. */
+  forgetMember(member: string): void {
+    if (!this.#members.some((m) => m.id === member) || this.#members.length === 1) return;
+    this.#members = this.#members.filter((m) => m.id !== member);
+    this.#excluded.delete(member);
+    this.#floors.delete(member);
+  }
+
+  /** Replaces every ref of `m` (its floor first) by the fence marker, by compare-and-set. */
+  async #fence(m: RegisterMember, by: string): Promise<void> {
+    const marker = encodeFenced(by);
+    const fenceRef = async (name: string, entry: RefEntry | null) => {
+      for (let attempt = 0; attempt < MAX_ROUNDS; attempt++) {
+        if (entry && isFencedText(entry.value)) return;
+        const r = await m.store.casRef(name, entry?.version ?? null, marker);
+        if (r.ok) return;
+        entry = r.current;
+      }
+      throw new RegisterUnavailableError(
+        `could not fence ref "${name}" of member ${m.id}: it keeps changing`,
+      );
+    };
+    try {
+      await fenceRef(FLOOR_REF, await m.store.getRef(FLOOR_REF));
+      this.#floors.delete(m.id);
+      let after: string | undefined;
+      do {
+        const page = await m.store.scanRefs("", after === undefined ? {} : { after });
+        for (const r of page.refs) if (r.name !== FLOOR_REF) await fenceRef(r.name, r);
+        after = page.next ?? undefined;
+      } while (after !== undefined);
+    } catch (err) {
+      if (err instanceof RegisterUnavailableError) throw err;
+      throw new RegisterUnavailableError(`member ${m.id} must answer while it is fenced; it did not`, {
+        cause: err,
+      });
+    }
   }
 
   // ---- collecting keys

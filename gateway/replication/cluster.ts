@@ -89,7 +89,12 @@ export async function bootstrapCluster(
         const entry = await c.store.getRef(CLUSTER_KEY).catch(() => null);
         if (!entry) return;
         anyState = true;
-        const state = decodeAcceptorState(entry.value);
+        let state: ReturnType<typeof decodeAcceptorState>;
+        try {
+          state = decodeAcceptorState(entry.value);
+        } catch {
+          return; // a store removed from the register (fenced): it suggests nothing
+        }
         const value = (state.value as { d?: unknown } | null)?.d;
         if (!state.accepted || value === undefined || value === null) return;
         if (!candidateBallot || compareBallots(state.accepted, candidateBallot) > 0) {

@@ -2,8 +2,8 @@
  * The gateway follows the cluster record's store set while it runs: a store the record
  * gains (`store add`, on this gateway or another) is opened at the URL the record names
  * and joins every layer; the placement moves to the record's (`placementEpoch`, the data
- * stores not draining); a store the record dropped (`store remove`) leaves every layer and
- * is closed. Changes apply one at a time, in record order: joins first, then the
+ * stores not draining); a store the record dropped (`store remove`) leaves every layer (the
+ * register too, if it held heads) and is closed. Changes apply one at a time, in record order: joins first, then the
  * placement, then departures, so a placement never names a store this gateway lacks.
  *
  * A store this gateway cannot open (no URL in the record, a bad one) keeps the old
@@ -26,6 +26,8 @@ export interface MembershipDeps {
   readonly cluster: Cluster;
   readonly stores: StoreSet;
   readonly health: StoreHealth;
+  /** The register over the head holders: a head holder the record dropped leaves it here too. */
+  readonly register?: { forgetMember(id: string): void };
   /** Absent: this gateway cannot open stores by itself (tests over in-memory stores). */
   readonly open?: StoreOpener;
   readonly log: (line: string) => void;
@@ -101,6 +103,7 @@ export class Membership {
       stores.removeMember(m.id);
       health.remove(m.id);
       cluster.removeMember(m.id);
+      if (m.refs) this.#d.register?.forgetMember(m.id); // fenced already by the gateway that removed it
       this.left.emit(m.id);
       const opened = this.#opened.get(m.id);
       this.#opened.delete(m.id);

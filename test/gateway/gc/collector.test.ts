@@ -320,6 +320,7 @@ describe("garbage collection", () => {
         heads: core.heads,
         status: core.status,
         membership: core.membership,
+        register: core.register,
         replicas: 2,
         gatewayId: core.id,
       },

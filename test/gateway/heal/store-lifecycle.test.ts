@@ -4,7 +4,9 @@
  * after `store add d --wait` every live chunk is on its placement stores under the new
  * set, d holds exactly the chunks placed on it (1.00x of the share that moved), and a store
  * safe-to-remove names is killed and every byte read back; after `store drain d --wait` and
- * `store remove d`, d is killed and every byte read back through both gateways.
+ * `store remove d`, d is killed and every byte read back through both gateways; then head
+ * holder c is drained and removed (it leaves the register), killed, and every byte read
+ * back and written again over the two head holders left.
  *
  * Cluster: head holders a, b, c (data stores too), then data store d; 2 replicas, min 1.
  */
@@ -56,7 +58,7 @@ async function holdings(urls: Record<string, string>): Promise<Map<string, Set<H
   return out;
 }
 
-test("add a store and rebalance, drain and remove it, with two gateways following; head holders are not removed", async () => {
+test("add a store and rebalance, drain and remove it, with two gateways following; then a head holder too", async () => {
   cluster = await TestCluster.start(["a", "b", "c"], { witnesses: [] });
   const g1 = await cluster.startGateway();
   const g2 = await cluster.startGateway();
@@ -156,15 +158,43 @@ test("add a store and rebalance, drain and remove it, with two gateways followin
   await readsBack(g2, "vm1@s1", v1);
   await readsBack(g1, "vm1", v2);
 
-  // A head holder can be drained of data, but not removed (register membership is fixed).
+  // A head holder leaves too: drained of data, then out of the register (its refs fenced,
+  // every key rewritten on a and b), then out of the record. A drain cancelled first: c
+  // takes its share again and everything is in sync.
   const drainC = await cli(g1, "store", "drain", "c", "--wait", "--timeout", "90");
   expect(drainC.code).toBe(0);
-  const removeC = await cli(g1, "store", "remove", "c");
-  expect(removeC.code).toBe(1);
-  expect(removeC.out).toContain("holds image heads");
-  // Cancelled, c takes its share again and everything is in sync.
   const cancel = await cli(g1, "store", "drain", "c", "--cancel", "--wait", "--timeout", "90");
   expect(cancel.code).toBe(0);
   await waitInSync(g2);
+  expect((await cli(g2, "store", "drain", "c", "--wait", "--timeout", "90")).code).toBe(0);
+  const removeC = await cli(g1, "store", "remove", "c", "--json");
+  expect(removeC.code).toBe(0);
+  const removedC = JSON.parse(removeC.out) as { placement: string[]; registerKeysRewritten: number };
+  expect(removedC.placement).toEqual(["a", "b"]);
+  expect(removedC.registerKeysRewritten).toBeGreaterThanOrEqual(2); // the cluster record and vm1's head at least
+  // Acted upon: c is killed; both gateways read every byte, and writes go on (through g2,
+  // which learned of the removal from the record) over the two head holders left.
+  await cluster.dropStore("c");
+  await waitFor(
+    "g2 forgets c",
+    async () => (await api<StoresBody>(g2, "/v1/stores")).stores.map((s) => s.id).join() === "a,b",
+    15_000,
+  );
   await readsBack(g2, "vm1", v2);
+  await readsBack(g1, "vm1@s1", v1);
+  const v3 = v2.slice();
+  v3.set(randomBytes(MiB), 20 * MiB);
+  const w = await nbd(g2, "vm1");
+  await w.write(20 * MiB, v3.subarray(20 * MiB, 21 * MiB));
+  await w.flush();
+  w.close();
+  await readsBack(g1, "vm1", v3);
+  // A gateway started now, over a and b, reads it all.
+  const g3 = await cluster.startGateway();
+  await readsBack(g3, "vm1", v3);
+  await readsBack(g3, "vm1@s1", v1);
+  // Two head holders left: neither may go.
+  const removeB = await cli(g1, "store", "remove", "b");
+  expect(removeB.code).toBe(1);
+  expect(removeB.out).toContain("at least two must remain");
 }, 300_000);
