@@ -355,14 +355,7 @@ export class FileStore implements ChunkStore {
   /** Deletes the still-condemned ones (index entries; compaction frees the bytes), one index sync. */
   async sweep(hashes: readonly Hash[], token: string): Promise<SweepResult> {
     this.#assertOpen();
-    let deleted = 0;
-    let bytes = 0;
-    for (const h of this.#condemned.take(hashes, token)) {
-      const removed = this.#deleteSync(keyOf(h));
-      if (removed === null) continue;
-      deleted++;
-      bytes += removed;
-    }
+    const { deleted, bytes } = this.#deleteManySync(this.#condemned.take(hashes, token).map(keyOf));
     if (deleted > 0) {
       await syncEnv(this.#env);
       this.#compactSoon();
@@ -382,6 +375,37 @@ export class FileStore implements ChunkStore {
     if (this.#deleteSync(keyOf(hash)) === null) return false;
     await syncEnv(this.#env);
     return true;
+  }
+
+  /**
+   * Drops many chunks' index entries in ONE index transaction (a transaction per chunk cost a
+   * store ~2000 commits a second under a fast sweep, CPU the VM's requests waited for).
+   */
+  #deleteManySync(keys: readonly Buffer[]): { deleted: number; bytes: number } {
+    let deleted = 0;
+    let bytes = 0;
+    const segments = new Map<number, SegmentCounters>();
+    const found: Buffer[] = [];
+    for (const key of keys) {
+      const loc = this.#lookup(key);
+      if (!loc) continue;
+      const seg = segments.get(loc.segment) ?? { ...this.#segments.get(loc.segment)! };
+      seg.live -= recordBytes(loc.length);
+      segments.set(loc.segment, seg);
+      found.push(key);
+      deleted++;
+      bytes += loc.length;
+    }
+    if (deleted === 0) return { deleted, bytes };
+    const totals = { chunks: this.#totals.chunks - deleted, bytes: this.#totals.bytes - bytes };
+    this.#env.transactionSync(() => {
+      for (const key of found) this.#index.removeSync(key);
+      for (const [n, seg] of segments) this.#meta.putSync(segmentKey(n), seg);
+      this.#meta.putSync("totals", totals);
+    });
+    for (const [n, seg] of segments) this.#segments.set(n, seg);
+    Object.assign(this.#totals, totals);
+    return { deleted, bytes };
   }
 
   /** Drops a chunk's index entry (its bytes stay in the segment until compaction); its length, or null if absent. */

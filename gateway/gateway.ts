@@ -20,13 +20,19 @@ import {
   mountBackupRoutes,
 } from "./backup/mod.ts";
 import { openGatewayState } from "./gateway-state.ts";
-import { Collector, GcBusyError, SWEEP_CHUNK_COST } from "./gc/collector.ts";
+import {
+  Collector,
+  GcBusyError,
+  SWEEP_CHUNK_COST,
+  SWEEP_DELETES_PER_SECOND_UNDER_LOAD,
+} from "./gc/collector.ts";
 import { Pins } from "./gc/pins.ts";
 import { ClusterStatus } from "./heal/cluster-status.ts";
 import { CopyEngine } from "./heal/copy-engine.ts";
 import { HealScheduler } from "./heal/heal-scheduler.ts";
 import { LatencyMonitor } from "./heal/latency-monitor.ts";
 import { setMaintenance } from "./heal/maintenance.ts";
+import { RateLimiter } from "./heal/rate-limiter.ts";
 import { DamageLedger, RepairQueue } from "./heal/read-repair.ts";
 import { Replacements } from "./heal/replacement.ts";
 import { Scrubber } from "./heal/scrub.ts";
@@ -243,6 +249,7 @@ export async function assembleGateway(
     loopDelay.start();
     cleanups.push(() => loopDelay.stop());
     const throttle = new HealThrottle(latency);
+    const sweepCap = new RateLimiter(SWEEP_DELETES_PER_SECOND_UNDER_LOAD);
     const engine = new CopyEngine(stores, throttle);
     const heal = new HealScheduler({
       heads,
@@ -319,7 +326,11 @@ export async function assembleGateway(
       settled: () => status.settledEpoch(),
       pace: {
         during: (sweep) => throttle.sharedBy(sweep),
-        batch: (chunks) => throttle.rate.take(chunks * SWEEP_CHUNK_COST),
+        batch: async (chunks) => {
+          await throttle.rate.take(chunks * SWEEP_CHUNK_COST);
+          // While VMs do I/O, never faster than the cap, whatever the throttle grew to.
+          if (latency.recentP99(1000) !== null) await sweepCap.take(chunks);
+        },
       },
     });
     if (options.background !== false) {

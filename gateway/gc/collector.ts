@@ -18,7 +18,7 @@
  *  5. mark again: what became reachable since step 1 is kept;
  *  6. sweep: each store deletes the chunks of step 2 that are still condemned by this
  *     pass (not revived, not condemned by a later pass) and not marked in step 5, in
- *     small batches paced by the heal throttle (`pace`).
+ *     small batches paced by the heal throttle and a cap while VMs do I/O (`pace`).
  *  7. tombstones: the heads of images deleted at least one grace before are removed from
  *     the register for good (HeadWriter.collectTombstone), once every head holder answers
  *     (the register's `collect` writes the tombstone to all of them first, then raises
@@ -72,6 +72,14 @@ export const SWEEP_BATCH = 128;
  * throttle halves that when VM latency rises and doubles it while no VM does I/O.
  */
 export const SWEEP_CHUNK_COST = 16 * 1024;
+
+/**
+ * The most deletes a second a sweep makes while VMs do I/O, whatever the throttle allows:
+ * the throttle's latency signal (a p99 of half a second of requests) is noisy enough that
+ * it grew to its ceiling during passes, and a pass then swept 26 000 chunks a second with
+ * the VM's p99 at 1.8x (bench/gc.ts). With no VM I/O the throttle alone paces it.
+ */
+export const SWEEP_DELETES_PER_SECOND_UNDER_LOAD = 2048;
 
 /** How a sweep is paced. */
 export interface SweepPace {
