@@ -64,3 +64,97 @@ export function fioOverNbd(uri: string, sizeMiB: number, extra: string[]): strin
     ...extra,
   ];
 }
+
+/** Resolves once something listens on 127.0.0.1:`port` (throws after ~10 s). */
+export async function waitForPort(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+      s.end();
+      return;
+    } catch {
+      await Bun.sleep(50);
+    }
+  }
+  throw new Error(`port ${port} never opened`);
+}
+
+/** The two NBD servers of a side-by-side benchmark, as {@link startUpAndQemuNbd} started them. */
+export interface SideBySide {
+  /** NBD URIs of export `name` by target: "blockmend" and "qemu-nbd". */
+  readonly targets: Record<string, string>;
+  /** The gateway's HTTP API. */
+  readonly api: string;
+}
+
+/**
+ * Starts `blockmend up` (data under `dir/bm`, run as `npx blockmend` runs it, with the
+ * process settings) with an image `name` of `sizeMiB`, and the peer: qemu-nbd serving a
+ * raw file of the same size in `dir` with a writeback cache. `bunArgs` go to the gateway's
+ * Bun (e.g. `--cpu-prof`). Every process started goes into `started` at once, so the
+ * caller stops them in its `finally` even when this throws half way.
+ */
+export async function startUpAndQemuNbd(
+  dir: string,
+  sizeMiB: number,
+  name: string,
+  started: Bun.Subprocess[],
+  bunArgs: string[] = [],
+): Promise<SideBySide> {
+  const bmNbd = 11400 + Math.floor(Math.random() * 500);
+  const qPort = bmNbd + 1;
+  const httpPort = bmNbd + 2;
+  const bm = Bun.spawn(
+    [
+      process.execPath,
+      ...bunArgs,
+      CLI,
+      "up",
+      "--data",
+      join(dir, "bm"),
+      "--nbd",
+      `127.0.0.1:${bmNbd}`,
+      "--http",
+      `127.0.0.1:${httpPort}`,
+    ],
+    { stdout: "ignore", stderr: "inherit", env: { ...process.env, ...GATEWAY_PROCESS_ENV } },
+  );
+  started.push(bm);
+  await waitForPort(httpPort);
+  const api = `http://127.0.0.1:${httpPort}`;
+  const created = await fetch(`${api}/v1/images`, {
+    method: "POST",
+    body: JSON.stringify({ name, size: sizeMiB * 1024 * 1024 }),
+    headers: { "content-type": "application/json" },
+  });
+  if (created.status !== 201) throw new Error(`create failed: ${await created.text()}`);
+  const raw = join(dir, "qemu.raw");
+  await sh(["truncate", "-s", `${sizeMiB}M`, raw]);
+  const q = Bun.spawn(
+    [
+      "qemu-nbd",
+      "-f",
+      "raw",
+      "-x",
+      name,
+      "-p",
+      String(qPort),
+      "-b",
+      "127.0.0.1",
+      "--shared=16",
+      "--cache=writeback",
+      "--persistent",
+      raw,
+    ],
+    { stdout: "ignore", stderr: "inherit" },
+  );
+  started.push(q);
+  await waitForPort(qPort);
+  return {
+    targets: {
+      blockmend: `nbd://127.0.0.1:${bmNbd}/${name}`,
+      "qemu-nbd": `nbd://127.0.0.1:${qPort}/${name}`,
+    },
+    api,
+  };
+}

@@ -18,8 +18,7 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GATEWAY_PROCESS_ENV } from "../runtime/process-env.ts";
-import { fioOverNbd, parseFioLog, pct, sh } from "./_procs.ts";
+import { fioOverNbd, parseFioLog, pct, sh, startUpAndQemuNbd } from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -29,7 +28,6 @@ const arg = (name: string, dflt: number) => {
 const SECONDS = arg("--seconds", 30);
 const ROUNDS = arg("--rounds", 3);
 const SIZE_MIB = arg("--size-mib", 1024);
-const ROOT = new URL("..", import.meta.url).pathname;
 const profIndex = process.argv.indexOf("--cpu-prof");
 const PROFILE_DIR = profIndex > 0 ? process.argv[profIndex + 1] : undefined;
 
@@ -46,19 +44,6 @@ interface Round {
   /** blockmend only: event-loop delay samples over 20 and 50 ms during the round. */
   loop20?: number;
   loop50?: number;
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
-      s.end();
-      return;
-    } catch {
-      await Bun.sleep(50);
-    }
-  }
-  throw new Error(`port ${port} never opened`);
 }
 
 /** One timed round of the VM job against `uri`, measured from its per-I/O latency log. */
@@ -118,64 +103,19 @@ const median = (xs: number[]) => {
 };
 
 const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-at-rest-"));
-const bmNbd = 11400 + Math.floor(Math.random() * 500);
-const qPort = bmNbd + 1;
-const httpPort = bmNbd + 2;
 const started: Bun.Subprocess[] = [];
 try {
   console.log(`# at-rest latency benchmark: ${machine()}`);
   console.log(
     `fio ${(await sh(["fio", "--version"])).trim()}; randrw 50/50 4 KiB QD1 at 500+500 IOPS, ${SECONDS} s per round, ${ROUNDS} rounds, ${SIZE_MIB} MiB images, data under ${dir}\n`,
   );
-  const bm = Bun.spawn(
-    [
-      process.execPath,
-      ...(PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : []),
-      join(ROOT, "cli/main.ts"),
-      "up",
-      "--data",
-      join(dir, "bm"),
-      "--nbd",
-      `127.0.0.1:${bmNbd}`,
-      "--http",
-      `127.0.0.1:${httpPort}`,
-    ],
-    { stdout: "ignore", stderr: "inherit", env: { ...process.env, ...GATEWAY_PROCESS_ENV } },
+  const { targets, api } = await startUpAndQemuNbd(
+    dir,
+    SIZE_MIB,
+    "vm",
+    started,
+    PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [],
   );
-  started.push(bm);
-  await waitForPort(httpPort);
-  const created = await fetch(`http://127.0.0.1:${httpPort}/v1/images`, {
-    method: "POST",
-    body: JSON.stringify({ name: "vm", size: SIZE_MIB * 1024 * 1024 }),
-    headers: { "content-type": "application/json" },
-  });
-  if (created.status !== 201) throw new Error(`create failed: ${await created.text()}`);
-  const raw = join(dir, "qemu.raw");
-  await sh(["truncate", "-s", `${SIZE_MIB}M`, raw]);
-  const q = Bun.spawn(
-    [
-      "qemu-nbd",
-      "-f",
-      "raw",
-      "-x",
-      "vm",
-      "-p",
-      String(qPort),
-      "-b",
-      "127.0.0.1",
-      "--shared=16",
-      "--cache=writeback",
-      "--persistent",
-      raw,
-    ],
-    { stdout: "ignore", stderr: "inherit" },
-  );
-  started.push(q);
-  await waitForPort(qPort);
-  const targets: Record<string, string> = {
-    blockmend: `nbd://127.0.0.1:${bmNbd}/vm`,
-    "qemu-nbd": `nbd://127.0.0.1:${qPort}/vm`,
-  };
   for (const uri of Object.values(targets))
     await sh(fioOverNbd(uri, SIZE_MIB, ["--rw=write", "--bs=1M", "--iodepth=8", "--end_fsync=1"]));
   // Let the fill's commits and compaction settle before the first round.
@@ -185,7 +125,6 @@ try {
   const rows: (string | number)[][] = [];
   for (let r = 1; r <= ROUNDS; r++)
     for (const [name, uri] of Object.entries(targets)) {
-      const api = `http://127.0.0.1:${httpPort}`;
       const before = name === "blockmend" ? await loopDelays(api) : null;
       const x = await round(uri, dir, `${name}-${r}`);
       if (before) {

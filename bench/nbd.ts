@@ -9,7 +9,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GATEWAY_PROCESS_ENV } from "../runtime/process-env.ts";
+import { startUpAndQemuNbd } from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -18,7 +18,6 @@ const arg = (name: string, dflt: number) => {
 };
 const SECONDS = arg("--seconds", 10);
 const SIZE_MIB = arg("--size-mib", 1024);
-const ROOT = new URL("..", import.meta.url).pathname;
 
 interface Job {
   readonly name: string;
@@ -48,19 +47,6 @@ async function sh(cmd: string[], quiet = true): Promise<string> {
   const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
   if (code !== 0) throw new Error(`${cmd.join(" ")} failed (${code}): ${out.slice(0, 2000)}`);
   return out;
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
-      s.end();
-      return;
-    } catch {
-      await Bun.sleep(50);
-    }
-  }
-  throw new Error(`port ${port} never opened`);
 }
 
 /** Runs one fio job against an NBD URI and extracts the numbers. */
@@ -94,9 +80,6 @@ async function fio(uri: string, job: Job, fill = false): Promise<Result> {
 }
 
 const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-nbd-"));
-const bmNbd = 10900 + Math.floor(Math.random() * 500);
-const qPort = bmNbd + 1;
-const httpPort = bmNbd + 2;
 const procs: Bun.Subprocess[] = [];
 try {
   console.log(`# NBD benchmark: ${machine()}`);
@@ -104,57 +87,7 @@ try {
     `fio ${(await sh(["fio", "--version"])).trim()}, ${SECONDS} s per job, ${SIZE_MIB} MiB images, data under ${dir}\n`,
   );
 
-  const bm = Bun.spawn(
-    [
-      process.execPath,
-      join(ROOT, "cli/main.ts"),
-      "up",
-      "--data",
-      join(dir, "bm"),
-      "--nbd",
-      `127.0.0.1:${bmNbd}`,
-      "--http",
-      `127.0.0.1:${httpPort}`,
-    ],
-    // Run the gateway as `npx blockmend` would, with its allocator settings.
-    { stdout: "ignore", stderr: "inherit", env: { ...process.env, ...GATEWAY_PROCESS_ENV } },
-  );
-  procs.push(bm);
-  await waitForPort(httpPort);
-  const created = await fetch(`http://127.0.0.1:${httpPort}/v1/images`, {
-    method: "POST",
-    body: JSON.stringify({ name: "bench", size: SIZE_MIB * 1024 * 1024 }),
-    headers: { "content-type": "application/json" },
-  });
-  if (created.status !== 201) throw new Error(`create failed: ${await created.text()}`);
-
-  const raw = join(dir, "qemu.raw");
-  await sh(["truncate", "-s", `${SIZE_MIB}M`, raw]);
-  const q = Bun.spawn(
-    [
-      "qemu-nbd",
-      "-f",
-      "raw",
-      "-x",
-      "bench",
-      "-p",
-      String(qPort),
-      "-b",
-      "127.0.0.1",
-      "--shared=16",
-      "--cache=writeback",
-      "--persistent",
-      raw,
-    ],
-    { stdout: "ignore", stderr: "inherit" },
-  );
-  procs.push(q);
-  await waitForPort(qPort);
-
-  const targets = {
-    blockmend: `nbd://127.0.0.1:${bmNbd}/bench`,
-    "qemu-nbd": `nbd://127.0.0.1:${qPort}/bench`,
-  };
+  const { targets } = await startUpAndQemuNbd(dir, SIZE_MIB, "bench", procs);
   // Fill both images with random data first so reads hit real data, not holes.
   for (const uri of Object.values(targets))
     await fio(uri, { name: "fill", rw: "write", bs: "1M", iodepth: 8 }, true);
