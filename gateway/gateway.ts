@@ -20,19 +20,14 @@ import {
   mountBackupRoutes,
 } from "./backup/mod.ts";
 import { openGatewayState } from "./gateway-state.ts";
-import {
-  Collector,
-  GcBusyError,
-  SWEEP_CHUNK_COST,
-  SWEEP_DELETES_PER_SECOND_UNDER_LOAD,
-} from "./gc/collector.ts";
+import { Collector, GcBusyError } from "./gc/collector.ts";
 import { Pins } from "./gc/pins.ts";
+import { sweepPace } from "./gc/sweep-pace.ts";
 import { ClusterStatus } from "./heal/cluster-status.ts";
 import { CopyEngine } from "./heal/copy-engine.ts";
 import { HealScheduler } from "./heal/heal-scheduler.ts";
 import { LatencyMonitor } from "./heal/latency-monitor.ts";
 import { setMaintenance } from "./heal/maintenance.ts";
-import { RateLimiter } from "./heal/rate-limiter.ts";
 import { DamageLedger, RepairQueue } from "./heal/read-repair.ts";
 import { Replacements } from "./heal/replacement.ts";
 import { Scrubber } from "./heal/scrub.ts";
@@ -249,7 +244,6 @@ export async function assembleGateway(
     loopDelay.start();
     cleanups.push(() => loopDelay.stop());
     const throttle = new HealThrottle(latency);
-    const sweepCap = new RateLimiter(SWEEP_DELETES_PER_SECOND_UNDER_LOAD);
     const engine = new CopyEngine(stores, throttle);
     const heal = new HealScheduler({
       heads,
@@ -324,14 +318,7 @@ export async function assembleGateway(
       log,
       // Surplus copies go only while every placement store holds every image in full.
       settled: () => status.settledEpoch(),
-      pace: {
-        during: (sweep) => throttle.sharedBy(sweep),
-        batch: async (chunks) => {
-          await throttle.rate.take(chunks * SWEEP_CHUNK_COST);
-          // While VMs do I/O, never faster than the cap, whatever the throttle grew to.
-          if (latency.recentP99(1000) !== null) await sweepCap.take(chunks);
-        },
-      },
+      pace: sweepPace(throttle, () => latency.recentP99(1000) !== null),
     });
     if (options.background !== false) {
       h.start();

@@ -73,14 +73,6 @@ export const SWEEP_BATCH = 128;
  */
 export const SWEEP_CHUNK_COST = 16 * 1024;
 
-/**
- * The most deletes a second a sweep makes while VMs do I/O, whatever the throttle allows:
- * the throttle's latency signal (a p99 of half a second of requests) is noisy enough that
- * it grew to its ceiling during passes, and a pass then swept 26 000 chunks a second with
- * the VM's p99 at 1.8x (bench/gc.ts). With no VM I/O the throttle alone paces it.
- */
-export const SWEEP_DELETES_PER_SECOND_UNDER_LOAD = 2048;
-
 /** How a sweep is paced. */
 export interface SweepPace {
   /** Runs the whole sweep (the throttle adapts to VM latency while it runs). */
