@@ -25,7 +25,7 @@ test("with VM I/O a sweep keeps to the cap even when the throttle is at its ceil
   // 1000 tokens of burst, then 1000 a second: 2500 deletes take about 1.5 s.
   const capped = await sweepSeconds(pace, 2500);
   expect(capped).toBeGreaterThan(1.3);
-  expect(capped).toBeLessThan(3);
+  expect(capped).toBeLessThan(5); // loose: a loaded machine only adds delay
   vm = false;
   const free = await sweepSeconds(pace, 2500); // 2500 x 16 KiB (SWEEP_CHUNK_COST) = 40 MiB of 1 GiB/s
   expect(free).toBeLessThan(0.5);
