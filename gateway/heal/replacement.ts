@@ -86,6 +86,14 @@ export class Replacements {
     if (member.refs && !this.#register.excluded.has(member.id)) this.#register.exclude(member.id);
     member.store.expectIdentity(identity);
     for (let attempt = 1; !this.#stopped; attempt++) {
+      // What the store answers now decides: wiped again, it may answer with an identity
+      // another gateway already brought back and recorded, and then this gateway's health
+      // sees nothing new (the store answers as recorded) to hand in (soak seed 754).
+      const answered = await member.store.probe().then(
+        (p) => p.identity,
+        () => null,
+      );
+      if (answered) this.#latest.set(member.id, answered);
       const latest = this.#latest.get(member.id) ?? identity;
       if (latest !== identity) {
         this.#log(`store ${member.id}: replaced again meanwhile (now ${latest}): bringing that one back`);
