@@ -307,6 +307,7 @@ export async function assembleGateway(
       scrub,
       repairs,
       throttle,
+      registerExcluded: () => register.excluded,
     });
     const gc = new Collector({
       stores,

@@ -29,6 +29,8 @@ export interface StatusDeps {
   readonly scrub: Scrubber;
   readonly repairs: RepairQueue;
   readonly throttle: HealThrottle;
+  /** Head holders this gateway's register keeps out of its quorums now; absent: none. */
+  readonly registerExcluded?: () => ReadonlySet<string>;
 }
 
 /** One store in `GET /v1/stores`. */
@@ -112,6 +114,7 @@ export class ClusterStatus {
       observed: (id) => this.#d.health.status(id)?.identity ?? null,
       full: (id) => this.#d.health.isFull(id),
       inflight: this.#d.inflight(),
+      registerExcluded: (id) => this.#d.registerExcluded?.().has(id) ?? false,
     };
   }
 

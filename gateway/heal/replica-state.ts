@@ -31,6 +31,8 @@ export interface ReplicaInputs {
   readonly full?: (store: string) => boolean;
   /** Commits in flight on this gateway: stores pending on them are behind for that image. */
   readonly inflight: readonly InflightCommit[];
+  /** Head holders this gateway's register keeps out of its quorums now (not rejoined yet); absent: none. */
+  readonly registerExcluded?: (store: string) => boolean;
 }
 
 /** Why a store is not current for one image. */

@@ -89,11 +89,17 @@ export function safeToRemove(store: string, input: SafetyInputs): SafeToRemove {
   }
   const holders = headHolders(input);
   const majority = Math.floor(holders.length / 2) + 1;
-  const remaining = holders.filter((id) => id !== store && input.up(id) && !isReplaced(input, id)).length;
+  // A holder this gateway's register keeps out (replaced, not rejoined here yet) cannot vote
+  // here, whatever the record says: counting it would call a store safe whose loss leaves
+  // this gateway without a majority (soak seed 754).
+  const excluded = holders.filter((id) => id !== store && input.registerExcluded?.(id));
+  const remaining = holders.filter(
+    (id) => id !== store && input.up(id) && !isReplaced(input, id) && !input.registerExcluded?.(id),
+  ).length;
   if (recorded.refs || remaining < majority) {
     if (remaining < majority)
       reasons.push(
-        `without it ${remaining} of ${holders.length} head holders answer: no majority (need ${majority})`,
+        `without it ${remaining} of ${holders.length} head holders answer: no majority (need ${majority})${excluded.length ? `; ${excluded.join(", ")} not rejoined the register on this gateway yet` : ""}`,
       );
   }
   return {

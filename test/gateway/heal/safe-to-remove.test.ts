@@ -85,6 +85,7 @@ function inputs(
     full?: string[];
     inflight?: InflightCommit[];
     healing?: Record<string, string[]>;
+    excluded?: string[];
   } = {},
 ): SafetyInputs {
   const down = new Set(options.down ?? []);
@@ -98,6 +99,7 @@ function inputs(
     replicas: options.replicas ?? 2,
     minReplicas: options.minReplicas ?? 1,
     healing: new Map(Object.entries(options.healing ?? {})),
+    registerExcluded: (id) => options.excluded?.includes(id) ?? false,
   };
 }
 
@@ -305,6 +307,19 @@ test("a witness: only the head-holder majority matters", () => {
   const wDown = safeToRemove("w", inputs(rec, heads, { down: ["a"] }));
   expect(wDown.safe).toBe(false);
   expect(wDown.reasons).toEqual(["without it 1 of 3 head holders answer: no majority (need 2)"]);
+});
+
+test("a head holder this gateway's register still keeps out (not rejoined here) is no head holder, though the record names the identity it answers with", () => {
+  // Soak seed 754: a was brought back by the other gateway, this one still excluded it, and
+  // w was called safe here; wiped, it left this gateway's register without a majority.
+  const rec = record(["a", "b"], ["w"]);
+  const heads = [head(rec, "vm", ["a", "b"])];
+  expect(safeToRemove("w", inputs(rec, heads)).safe).toBe(true);
+  const w = safeToRemove("w", inputs(rec, heads, { excluded: ["a"] }));
+  expect(w.safe).toBe(false);
+  expect(w.reasons).toEqual([
+    "without it 1 of 3 head holders answer: no majority (need 2); a not rejoined the register on this gateway yet",
+  ]);
 });
 
 test("every reason is listed when several apply, and each image once per list", () => {
