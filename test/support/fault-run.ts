@@ -5,7 +5,10 @@
  * between two gateways, and faults: store SIGKILL, SIGSTOP/SIGCONT, wipe-and-restart of a
  * store the cluster said could go, witness down, gateway SIGKILL and restart, a gateway
  * frozen past its leases; and store lifecycle changes while all that goes on: a data store
- * added (the rebalance runs under the faults), drained, its drain cancelled, and removed.
+ * added (the rebalance runs under the faults), drained, its drain cancelled, and removed;
+ * and, in runs that start with a third head holder (c), that head holder drained and
+ * removed from the cluster (its register refs fenced, every key rewritten on the rest)
+ * while gateways are down or frozen, then stopped for good.
  *
  * After every step the blocks it touched are read back and checked against the model;
  * every "safe to remove" is acted upon (the store is stopped and a fresh gateway reads every
@@ -51,6 +54,8 @@ export interface FaultReport {
   /** Store lifecycle changes made (add, drain, cancel, remove), and drained stores acted upon. */
   readonly lifecycleChanges: number;
   readonly drainedActedUpon: number;
+  /** Whether the run started with head holder c to remove, and whether its removal went through. */
+  readonly headHolderRemoval: "none" | "done" | "not reached";
   readonly acknowledgedFlushes: number;
   /** Garbage collection passes at zero grace that finished, and the chunks they deleted. */
   readonly gcPasses: number;
@@ -72,6 +77,11 @@ export interface FaultRunOptions {
   readonly gateways?: number;
   /** Prints progress lines (the step log is in the report either way). */
   readonly verbose?: boolean;
+  /**
+   * Start with a third data store that holds heads (c: four head holders in all) and remove
+   * it during the run. Default: in runs of odd seeds.
+   */
+  readonly removeHeadHolder?: boolean;
 }
 
 type Allowed = Set<string>;
@@ -119,7 +129,12 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
   const deadline = Date.now() + (options.deadlineMs ?? 150_000);
   const maxSteps = options.steps ?? Number.POSITIVE_INFINITY;
 
-  const cluster = await TestCluster.start(["a", "b", "w"]);
+  const removeHeadHolder = options.removeHeadHolder ?? options.seed % 2 === 1;
+  /** The head holders (c goes when it is removed), and of them the data stores. */
+  const headHolders = removeHeadHolder ? ["a", "b", "c", "w"] : ["a", "b", "w"];
+  const dataHeadHolders = () => headHolders.filter((id) => id !== "w");
+  let headHolderRemoved = false;
+  const cluster = await TestCluster.start(headHolders);
   const gwCount = options.gateways ?? 2;
   const gateways: (TestGateway | null)[] = [];
   const stateDirs: string[] = [];
@@ -400,10 +415,28 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     say(`fault: ${kind} ${target} (for ${ttl} steps)`);
   };
 
+  /** SIGKILLs gateway `gi` for 1-3 steps; it restarts with its state directory (its id). */
+  const killGateway = (gi: number) => {
+    const g = gateways[gi]!;
+    return addFault(
+      "gateway-kill",
+      `g${gi}`,
+      1 + Math.floor(random() * 3),
+      async () => {
+        dropGatewayConns(gi);
+        await cluster.stopGateway(g);
+        gateways[gi] = null;
+      },
+      async () => {
+        gateways[gi] = await cluster.startGateway({ stateDir: stateDirs[gi] });
+      },
+    );
+  };
+
   const opFault = async () => {
     if (faults.length >= 2) return;
     const r = random();
-    const storeId = pick(["a", "b", "w"]);
+    const storeId = pick(headHolders);
     const gi = Math.floor(random() * gateways.length);
     if (r < 0.3 && !faulted(storeId)) {
       await addFault(
@@ -438,20 +471,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
       say(`fault: wipe ${storeId} (restarted empty at the same address)`);
       await checkAll(g, `after wiping ${storeId}`);
     } else if (r < 0.85 && gateways[gi] && !frozen.has(gi) && live().length > 1) {
-      const g = gateways[gi]!;
-      await addFault(
-        "gateway-kill",
-        `g${gi}`,
-        1 + Math.floor(random() * 3),
-        async () => {
-          dropGatewayConns(gi);
-          await cluster.stopGateway(g);
-          gateways[gi] = null;
-        },
-        async () => {
-          gateways[gi] = await cluster.startGateway({ stateDir: stateDirs[gi] });
-        },
-      );
+      await killGateway(gi);
     } else if (
       r < 0.9 &&
       gateways[gi] &&
@@ -521,7 +541,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
   const opSafe = async () => {
     const g = live()[0];
     if (g === undefined) return;
-    const x = pick(["a", "b", "w"]);
+    const x = pick(headHolders);
     if (!storeUp(x) || faulted(x)) return;
     const safe = await timed(api<SafeBody>(gateways[g]!, `/v1/stores/${x}/safe-to-remove`), "safe").catch(
       () => null,
@@ -538,7 +558,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
   const opMaintenance = async () => {
     const g = live()[0];
     if (g === undefined) return;
-    const x = pick(["a", "b"]);
+    const x = pick(dataHeadHolders());
     if (!storeUp(x) || faulted(x)) return;
     counters.maintenanceRuns++;
     try {
@@ -594,7 +614,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     if (!listed) return;
     const extra = listed.find((s) => s.id.startsWith("d"));
     const drainingNow = listed.find((s) => s.draining);
-    if (!extra && !drainingNow) {
+    if (!extra && !drainingNow && !(headHolders.includes("c") && chance(0.5))) {
       // Add a data store: the rebalance runs while the run goes on.
       const id = `d${++added}`;
       const url = await cluster.addStoreProcess(id);
@@ -627,6 +647,10 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
       // Drained: act on it.
       const x = drainingNow.id;
       counters.drainedActedUpon++;
+      if (x === "c") {
+        await opRemoveHeadHolder(g);
+        return;
+      }
       if (x.startsWith("d")) {
         const removed = await timed(send(gateways[g]!, "DELETE", `/v1/stores/${x}`), "store remove").then(
           () => null,
@@ -649,13 +673,46 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
       }
       return;
     }
-    // A store added earlier: drain it or a head holder's data (a), which is never removed.
-    const x = chance(0.7) ? extra!.id : "a";
+    // A head holder to remove (c) is drained first, most of the time; else a store added
+    // earlier, or a head holder's data (a), which is never removed.
+    const x = headHolders.includes("c") && chance(0.6) ? "c" : !extra || chance(0.3) ? "a" : extra.id;
     await timed(send(gateways[g]!, "POST", `/v1/stores/${x}/drain`), "drain").then(
       () => say(`store drain ${x} via g${g}`),
       (err: Error) => say(`store drain ${x} failed: ${err.message.slice(0, 100)}`),
     );
     counters.lifecycle++;
+  };
+
+  /**
+   * Head holder c, drained, leaves the cluster: `store remove` fences its register refs and
+   * rewrites every key on the rest (refused unless every head holder answers: a fault on one
+   * leaves c draining, tried again later). Removed: c is stopped for good, gateways down or
+   * frozen meanwhile come back to a cluster without it, and a fresh gateway reads everything.
+   */
+  const opRemoveHeadHolder = async (g: number) => {
+    // Half the time another gateway is down during the removal: it comes back, with its
+    // state, to a cluster without c.
+    const other = live().find((i) => i !== g);
+    if (other !== undefined && chance(0.5) && !faults.some((f) => f.kind.startsWith("gateway")))
+      await killGateway(other);
+    const removed = await timed(send(gateways[g]!, "DELETE", "/v1/stores/c"), "store remove").then(
+      () => null,
+      (err: Error) => err,
+    );
+    counters.lifecycle++;
+    if (removed) {
+      say(`store remove c (a drained head holder) refused: ${removed.message.slice(0, 160)}`);
+      return;
+    }
+    headHolderRemoved = true;
+    headHolders.splice(headHolders.indexOf("c"), 1);
+    // A fault on c ends here: c never comes back.
+    for (const f of faults.filter((f) => f.target === "c")) faults.splice(faults.indexOf(f), 1);
+    say(
+      `store remove c: a head holder left the cluster via g${g} (gateways down: ${gateways.flatMap((x, i) => (x ? [] : [`g${i}`])).join(",") || "none"}, frozen: ${[...frozen].map((i) => `g${i}`).join(",") || "none"}); stopping it for good and reading everything`,
+    );
+    await cluster.dropStore("c");
+    await actOnSafe(null, "head holder c drained and removed");
   };
 
   /** A garbage collection pass at zero grace, then every acknowledged flush read back. */
@@ -695,7 +752,9 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
   // ---- the run
 
   try {
-    say(`seed ${options.seed}: stores a, b (data), w (witness); ${gwCount} gateways; 2 replicas, min 1`);
+    say(
+      `seed ${options.seed}: stores ${dataHeadHolders().join(", ")} (data), w (witness)${removeHeadHolder ? ", c to be removed" : ""}; ${gwCount} gateways; 2 replicas, min 1`,
+    );
     for (const name of IMAGE_NAMES) await opCreate(0, name);
     while (step < maxSteps && Date.now() < deadline) {
       step++;
@@ -781,6 +840,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     maintenanceRuns: counters.maintenanceRuns,
     lifecycleChanges: counters.lifecycle,
     drainedActedUpon: counters.drainedActedUpon,
+    headHolderRemoval: !removeHeadHolder ? "none" : headHolderRemoved ? "done" : "not reached",
     acknowledgedFlushes: counters.acks,
     gcPasses: counters.gcPasses,
     gcDeleted: counters.gcDeleted,
