@@ -417,3 +417,30 @@ describe("chunk store server over a real socket", () => {
     await stillServes(request);
   });
 });
+
+describe("chunk store server: a client that goes away", () => {
+  test("a body cut off by the client (AbortError) is a 400, stores nothing, and logs no unexpected error", async () => {
+    const { store, request } = setup();
+    const c = randomChunk(5000);
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(c.bytes.subarray(0, 1000));
+        controller.error(new DOMException("The connection was closed.", "AbortError"));
+      },
+    });
+    const logged: unknown[] = [];
+    const original = console.error;
+    console.error = (...args: unknown[]) => logged.push(args);
+    let res: Response;
+    try {
+      res = await request(`/v1/chunks/${c.hash}`, { method: "PUT", body, duplex: "half" } as RequestInit);
+    } finally {
+      console.error = original;
+    }
+    expect(res.status).toBe(400);
+    expect((await errorOf(res)).message).toContain("The client closed the connection");
+    expect(logged).toEqual([]);
+    expect((await store.has([c.hash]))[0]).toBe(false);
+    await stillServes(request);
+  });
+});
