@@ -1,11 +1,14 @@
 /**
- * The copy engine: heal, repair and (later) backup copy chunks with it. It reads each
- * chunk from another replica (verified by the store that reads it), puts batches on the
- * target with one request each, keeps `concurrency` batches in flight, and spends the
- * throttle's bytes before each batch.
+ * The copy engine: heal, repair and (later) backup copy chunks with it. It reads a batch
+ * from the other replicas with one `getMany` per source store (each chunk verified by the
+ * store client that reads it; a chunk that batch read does not bring, or a batch that
+ * fails, is read chunk by chunk, with hedging and bad copies reported), puts it on the
+ * target with one request, keeps `concurrency` batches in flight, and spends the throttle's
+ * bytes before each batch.
  */
 import type { ChunkPut, Hash } from "../../chunkstore/chunk-store.ts";
 import { ChunkNotFoundError } from "../../chunkstore/errors.ts";
+import { rememberHash } from "../../chunkstore/hashed-here.ts";
 import type { StoreSet } from "../replication/store-set.ts";
 import type { HealThrottle } from "./throttle.ts";
 
@@ -57,21 +60,7 @@ export class CopyEngine {
         const batch = items.slice(next, next + COPY_BATCH);
         next += batch.length;
         await this.#throttle.rate.take(batch.reduce((a, i) => a + i.estimate, 0));
-        const read = await Promise.all(
-          batch.map((i) =>
-            this.#stores.getChunk(i.hash, target).then(
-              (bytes): ChunkPut => ({ hash: i.hash, bytes }),
-              (err) => {
-                if (err instanceof ChunkNotFoundError) {
-                  lost.push(i.hash);
-                  return null;
-                }
-                throw err;
-              },
-            ),
-          ),
-        );
-        const found = read.filter((r): r is ChunkPut => r !== null);
+        const found = await this.#read(batch, target, lost);
         if (found.length === 0) continue;
         await store.putMany(found);
         const bytes = found.reduce((a, c) => a + c.bytes.byteLength, 0);
@@ -86,6 +75,48 @@ export class CopyEngine {
     );
     await Promise.all(Array.from({ length: lanes }, worker));
     return { copiedChunks, copiedBytes, lost };
+  }
+
+  /** Reads a batch from the other replicas; chunks no replica has go to `lost`. */
+  async #read(batch: readonly CopyItem[], target: string, lost: Hash[]): Promise<ChunkPut[]> {
+    const bySource = new Map<string, Hash[]>();
+    for (const { hash } of batch) {
+      const source = this.#stores.readOrder(hash, target)[0];
+      if (source === undefined) continue;
+      const list = bySource.get(source) ?? [];
+      list.push(hash);
+      bySource.set(source, list);
+    }
+    const got = new Map<Hash, Uint8Array>();
+    await Promise.all(
+      [...bySource].map(async ([source, hashes]) => {
+        const store = this.#stores.member(source)?.store;
+        const bytes = await store?.getMany(hashes).catch(() => null);
+        bytes?.forEach((b, i) => {
+          if (b) got.set(hashes[i]!, b);
+        });
+      }),
+    );
+    // Every read verified these bytes in this process, and nothing writes them before the
+    // put: the target's client need not hash them again (a store server still does).
+    const read = await Promise.all(
+      batch.map(async ({ hash }): Promise<ChunkPut | null> => {
+        const bytes = got.get(hash);
+        if (bytes) return { hash, bytes: rememberHash(bytes, hash) };
+        // Not in the batch read (missing there, a corrupt copy, a failed request): one by one.
+        return this.#stores.getChunk(hash, target).then(
+          (b) => ({ hash, bytes: rememberHash(b, hash) }),
+          (err) => {
+            if (err instanceof ChunkNotFoundError) {
+              lost.push(hash);
+              return null;
+            }
+            throw err;
+          },
+        );
+      }),
+    );
+    return read.filter((r): r is ChunkPut => r !== null);
   }
 
   /**

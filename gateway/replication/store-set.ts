@@ -499,6 +499,19 @@ export class StoreSet {
   }
 
   /**
+   * The data stores a read of `hash` asks, in order: its placement stores, then the other
+   * data stores, those that are up first; never `exclude`.
+   */
+  readOrder(hash: Hash, exclude?: string): string[] {
+    const placement = this.placement(hash);
+    const all = [
+      ...placement,
+      ...this.dataMembers.map((m) => m.id).filter((id) => !placement.includes(id)),
+    ].filter((id) => id !== exclude);
+    return [...all.filter((id) => !this.#health.isDown(id)), ...all.filter((id) => this.#health.isDown(id))];
+  }
+
+  /**
    * Reads a chunk from its placement stores, then any other data store, skipping stores
    * that are down and `exclude`. When a store is slow, the next one is asked too and the
    * first good answer wins. A missing or corrupt copy is reported on `badCopy` (unless
@@ -511,14 +524,7 @@ export class StoreSet {
   ): Promise<Uint8Array> {
     const report = options.reportBadCopies !== false;
     const placement = this.placement(hash);
-    const all = [
-      ...placement,
-      ...this.dataMembers.map((m) => m.id).filter((id) => !placement.includes(id)),
-    ].filter((id) => id !== exclude);
-    const order = [
-      ...all.filter((id) => !this.#health.isDown(id)),
-      ...all.filter((id) => this.#health.isDown(id)),
-    ];
+    const order = this.readOrder(hash, exclude);
     const errors: string[] = [];
     return new Promise<Uint8Array>((resolve, reject) => {
       let next = 0;
