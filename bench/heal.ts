@@ -199,6 +199,8 @@ try {
       { stdout: "pipe", stderr: "pipe" },
     );
     await Bun.sleep(BEFORE_S * 1000);
+    // The last heal of an earlier round is shown until this round's starts: not counted.
+    const earlier = (await get<Heal>("/v1/heal")).stores.find((s) => s.id === "b")!.startedAt;
     const down = Date.now() - t0;
     if (kind === "kill") await kill("b");
     else procs.get("b")!.kill("SIGSTOP");
@@ -242,7 +244,7 @@ try {
       const h = await get<Heal>("/v1/heal");
       const now = Date.now() - t0;
       const b = h.stores.find((s) => s.id === "b")!;
-      if (b.startedAt) passes.set(b.startedAt, Math.max(passes.get(b.startedAt) ?? 0, b.copiedBytes));
+      if (b.startedAt && b.startedAt !== earlier) passes.set(b.startedAt, Math.max(passes.get(b.startedAt) ?? 0, b.copiedBytes));
       if (b.running && b.missingBytes > 0 && b.etaSeconds !== null) {
         if (b.copiedBytes >= b.missingBytes * 0.1 && b.copiedBytes < b.missingBytes)
           etas.push({ at: now, eta: b.etaSeconds });
