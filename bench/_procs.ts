@@ -43,6 +43,26 @@ export async function sh(cmd: string[]): Promise<string> {
 export const pct = (xs: number[], q: number) =>
   xs.length ? xs[Math.min(xs.length - 1, Math.floor(xs.length * q))]! : 0;
 
+/** The median of numbers (the lower middle for an even count; NaN for none). */
+export const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : Number.NaN;
+};
+
+/** The latency tail of completions (ms): count, p50, p99, p99.9, max, and how many took over 50 and 100 ms. */
+export function latencyTail(latenciesMs: number[]) {
+  const lat = [...latenciesMs].sort((x, y) => x - y);
+  return {
+    ios: lat.length,
+    p50: pct(lat, 0.5),
+    p99: pct(lat, 0.99),
+    p999: pct(lat, 0.999),
+    max: lat.at(-1) ?? 0,
+    over50: lat.filter((x) => x > 50).length,
+    over100: lat.filter((x) => x > 100).length,
+  };
+}
+
 /** fio's latency log: [ms since start, latency ns, direction (0 read, 1 write), size, offset]. */
 export function parseFioLog(raw: string): [number, number, number, number, number][] {
   return raw

@@ -18,7 +18,7 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fioOverNbd, parseFioLog, pct, sh, startUpAndQemuNbd } from "./_procs.ts";
+import { fioOverNbd, latencyTail, median, parseFioLog, sh, startUpAndQemuNbd } from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -69,19 +69,9 @@ async function round(uri: string, dir: string, tag: string): Promise<Round> {
     .filter((e) => e[0] >= 1000)
     .map((e) => ({ at: e[0], ms: e[1] / 1e6 }))
     .sort((x, y) => x.at - y.at);
-  const lat = done.map((d) => d.ms).sort((x, y) => x - y);
   let gap = 0;
   for (let i = 1; i < done.length; i++) gap = Math.max(gap, done[i]!.at - done[i - 1]!.at);
-  return {
-    ios: lat.length,
-    p50: pct(lat, 0.5),
-    p99: pct(lat, 0.99),
-    p999: pct(lat, 0.999),
-    max: lat.at(-1) ?? 0,
-    gap,
-    over50: lat.filter((x) => x > 50).length,
-    over100: lat.filter((x) => x > 100).length,
-  };
+  return { ...latencyTail(done.map((d) => d.ms)), gap };
 }
 
 /** The gateway's event-loop delay histogram (cumulative counts by bound in seconds, from /metrics). */
@@ -96,11 +86,6 @@ async function loopDelays(api: string): Promise<Map<string, number>> {
 /** Event-loop delay samples over `bound` seconds between two histograms. */
 const over = (before: Map<string, number>, after: Map<string, number>, bound: string) =>
   after.get("+Inf")! - after.get(bound)! - (before.get("+Inf")! - before.get(bound)!);
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length ? s[Math.floor((s.length - 1) / 2)]! : 0;
-};
 
 const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-at-rest-"));
 const started: Bun.Subprocess[] = [];

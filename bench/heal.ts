@@ -10,8 +10,8 @@
  * that wakes up).
  *
  * Prints per round and phase (before, away, heal, after): IOPS and the share of the
- * before-phase IOPS kept, p50/p99/p99.9/max, the longest stretch without a completed I/O and
- * the I/Os over 100 ms; the heal's duration from b's return to in sync; bytes copied over
+ * before-phase IOPS kept, p50/p99/p99.9/max, the longest stretch without a completed I/O,
+ * the I/Os over 100 ms, and the CPU % of the gateway and of stores a and b (/proc); the heal's duration from b's return to in sync; bytes copied over
  * bytes changed (distinct 64 KiB chunks written while b was away); the status ETA's error
  * against the time the heal really took, once 10 % was copied. Then the idle heal rate (no VM
  * load) against the store's raw put rate over HTTP. Writes docs/heal-latency.svg (the first
@@ -29,7 +29,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashChunk } from "../chunkstore/hash.ts";
 import { HttpStore } from "../chunkstore/http-store.ts";
-import { fioOverNbd, parseFioLog, pct, procs, sh, startProc } from "./_procs.ts";
+import { fioOverNbd, latencyTail, median, parseFioLog, procs, sh, startProc } from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -85,7 +85,6 @@ function phase(
   to: number,
 ): Phase {
   const inPhase = entries.filter(([t]) => t >= from && t < to);
-  const lats = inPhase.map((e) => e[1] / 1e6).sort((a, b) => a - b);
   const times = [from, ...inPhase.map((e) => e[0]).sort((a, b) => a - b), to];
   let gap = 0;
   for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!);
@@ -93,21 +92,42 @@ function phase(
   return {
     name,
     seconds,
-    ios: inPhase.length,
     iops: inPhase.length / seconds,
-    p50: pct(lats, 0.5),
-    p99: pct(lats, 0.99),
-    p999: pct(lats, 0.999),
-    max: lats.at(-1) ?? 0,
     gap,
-    over100: lats.filter((x) => x > 100).length,
+    ...latencyTail(inPhase.map((e) => e[1] / 1e6)),
   };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length ? s[Math.floor((s.length - 1) / 2)]! : Number.NaN;
-};
+/** CPU seconds (user + system) a process has used, from /proc; null if it is gone. */
+async function cpuSeconds(pid: number): Promise<number | null> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+  if (!stat) return null;
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+/** CPU seconds of the gateway and the two data stores now (by pid: b's changes when it restarts). */
+async function cpuNow(): Promise<Record<string, { pid: number; s: number | null }>> {
+  const out: Record<string, { pid: number; s: number | null }> = {};
+  for (const id of ["gw", "a", "b"]) {
+    const pid = procs.get(id)!.pid;
+    out[id] = { pid, s: await cpuSeconds(pid) };
+  }
+  return out;
+}
+
+/** CPU % of each process between two samples (blank where the process changed or was gone). */
+function cpuPercent(
+  from: Awaited<ReturnType<typeof cpuNow>>,
+  to: Awaited<ReturnType<typeof cpuNow>>,
+  seconds: number,
+) {
+  return ["gw", "a", "b"].map((id) => {
+    const x = from[id]!;
+    const y = to[id]!;
+    return x.pid === y.pid && x.s !== null && y.s !== null ? (((y.s - x.s) / seconds) * 100).toFixed(0) : "";
+  });
+}
 
 const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-heal-"));
 try {
@@ -198,7 +218,10 @@ try {
       ]),
       { stdout: "pipe", stderr: "pipe" },
     );
-    await Bun.sleep(BEFORE_S * 1000);
+    await Bun.sleep(1000);
+    const cpuStart = await cpuNow();
+    await Bun.sleep(BEFORE_S * 1000 - 1000);
+    const cpuDown = await cpuNow();
     // The last heal of an earlier round is shown until this round's starts: not counted.
     const earlier = (await get<Heal>("/v1/heal")).stores.find((s) => s.id === "b")!.startedAt;
     const down = Date.now() - t0;
@@ -233,6 +256,7 @@ try {
       await restart("b");
     } else procs.get("b")!.kill("SIGCONT");
     const up = Date.now() - t0;
+    const cpuUp = await cpuNow();
 
     // Follow the heal: copied bytes per pass (a pass restarts its count), ETA samples.
     const passes = new Map<string, number>();
@@ -244,7 +268,8 @@ try {
       const h = await get<Heal>("/v1/heal");
       const now = Date.now() - t0;
       const b = h.stores.find((s) => s.id === "b")!;
-      if (b.startedAt && b.startedAt !== earlier) passes.set(b.startedAt, Math.max(passes.get(b.startedAt) ?? 0, b.copiedBytes));
+      if (b.startedAt && b.startedAt !== earlier)
+        passes.set(b.startedAt, Math.max(passes.get(b.startedAt) ?? 0, b.copiedBytes));
       if (b.running && b.missingBytes > 0 && b.etaSeconds !== null) {
         if (b.copiedBytes >= b.missingBytes * 0.1 && b.copiedBytes < b.missingBytes)
           etas.push({ at: now, eta: b.etaSeconds });
@@ -258,7 +283,9 @@ try {
     }
     const healed = healEnd >= 0;
     if (!healed) healEnd = Date.now() - t0;
+    const cpuHealed = await cpuNow();
     await Bun.sleep(AFTER_S * 1000);
+    const cpuEnd = await cpuNow();
     vm.kill("SIGINT");
     await vm.exited;
 
@@ -278,7 +305,13 @@ try {
       phase(entries, "after", healEnd, healEnd + AFTER_S * 1000),
     ];
     const base = phases[0]!;
-    for (const ph of phases)
+    const cpu = [
+      [cpuStart, cpuDown],
+      [cpuDown, cpuUp],
+      [cpuUp, cpuHealed],
+      [cpuHealed, cpuEnd],
+    ] as const;
+    phases.forEach((ph, k) => {
       detail.push([
         kind,
         ph.name,
@@ -292,7 +325,9 @@ try {
         ph.max,
         ph.gap,
         ph.over100,
+        ...cpuPercent(cpu[k]![0], cpu[k]![1], ph.seconds),
       ]);
+    });
     const heal = phases[2]!;
     const healSeconds = (healEnd - up) / 1000;
     const errors = etas.map((e) => {
@@ -342,6 +377,9 @@ try {
       "max",
       "longest gap",
       "> 100 ms",
+      "gateway CPU %",
+      "a CPU %",
+      "b CPU %",
     ],
     detail,
   );

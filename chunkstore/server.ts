@@ -380,7 +380,11 @@ function httpErrorOf(err: unknown, witness: boolean): HttpError {
   // The client went away mid-request (its timeout ran out while this server was stopped,
   // say): nobody reads the answer, nothing was stored, and it is no bug of the server.
   if (err instanceof DOMException && err.name === "AbortError")
-    return { status: 400, code: ERROR_CODE.BAD_REQUEST, message: `The client closed the connection: ${message}` };
+    return {
+      status: 400,
+      code: ERROR_CODE.BAD_REQUEST,
+      message: `The client closed the connection: ${message}`,
+    };
   console.error("chunk store server: unexpected error", err);
   return { status: 500, code: ERROR_CODE.INTERNAL, message: `Internal error: ${message}` };
 }

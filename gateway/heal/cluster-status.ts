@@ -199,7 +199,7 @@ export class ClusterStatus {
         etaSeconds: running
           ? remaining === 0
             ? 0
-            : Math.ceil(remaining / Math.max(1, Math.min(limit, rate || limit)))
+            : Math.ceil(remaining / Math.max(1, rate || limit))
           : null,
         // The backlog only shrinks while the store is reachable (new writes reach it directly).
         converges: s.state !== "down" && s.state !== "replaced" && s.state !== "full",

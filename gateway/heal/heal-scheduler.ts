@@ -18,6 +18,7 @@
 import { type Head, holdsCurrent, liveHead } from "../image/head.ts";
 import { Lease, readLease } from "../register/lease.ts";
 import { placementEpochOf, placementStores } from "../replication/cluster-record.ts";
+import { RecentRate } from "./recent-rate.ts";
 import { type HealDeps, type HealProgress, healStore } from "./store-heal.ts";
 
 export type { HealDeps, HealProgress, ImageHealProgress } from "./store-heal.ts";
@@ -31,6 +32,8 @@ interface StoreHeal {
   progress: HealProgress | null;
   /** Monotonic ms when the current run started copying (for the rate). */
   startedMs: number;
+  /** The current run's copy rate over the last seconds (its ETA's). */
+  recent: RecentRate | null;
 }
 
 /** Runs heals of every data store this gateway holds the lease of. */
@@ -64,6 +67,7 @@ export class HealScheduler {
       run: null,
       progress: null,
       startedMs: 0,
+      recent: null,
     });
   }
 
@@ -77,7 +81,10 @@ export class HealScheduler {
 
   /** Starts the loop: about once a second, find stores that lack something and heal them. */
   start(): void {
-    this.#d.throttle.start(() => this.active);
+    this.#d.throttle.start(
+      () => this.active,
+      () => this.steady,
+    );
     const loop = async () => {
       await this.tick().catch((err) => this.#d.log(`heal: ${(err as Error).message}`));
       if (!this.#stopped) {
@@ -97,6 +104,15 @@ export class HealScheduler {
   /** Whether a heal runs on this gateway now. */
   get active(): boolean {
     return [...this.#stores.values()].some((s) => s.run !== null);
+  }
+
+  /** Whether the cluster is as it should be: no heal, no data store behind or down (the throttle's baseline). */
+  get steady(): boolean {
+    return (
+      !this.active &&
+      this.behind.size === 0 &&
+      [...this.#stores.keys()].every((id) => !this.#d.health.isDown(id))
+    );
   }
 
   /** Images (by store) that heals running here are working on, for safe-to-remove's "healing from". */
@@ -176,9 +192,13 @@ export class HealScheduler {
     (renew as { unref?: () => void }).unref?.();
     const proceed = () =>
       !this.#stopped && st.lease.valid && !this.#d.health.isDown(id) && !this.#d.health.isFull(id);
+    const recent = new RecentRate();
+    st.recent = recent;
     try {
       await healStore(this.#d, id, p, proceed, (bytes) => {
         this.healedBytesTotal += bytes;
+        recent.add(bytes);
+        p.rateBytesPerSecond = Math.round(recent.rate());
       });
     } catch (err) {
       p.lastError = (err as Error).message;
@@ -200,7 +220,7 @@ export class HealScheduler {
       let rate = 0;
       if (running && progress) {
         const s = (performance.now() - st.startedMs) / 1000;
-        rate = s > 0 ? progress.copiedBytes / s : 0;
+        rate = st.recent?.rate() ?? (s > 0 ? progress.copiedBytes / s : 0);
       } else {
         const lease = await readLease(this.#d.register, `heal.${id}`).catch(() => null);
         const theirs =
@@ -209,7 +229,7 @@ export class HealScheduler {
           progress = theirs;
           running = theirs.finishedAt === null;
           const s = (Date.now() - Date.parse(theirs.startedAt)) / 1000;
-          rate = running && s > 0 ? theirs.copiedBytes / s : 0;
+          rate = !running ? 0 : (theirs.rateBytesPerSecond ?? (s > 0 ? theirs.copiedBytes / s : 0));
         }
       }
       out.push({ store: id, running, progress, rateBytesPerSecond: Math.round(rate) });

@@ -39,6 +39,8 @@ export interface HealProgress {
   finishedAt: string | null;
   missingBytes: number;
   copiedBytes: number;
+  /** Bytes per second copied over the last seconds (the ETA's rate; absent before any copy). */
+  rateBytesPerSecond?: number;
   missingChunks: number;
   copiedChunks: number;
   /** Chunks that no store had a good copy of (data loss). */

@@ -1,9 +1,18 @@
 /**
- * The heal throttle: one byte rate for all heal and repair copies of a gateway, adapted
- * four times a second to the VM I/O it must not starve. It halves when the foreground p99
- * rises above 1.25x the baseline measured while no heal ran, grows by a quarter otherwise,
- * and doubles when there is no foreground load (idle: heal fast), between a floor and a
- * ceiling that `PUT /v1/heal/limits` changes live.
+ * The heal throttle: one byte rate for all heal and repair copies of a gateway, set twice a
+ * second from the VM I/O it must not starve (after Ceph's mClock idea of reserving the
+ * client's service and giving background work the rest, here in latency terms). The VM's
+ * p99 over the last second is compared with its baseline: the median of the per-second p99s
+ * seen while the cluster was steady (no heal running here, no store behind or down), so a
+ * store's absence, when writes reach one replica and are faster, or hang, never sets the
+ * bar. Above 1.3x the baseline the rate falls in proportion to the overshoot (at most by
+ * half a step); below 1.1x it grows by a quarter; in between it holds, so the noise of a
+ * shared machine does not walk it down to the floor. With no VM I/O it doubles (idle: heal
+ * fast). Between a floor and a ceiling that `PUT /v1/heal/limits` changes live.
+ *
+ * Tried and dropped (bench/heal.ts, docs/benchmarks.md): probing the VM's p99 without
+ * copies by holding them one second in ten, so the baseline follows the VM's drift. Heals
+ * ran faster, but the VMs kept only 62-66 % of their IOPS in two of three rounds.
  */
 import type { LatencyMonitor } from "./latency-monitor.ts";
 import { RateLimiter } from "./rate-limiter.ts";
@@ -31,8 +40,52 @@ export const DEFAULT_HEAL_LIMITS: HealLimits = {
 export const MIN_RATE = 64 * 1024;
 /** The largest copy concurrency: beyond, batches only queue at the stores. */
 export const MAX_CONCURRENCY = 64;
-/** Foreground p99 above this multiple of the idle baseline halves the heal rate. */
-const BACKOFF_FACTOR = 1.25;
+/** VM p99 above this multiple of the steady baseline makes the heal give way (the goal is 1.5x). */
+export const TARGET_RATIO = 1.3;
+/** VM p99 below this multiple of the baseline lets the heal take more; between the two it holds. */
+export const GROW_RATIO = 1.1;
+/** How often the rate adapts, and the window of VM latencies each step looks at. */
+const ADAPT_MS = 500;
+const WINDOW_MS = 1000;
+/** Steady windows the baseline is the median of (20 s of steady VM I/O). */
+const BASELINE_WINDOWS = 40;
+
+/** The VM's p99 while the cluster is steady: the median of the last windows' p99s. */
+export class LatencyBaseline {
+  readonly #windows: number[] = [];
+
+  add(p99: number): void {
+    this.#windows.push(p99);
+    if (this.#windows.length > BASELINE_WINDOWS) this.#windows.shift();
+  }
+
+  /** Seconds, or null before any steady window with VM I/O. */
+  get value(): number | null {
+    if (this.#windows.length === 0) return null;
+    const s = [...this.#windows].sort((a, b) => a - b);
+    return s[Math.floor((s.length - 1) / 2)]!;
+  }
+}
+
+/**
+ * One step of the heal rate: `p99` is the VM's over the last window (null: no VM I/O),
+ * `baseline` its steady p99 (null: never seen steady, so the rate only grows slowly).
+ */
+export function nextRate(
+  rate: number,
+  p99: number | null,
+  baseline: number | null,
+  limits: Pick<HealLimits, "floorBytesPerSecond" | "ceilingBytesPerSecond">,
+): number {
+  const { floorBytesPerSecond: floor, ceilingBytesPerSecond: ceiling } = limits;
+  const clamp = (r: number) => Math.min(ceiling, Math.max(floor, r));
+  if (p99 === null) return clamp(rate * 2);
+  if (baseline === null || baseline <= 0) return clamp(rate * 1.1);
+  const ratio = p99 / baseline;
+  if (ratio > TARGET_RATIO) return clamp(rate * Math.max(0.5, TARGET_RATIO / ratio));
+  if (ratio < GROW_RATIO) return clamp(rate * 1.25);
+  return clamp(rate);
+}
 
 /** Validates a change of limits: unknown keys, wrong types and absurd values are a RangeError naming the field. */
 export function checkLimits(change: unknown, current: HealLimits): HealLimits {
@@ -64,7 +117,7 @@ export class HealThrottle {
   readonly rate: RateLimiter;
   readonly #latency: LatencyMonitor;
   readonly #limits: HealLimits;
-  #baselineP99: number | null = null;
+  readonly #baseline = new LatencyBaseline();
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Background jobs besides heals (a GC sweep) that spend this rate now. */
   #others = 0;
@@ -103,8 +156,15 @@ export class HealThrottle {
     }
   }
 
-  start(active: () => boolean): void {
-    this.#timer = setInterval(() => this.#adapt(active() || this.#others > 0), 250);
+  /**
+   * Adapts the rate while `active()` (a heal runs here) or a job shares it; the baseline
+   * learns only while `steady()` (nothing behind, nothing down) and nothing runs.
+   */
+  start(active: () => boolean, steady: () => boolean = () => true): void {
+    this.#timer = setInterval(() => {
+      const busy = active() || this.#others > 0;
+      this.adapt(busy, !busy && steady(), this.#latency.recentP99(WINDOW_MS));
+    }, ADAPT_MS);
     (this.#timer as { unref?: () => void }).unref?.();
   }
 
@@ -112,17 +172,17 @@ export class HealThrottle {
     clearInterval(this.#timer);
   }
 
-  #adapt(active: boolean): void {
-    const p99 = this.#latency.recentP99(500);
-    const { floorBytesPerSecond: floor, ceilingBytesPerSecond: ceiling } = this.#limits;
-    if (!active) {
-      if (p99 !== null)
-        this.#baselineP99 = this.#baselineP99 === null ? p99 : this.#baselineP99 * 0.8 + p99 * 0.2;
+  /** One step (the timer's; tests call it): adapt while `busy`, learn the baseline while `steady`. */
+  adapt(busy: boolean, steady: boolean, p99: number | null): void {
+    if (!busy) {
+      if (steady && p99 !== null) this.#baseline.add(p99);
       return;
     }
-    if (p99 === null) this.rate.rate = Math.min(ceiling, this.rate.rate * 2);
-    else if (this.#baselineP99 !== null && p99 > this.#baselineP99 * BACKOFF_FACTOR)
-      this.rate.rate = Math.max(floor, this.rate.rate / 2);
-    else this.rate.rate = Math.min(ceiling, this.rate.rate * 1.25);
+    this.rate.rate = nextRate(this.rate.rate, p99, this.#baseline.value, this.#limits);
+  }
+
+  /** The VM's steady p99 in seconds the rate is set against (null: not seen yet). */
+  get baselineP99(): number | null {
+    return this.#baseline.value;
   }
 }
