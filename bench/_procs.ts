@@ -1,4 +1,5 @@
 /** Process helpers shared by the benchmarks that run real blockmend processes and tools. */
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { GATEWAY_PROCESS_ENV } from "../runtime/process-env.ts";
 
@@ -177,4 +178,12 @@ export async function startUpAndQemuNbd(
     },
     api,
   };
+}
+
+/** CPU seconds (user + system) a process has used, from /proc; null if it is gone. */
+export async function cpuSeconds(pid: number): Promise<number | null> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+  if (!stat) return null;
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }

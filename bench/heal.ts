@@ -29,7 +29,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashChunk } from "../chunkstore/hash.ts";
 import { HttpStore } from "../chunkstore/http-store.ts";
-import { fioOverNbd, latencyTail, median, parseFioLog, procs, sh, startProc } from "./_procs.ts";
+import { cpuSeconds, fioOverNbd, latencyTail, median, parseFioLog, procs, sh, startProc } from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -96,14 +96,6 @@ function phase(
     gap,
     ...latencyTail(inPhase.map((e) => e[1] / 1e6)),
   };
-}
-
-/** CPU seconds (user + system) a process has used, from /proc; null if it is gone. */
-async function cpuSeconds(pid: number): Promise<number | null> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
-  if (!stat) return null;
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }
 
 /** CPU seconds of the gateway and the two data stores now (by pid: b's changes when it restarts). */
