@@ -16,7 +16,8 @@
  *   gateway's work and b's writes.
  * Each peer phase follows a quiet phase (`base`; during the heal, `heal paused` at the 64 KiB/s
  * minimum) and is compared with it: the VM's IOPS kept and p99 ratio, p99.9, max, I/Os over
- * 100 ms, the rate achieved, CPU % of the gateway and of stores a and b.
+ * 100 ms, the rate achieved, CPU % of the gateway and of stores a and b, and the whole
+ * machine's busy and iowait time (% of one core: 200 is both cores).
  *
  *   bun bench/heal-limit.ts [--image-mib 4096] [--rates 16,32,48,64] [--phase-seconds 20]
  */
@@ -41,8 +42,16 @@ const BATCH = 64;
 const PAUSED = 65536;
 const MB = 1e6;
 
-type Heal = { stores: { id: string; running: boolean; missingBytes: number; copiedBytes: number }[] };
-type Cpu = Record<string, { pid: number; s: number | null }>;
+type Heal = {
+  stores: {
+    id: string;
+    running: boolean;
+    startedAt: string | null;
+    missingBytes: number;
+    copiedBytes: number;
+  }[];
+};
+type Cpu = Record<string, { pid: number; s: number | null }> & { machine?: number[] };
 interface Phase {
   name: string;
   mbps: number;
@@ -58,7 +67,22 @@ const cpuNow = async (): Promise<Cpu> => {
     const pid = procs.get(id)!.pid;
     out[id] = { pid, s: await cpuSeconds(pid) };
   }
+  // The machine's jiffies: user nice system idle iowait irq softirq steal.
+  out.machine = (await readFile("/proc/stat", "utf8"))
+    .split("\n")[0]!
+    .trim()
+    .split(/\s+/)
+    .slice(1, 9)
+    .map(Number);
   return out;
+};
+
+/** The machine's busy and iowait share of all cores between two samples, in % of one core. */
+const machineCpu = (from: number[], to: number[]) => {
+  const d = to.map((x, i) => x - from[i]!);
+  const total = d.reduce((a, x) => a + x, 0) || 1;
+  const cores = navigator.hardwareConcurrency;
+  return { busy: ((total - d[3]! - d[4]!) / total) * 100 * cores, iowait: (d[4]! / total) * 100 * cores };
 };
 
 const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-heal-limit-"));
@@ -175,9 +199,14 @@ try {
   };
   const healAt = (mbps: number) => async () => {
     await setRate(mbps ? mbps * MB : PAUSED);
-    const before = (await healOfB()).copiedBytes;
+    const before = await healOfB();
     await Bun.sleep(PHASE_S * 1000);
-    return (await healOfB()).copiedBytes - before;
+    const after = await healOfB();
+    console.error(
+      `  heal of b: ${JSON.stringify({ ...before, images: undefined })} -> ${JSON.stringify({ ...after, images: undefined })}`,
+    );
+    // A heal pass that restarted counts from 0 again.
+    return after.startedAt === before.startedAt ? after.copiedBytes - before.copiedBytes : after.copiedBytes;
   };
 
   for (const mbps of RATES) {
@@ -244,6 +273,7 @@ try {
       t.max,
       t.over100,
       ...cpu(p),
+      ...((m) => [m.busy.toFixed(0), m.iowait.toFixed(0)])(machineCpu(p.cpu[0].machine!, p.cpu[1].machine!)),
     ]);
   }
   console.log("\nVM job per phase (ms; kept and p99 ratio against the quiet phase before):\n");
@@ -262,6 +292,8 @@ try {
       "gateway CPU %",
       "a CPU %",
       "b CPU %",
+      "machine busy %",
+      "iowait %",
     ],
     rows,
   );

@@ -211,10 +211,17 @@ export async function assembleGateway(
     });
     const h = health;
     await h.probeAll();
+    // Reads ask stores the heal knows are behind last: the closure reaches the heal once it exists.
+    let healing: HealScheduler | undefined;
     const stores = new StoreSet(
       members,
       { replicas: options.replicas, minReplicas: options.minReplicas },
-      h,
+      {
+        isDown: (id) => h.isDown(id),
+        isFull: (id) => h.isFull(id),
+        reportFailure: (id, err) => h.reportFailure(id, err),
+        isBehind: (id) => healing?.behind.has(id) ?? false,
+      },
       (id) => cluster.identity(id),
       { epoch: placementEpochOf(boot.record), stores: placementStores(boot.record) },
     );
@@ -256,6 +263,7 @@ export async function assembleGateway(
       gatewayId,
       log,
     });
+    healing = heal;
     const repairs = new RepairQueue(
       engine,
       new DamageLedger(cluster),

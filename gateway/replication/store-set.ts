@@ -33,6 +33,12 @@ export interface HealthView {
   /** At its high-water mark: placement skips it for new chunks (reads go on). */
   isFull(id: string): boolean;
   reportFailure(id: string, error: unknown): void;
+  /**
+   * Known to lack chunks it should hold (a heal is due or runs): read after the others, or
+   * every VM read of a chunk not healed yet pays a miss there and queues a repair that
+   * competes with the heal for its rate.
+   */
+  isBehind?(id: string): boolean;
 }
 
 /** Chunks per putMany call to one store: bounded so one request stays well under the batch limits. */
@@ -500,7 +506,8 @@ export class StoreSet {
 
   /**
    * The data stores a read of `hash` asks, in order: its placement stores, then the other
-   * data stores, those that are up first; never `exclude`.
+   * data stores; those that are up and not behind first, then those behind, then those
+   * down; never `exclude`.
    */
   readOrder(hash: Hash, exclude?: string): string[] {
     const placement = this.placement(hash);
@@ -508,7 +515,11 @@ export class StoreSet {
       ...placement,
       ...this.dataMembers.map((m) => m.id).filter((id) => !placement.includes(id)),
     ].filter((id) => id !== exclude);
-    return [...all.filter((id) => !this.#health.isDown(id)), ...all.filter((id) => this.#health.isDown(id))];
+    const rank = (id: string) => (this.#health.isDown(id) ? 2 : this.#health.isBehind?.(id) ? 1 : 0);
+    return all
+      .map((id, i) => ({ id, key: rank(id) * all.length + i }))
+      .sort((x, y) => x.key - y.key)
+      .map((x) => x.id);
   }
 
   /**

@@ -163,3 +163,35 @@ test("a put uses one placement and names its epoch; a new placement moves only t
   expect(() => set.setPlacement(5, ["a", "zz"])).toThrow(RangeError);
   expect(() => set.removeMember("a")).toThrow(RangeError); // still placed on
 });
+
+test("reads ask stores that are behind after the others, and stores that are down last", async () => {
+  const stores = { a: new MemoryStore(), b: new MemoryStore(), c: new MemoryStore() };
+  const behind = new Set<string>();
+  const down = new Set<string>();
+  const set = storeSet(stores, {
+    isDown: (id: string) => down.has(id),
+    isBehind: (id: string) => behind.has(id),
+  });
+  const chunks = Array.from({ length: 40 }, () => randomChunk(512));
+  for (const c of chunks)
+    expect(set.readOrder(c.hash)).toEqual(
+      set.placement(c.hash).concat(["a", "b", "c"].filter((id) => !set.placement(c.hash).includes(id))),
+    );
+  behind.add("b");
+  down.add("c");
+  for (const c of chunks) {
+    const order = set.readOrder(c.hash);
+    expect(order).toEqual(["a", "b", "c"]);
+    expect(set.readOrder(c.hash, "a")).toEqual(["b", "c"]);
+  }
+  // A read of a chunk placed on the store behind is served by the other copy, with no miss
+  // reported there (which would queue a repair competing with the heal).
+  const missed: string[] = [];
+  set.badCopy.add((id) => missed.push(id));
+  for (const c of chunks)
+    for (const id of set.placement(c.hash)) if (id !== "b") await stores[id as "a"].put(c.hash, c.bytes);
+  down.clear();
+  for (const c of chunks.filter((c) => set.placement(c.hash).includes("b")))
+    expect(await set.getChunk(c.hash)).toEqual(c.bytes);
+  expect(missed).toEqual([]);
+});
