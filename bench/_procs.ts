@@ -86,6 +86,18 @@ export function fioOverNbd(uri: string, sizeMiB: number, extra: string[]): strin
   ];
 }
 
+/**
+ * The VM job of the heal benchmarks: fio randrw 50/50, 4 KiB, QD1, 500 read + 500 write
+ * IOPS for `runtimeS`, logging every I/O's latency to `<logPrefix>_clat.1.log`.
+ */
+export function vmJobArgs(logPrefix: string, runtimeS: number): string[] {
+  return [
+    ...["--rw=randrw", "--rwmixread=50", "--bs=4k", "--iodepth=1", "--rate_iops=500,500"],
+    ...["--norandommap", "--time_based", `--runtime=${runtimeS}`],
+    ...[`--write_lat_log=${logPrefix}`, "--log_avg_msec=0", "--log_offset=1"],
+  ];
+}
+
 /** Resolves once something listens on 127.0.0.1:`port` (throws after ~10 s). */
 export async function waitForPort(port: number): Promise<void> {
   for (let i = 0; i < 200; i++) {

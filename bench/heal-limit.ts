@@ -26,7 +26,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashChunk } from "../chunkstore/hash.ts";
 import { HttpStore } from "../chunkstore/http-store.ts";
-import { cpuSeconds, fioOverNbd, latencyTail, parseFioLog, procs, sh, startProc } from "./_procs.ts";
+import {
+  cpuSeconds,
+  fioOverNbd,
+  latencyTail,
+  parseFioLog,
+  procs,
+  sh,
+  startProc,
+  vmJobArgs,
+} from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: string) => {
@@ -131,22 +140,7 @@ try {
 
   const prefix = join(dir, "vm");
   const t0 = Date.now();
-  const vm = Bun.spawn(
-    fio([
-      "--rw=randrw",
-      "--rwmixread=50",
-      "--bs=4k",
-      "--iodepth=1",
-      "--rate_iops=500,500",
-      "--norandommap",
-      "--time_based",
-      "--runtime=3600",
-      `--write_lat_log=${prefix}`,
-      "--log_avg_msec=0",
-      "--log_offset=1",
-    ]),
-    { stdout: "pipe", stderr: "pipe" },
-  );
+  const vm = Bun.spawn(fio(vmJobArgs(prefix, 3600)), { stdout: "pipe", stderr: "pipe" });
   await Bun.sleep(3000);
   const phases: Phase[] = [];
   const run = async (name: string, mbps: number, work: () => Promise<number>) => {

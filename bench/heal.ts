@@ -29,7 +29,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hashChunk } from "../chunkstore/hash.ts";
 import { HttpStore } from "../chunkstore/http-store.ts";
-import { cpuSeconds, fioOverNbd, latencyTail, median, parseFioLog, procs, sh, startProc } from "./_procs.ts";
+import {
+  cpuSeconds,
+  fioOverNbd,
+  latencyTail,
+  median,
+  parseFioLog,
+  procs,
+  sh,
+  startProc,
+  vmJobArgs,
+} from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -194,22 +204,10 @@ try {
     const prefix = join(dir, `vm-${kind}`);
     const t0 = Date.now();
     // Long enough for any heal; stopped once the after phase is over.
-    const vm = Bun.spawn(
-      fio([
-        "--rw=randrw",
-        "--rwmixread=50",
-        "--bs=4k",
-        "--iodepth=1",
-        "--rate_iops=500,500",
-        "--norandommap",
-        "--time_based",
-        `--runtime=${BEFORE_S + AWAY_S + HEAL_LIMIT_S + AFTER_S + 30}`,
-        `--write_lat_log=${prefix}`,
-        "--log_avg_msec=0",
-        "--log_offset=1",
-      ]),
-      { stdout: "pipe", stderr: "pipe" },
-    );
+    const vm = Bun.spawn(fio(vmJobArgs(prefix, BEFORE_S + AWAY_S + HEAL_LIMIT_S + AFTER_S + 30)), {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     await Bun.sleep(1000);
     const cpuStart = await cpuNow();
     await Bun.sleep(BEFORE_S * 1000 - 1000);

@@ -516,10 +516,7 @@ export class StoreSet {
       ...this.dataMembers.map((m) => m.id).filter((id) => !placement.includes(id)),
     ].filter((id) => id !== exclude);
     const rank = (id: string) => (this.#health.isDown(id) ? 2 : this.#health.isBehind?.(id) ? 1 : 0);
-    return all
-      .map((id, i) => ({ id, key: rank(id) * all.length + i }))
-      .sort((x, y) => x.key - y.key)
-      .map((x) => x.id);
+    return all.sort((x, y) => rank(x) - rank(y)); // a stable sort: placement order within a rank
   }
 
   /**
