@@ -1,9 +1,10 @@
 /**
  * The NBD server: the only file of `gateway/nbd/` that touches sockets. It
- * runs the sans-IO {@link Handshake} and then, per connection, parses requests
- * ({@link RequestParser}), validates them, runs them concurrently against the
- * chosen {@link BlockDevice} and writes the replies as they complete (out of
- * order, each reply written whole so replies never interleave).
+ * runs the sans-IO {@link Handshake} and then, per connection, the sans-IO
+ * {@link TransmissionSession} (parsing, validation, limits, reply kinds): it
+ * runs the requests the session starts concurrently against the chosen
+ * {@link BlockDevice} and writes the replies as they complete (out of order,
+ * each reply written whole so replies never interleave).
  *
  * Backpressure: a connection stops reading its socket while more than
  * `maxInFlightBytes` of request and reply data (or `maxInFlightRequests`
@@ -35,7 +36,7 @@ import {
   upgradeServerSocket,
 } from "../../runtime/tls-server.ts";
 import { assertValidDevice, type BlockDevice, type ExportProvider } from "./block-device.ts";
-import { NBD_CMD, NBD_CMD_FLAG, NBD_ERRNO, NBD_REPLY_FLAG } from "./constants.ts";
+import { NBD_CMD, NBD_CMD_FLAG } from "./constants.ts";
 import { errnoFor } from "./errno.ts";
 import {
   type ExportDetails,
@@ -45,20 +46,8 @@ import {
   type NegotiatedSession,
 } from "./handshake.ts";
 import { checkNbdListen, NbdConfigError } from "./listen-policy.ts";
-import {
-  commandName,
-  encodeBlockStatus,
-  encodeErrorChunk,
-  encodeNoneChunk,
-  encodeOffsetDataHeader,
-  encodeSimpleReply,
-  NbdProtocolError,
-  type NbdRequest,
-  RequestParser,
-  type TransmissionContext,
-  toStatusDescriptors,
-  validateRequest,
-} from "./transmission.ts";
+import { type Admission, type ReplyQueueState, TransmissionSession } from "./session.ts";
+import { commandName, NbdProtocolError, type NbdRequest } from "./transmission.ts";
 
 /** IANA port for NBD. */
 export const NBD_DEFAULT_PORT = 10809;
@@ -376,12 +365,8 @@ class Connection {
   /** Device opened for an NBD_OPT_GO / EXPORT_NAME whose answer is pending. */
   #candidate: BlockDevice | null = null;
   #device: BlockDevice | null = null;
-  #parser: RequestParser | null = null;
-  #ctx: TransmissionContext | null = null;
-  #structured = false;
-  #metaContextId = 0;
-  #inFlight = 0;
-  #inFlightBytes = 0;
+  /** The transmission phase's state: set once the handshake hands over. */
+  #session: TransmissionSession | null = null;
   #paused = false;
   #waitingForDrain = false;
   #disconnecting = false;
@@ -391,9 +376,6 @@ class Connection {
   #out: Uint8Array[] = [];
   #outBytes = 0;
   #flushScheduled = false;
-  /** Requests read but not started (limits reached); `#backlogStart` is the next one. */
-  #backlog: NbdRequest[] = [];
-  #backlogStart = 0;
 
   constructor(
     id: number,
@@ -427,12 +409,9 @@ class Connection {
   /** Stops reading, waits for requests in flight, then closes and releases the device. */
   async shutdown(): Promise<void> {
     this.#disconnecting = true;
-    this.#updateReading();
     // Requests in flight finish; held ones are refused at once (proto.md allows ESHUTDOWN for this).
-    const held = this.#backlog.slice(this.#backlogStart);
-    this.#backlog = [];
-    this.#backlogStart = 0;
-    for (const req of held) this.#replyError(req, NBD_ERRNO.ESHUTDOWN, "The server is shutting down");
+    for (const { reply } of this.#session?.stop() ?? []) this.#write(reply);
+    this.#updateReading();
     await this.#idle();
     this.#closeSoon();
     await this.#release();
@@ -441,11 +420,11 @@ class Connection {
   readonly #onData = (chunk: Uint8Array): void => {
     if (this.#closed || this.#disconnecting) return;
     try {
-      if (this.#parser !== null) {
-        this.#parser.push(chunk, this.#dispatch);
+      if (this.#session !== null) {
+        this.#session.parser.push(chunk, this.#dispatch);
         this.#lastProgress = Date.now();
         // A payload still arriving counts against the in-flight limit (see #updateReading).
-        if (this.#parser.midRequest) {
+        if (this.#session.parser.midRequest) {
           this.#updateReading();
           this.#armStallTimer();
         }
@@ -472,12 +451,13 @@ class Connection {
     if (this.#stallTimer !== null || this.#paused || this.#closed) return;
     const check = () => {
       this.#stallTimer = null;
-      if (this.#closed || this.#paused || !this.#parser?.midRequest) return;
+      const parser = this.#session?.parser;
+      if (this.#closed || this.#paused || parser === undefined || !parser.midRequest) return;
       const quiet = Date.now() - this.#lastProgress;
       const limit = this.#limits.stalledRequestTimeoutMs;
       if (quiet >= limit) {
         this.#abort(
-          `request stalled: no bytes for ${quiet} ms with ${this.#parser.buffered} bytes of a request received`,
+          `request stalled: no bytes for ${quiet} ms with ${parser.buffered} bytes of a request received`,
         );
         return;
       }
@@ -612,16 +592,14 @@ class Connection {
     this.#lastProgress = Date.now();
     this.#device = device;
     const { details } = session;
-    this.#structured = session.structuredReplies;
-    this.#metaContextId = session.metaContextId ?? 0;
-    this.#ctx = {
+    const context = {
       size: details.size,
       flags: session.flags,
       blockSizes: details.blockSizes,
       structuredReplies: session.structuredReplies,
       metaContextId: session.metaContextId,
     };
-    this.#parser = new RequestParser({ maxPayload: details.blockSizes.maximum });
+    this.#session = new TransmissionSession(context, this.#limits, this.#replyQueue());
     this.#log(
       `#${this.#id} serving "${session.name}" (${details.size} bytes, flags 0x${session.flags.toString(16)}, ` +
         `structured ${session.structuredReplies}, base:allocation ${session.metaContextId !== null}, TLS ${session.tls})`,
@@ -632,101 +610,87 @@ class Connection {
   // -------------------------------------------------------------------------
   // Transmission
 
+  /** What the session needs to know of the replies queued here. */
+  #replyQueue(): ReplyQueueState {
+    const connection = this;
+    return {
+      get queuedBytes() {
+        return connection.#outBytes;
+      },
+      get blocked() {
+        return connection.#waitingForDrain;
+      },
+    };
+  }
+
   /** Every parsed request comes here, in order. */
   readonly #dispatch = (req: NbdRequest): void => {
-    if (this.#disconnecting) return; // proto.md: nothing may follow NBD_CMD_DISC
-    if (req.type === NBD_CMD.DISC) {
+    if (this.#disconnecting) return; // closing, or nothing may follow DISC (proto.md)
+    const admission = this.#session!.receive(req);
+    if (admission.kind === "disconnect") {
       this.#log(`#${this.#id} client sent DISC`);
       this.#disconnecting = true;
       this.#updateReading();
-      // Requests before DISC are still served (proto.md: "MUST handle all outstanding requests").
       this.#idle().then(() => this.#endGracefully());
-      return;
-    }
-    // Requests already read are held in order while the limits are reached, so one
-    // socket read full of small requests cannot start an unbounded amount of work.
-    if (this.#backlogStart < this.#backlog.length || this.#mustWait(req)) {
-      this.#backlog.push(req);
+    } else if (admission.kind === "held") {
       this.#updateReading();
-      return;
+    } else if (admission.kind !== "ignored") {
+      this.#act(admission);
     }
-    this.#start(req);
   };
-
-  /** Bytes a request holds while in flight: its WRITE payload or its READ reply. */
-  #cost(req: NbdRequest): number {
-    return req.type === NBD_CMD.READ || req.type === NBD_CMD.WRITE ? req.length : 0;
-  }
-
-  #mustWait(req: NbdRequest): boolean {
-    if (this.#waitingForDrain) return true;
-    if (this.#inFlight === 0 && this.#outBytes === 0) return false; // one request always fits, however large
-    return (
-      this.#inFlight >= this.#limits.maxInFlightRequests ||
-      // Replies queued for the next write count too: requests that complete at once (a cache
-      // hit) would otherwise run the whole backlog within one turn of the event loop.
-      this.#inFlightBytes + this.#outBytes + this.#cost(req) > this.#limits.maxInFlightBytes
-    );
-  }
 
   /** Starts held requests while the limits allow. */
   #pump(): void {
-    while (this.#backlogStart < this.#backlog.length && !this.#closed) {
-      const req = this.#backlog[this.#backlogStart]!;
-      if (this.#mustWait(req)) return;
-      this.#backlogStart++;
-      if (this.#backlogStart === this.#backlog.length) {
-        this.#backlog = [];
-        this.#backlogStart = 0;
-      } else if (this.#backlogStart >= 1024 && this.#backlogStart * 2 >= this.#backlog.length) {
-        this.#backlog = this.#backlog.slice(this.#backlogStart); // drop started entries now and then
-        this.#backlogStart = 0;
-      }
-      this.#start(req);
+    const session = this.#session;
+    if (session === null) return;
+    while (!this.#closed) {
+      const next = session.next();
+      if (next === null) return;
+      this.#act(next);
     }
   }
 
-  #start(req: NbdRequest): void {
-    const refused = validateRequest(req, this.#ctx!);
-    if (refused !== null) {
-      this.#log(`#${this.#id} refused ${commandName(req.type)}: ${refused.message}`);
-      this.#replyError(req, refused.errno, refused.message);
+  /** Runs a request the session started, or sends the refusal of one it refused. */
+  #act(admission: Extract<Admission, { kind: "start" | "refuse" }>): void {
+    const { req } = admission;
+    if (admission.kind === "refuse") {
+      this.#log(`#${this.#id} refused ${commandName(req.type)}: ${admission.error.message}`);
+      this.#write(admission.reply);
       return;
     }
-    const bytes = this.#cost(req);
-    this.#inFlight++;
-    this.#inFlightBytes += bytes;
-    this.#execute(req, bytes);
+    this.#execute(this.#session!, req);
   }
 
-  async #execute(req: NbdRequest, bytes: number): Promise<void> {
+  async #execute(session: TransmissionSession, req: NbdRequest): Promise<void> {
     const device = this.#device!;
     const fua = (req.flags & NBD_CMD_FLAG.FUA) !== 0;
     try {
       switch (req.type) {
         case NBD_CMD.READ: {
           if (req.length === 0) {
-            this.#replyOk(req);
+            this.#write(session.ok(req));
             break;
           }
           const data = await device.read(req.offset, req.length);
           if (data.byteLength !== req.length) {
             throw new Error(`device returned ${data.byteLength} bytes for a ${req.length}-byte read`);
           }
-          this.#replyData(req, data);
+          // Header and data back to back, so no other reply can come between them.
+          this.#write(session.dataHeader(req, data));
+          this.#write(data);
           break;
         }
         case NBD_CMD.WRITE:
           if (req.length > 0) await device.write(req.offset, req.payload!, { fua });
-          this.#replyOk(req);
+          this.#write(session.ok(req));
           break;
         case NBD_CMD.FLUSH:
           await device.flush();
-          this.#replyOk(req);
+          this.#write(session.ok(req));
           break;
         case NBD_CMD.TRIM:
           if (req.length > 0) await device.trim(req.offset, req.length, { fua });
-          this.#replyOk(req);
+          this.#write(session.ok(req));
           break;
         case NBD_CMD.WRITE_ZEROES:
           if (req.length > 0) {
@@ -736,18 +700,11 @@ class Connection {
               fastZero: (req.flags & NBD_CMD_FLAG.FAST_ZERO) !== 0,
             });
           }
-          this.#replyOk(req);
+          this.#write(session.ok(req));
           break;
-        case NBD_CMD.BLOCK_STATUS: {
-          const extents = await device.blockStatus(req.offset, req.length);
-          const descriptors = toStatusDescriptors(
-            extents,
-            req.length,
-            (req.flags & NBD_CMD_FLAG.REQ_ONE) !== 0,
-          );
-          this.#write(encodeBlockStatus(req.handle, NBD_REPLY_FLAG.DONE, this.#metaContextId, descriptors));
+        case NBD_CMD.BLOCK_STATUS:
+          this.#write(session.blockStatus(req, await device.blockStatus(req.offset, req.length)));
           break;
-        }
       }
     } catch (error) {
       const errno = errnoFor(error);
@@ -755,36 +712,13 @@ class Connection {
         `#${this.#id} ${commandName(req.type)} at ${req.offset}+${req.length} failed (errno ${errno})`,
         error,
       );
-      this.#replyError(req, errno, error instanceof Error ? error.message : String(error));
+      this.#write(session.error(req, errno, error instanceof Error ? error.message : String(error)));
     } finally {
-      this.#inFlight--;
-      this.#inFlightBytes -= bytes;
+      session.finished(req);
       this.#pump();
       this.#updateReading();
-      if (this.#inFlight === 0 && this.#backlogStart === this.#backlog.length) this.#wakeIdle();
+      if (session.idle) this.#wakeIdle();
     }
-  }
-
-  #replyOk(req: NbdRequest): void {
-    // A simple reply is allowed for any success without data, structured or not (proto.md),
-    // except a READ, which must get a structured reply once negotiated.
-    if (this.#structured && req.type === NBD_CMD.READ) this.#write(encodeNoneChunk(req.handle));
-    else this.#write(encodeSimpleReply(req.handle, 0));
-  }
-
-  #replyData(req: NbdRequest, data: Uint8Array): void {
-    // One content chunk covering the whole request, marked final: valid with or without DF.
-    const header = this.#structured
-      ? encodeOffsetDataHeader(req.handle, NBD_REPLY_FLAG.DONE, req.offset, data.byteLength)
-      : encodeSimpleReply(req.handle, 0);
-    this.#writePair(header, data);
-  }
-
-  #replyError(req: NbdRequest, errno: number, message: string): void {
-    if (errno === 0) errno = NBD_ERRNO.EIO;
-    // Simple READ error replies carry no data (proto.md allows that instead of disconnecting).
-    if (this.#structured) this.#write(encodeErrorChunk(req.handle, NBD_REPLY_FLAG.DONE, errno, message));
-    else this.#write(encodeSimpleReply(req.handle, errno));
   }
 
   // -------------------------------------------------------------------------
@@ -801,12 +735,6 @@ class Connection {
       // event loop (several socket reads, multi-step device calls) share one write.
       setImmediate(this.#flush);
     }
-  }
-
-  /** Writes a header and its data back to back, so no other reply can come between them. */
-  #writePair(header: Uint8Array, data: Uint8Array): void {
-    this.#write(header);
-    this.#write(data);
   }
 
   /**
@@ -859,14 +787,10 @@ class Connection {
    */
   #updateReading(): void {
     if (this.#closed) return;
-    const busy = this.#inFlight > 0 || this.#outBytes > 0;
-    const partial = busy ? (this.#parser?.buffered ?? 0) : 0;
     const stop =
       this.#disconnecting ||
       this.#waitingForDrain ||
-      this.#backlogStart < this.#backlog.length ||
-      this.#inFlightBytes + this.#outBytes + partial > this.#limits.maxInFlightBytes ||
-      this.#inFlight >= this.#limits.maxInFlightRequests;
+      (this.#session?.shouldPause() ?? this.#outBytes > this.#limits.maxInFlightBytes);
     if (stop && !this.#paused) {
       this.#paused = true;
       this.#clearStallTimer(); // a request we stopped reading is not stalled by the client
@@ -875,13 +799,13 @@ class Connection {
       this.#paused = false;
       this.#socket.resume();
       this.#lastProgress = Date.now();
-      if (this.#parser?.midRequest) this.#armStallTimer();
+      if (this.#session?.parser.midRequest) this.#armStallTimer();
     }
   }
 
   /** Resolves when no request is in flight or held (held ones are dropped once the socket closes). */
   #idle(): Promise<void> {
-    if (this.#inFlight === 0 && this.#backlogStart === this.#backlog.length) return Promise.resolve();
+    if (this.#session === null || this.#session.idle) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -930,9 +854,8 @@ class Connection {
     this.#log(`#${this.#id} closed`);
     this.#onGone();
     // Held requests can no longer be answered.
-    this.#backlog = [];
-    this.#backlogStart = 0;
-    if (this.#inFlight === 0) this.#wakeIdle();
+    this.#session?.closed();
+    if (this.#session === null || this.#session.idle) this.#wakeIdle();
     // Requests in flight still complete (their replies are dropped) before the device goes.
     this.#idle().then(() => this.#release());
   }
