@@ -13,9 +13,9 @@ import { rememberHash } from "../../chunkstore/hashed-here.ts";
 import { BufferPool } from "../../runtime/buffer-pool.ts";
 import type { TaskPool } from "../../workers/task-pool.ts";
 import { PutOutcome } from "../replication/store-set.ts";
-import { type BlockMap, ZERO_HASH } from "./block-map.ts";
+import { type BlockMap, growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
 import { confirmContent } from "./gc-barrier.ts";
-import type { Head } from "./head.ts";
+import { blockCount, type Head } from "./head.ts";
 import { commitContent, GcBarrierError, NeedMoreCopiesError } from "./head-writer.ts";
 import type { ImageContext } from "./image-context.ts";
 import type { Pending } from "./write-cache.ts";
@@ -55,15 +55,85 @@ export async function commitBatch(
     const hash = hashes.get(index)!;
     if (hash !== ZERO_HASH && content) chunks.push({ hash, bytes: content });
   }
-  let state = await freshState;
+  const state = await freshState;
   const leaving = ctx.cluster.leaving();
   const dataOutcome = await ctx.stores.putChunks(chunks, leaving, input.pending);
   for (const [index] of batch) await map.set(index, hashes.get(index)!);
   const { root, pages } = await map.commit();
   const pageOutcome = await ctx.stores.putChunks(pages, leaving, input.pending);
   map.pagesStored();
-  let put = PutOutcome.merge(dataOutcome, pageOutcome);
-  let fresh = state.leaving;
+  const written = await advanceHead(ctx, {
+    head,
+    base: input.base,
+    ownAttempts: input.ownAttempts,
+    commitId: input.commitId,
+    root,
+    size: head.size,
+    content: [...chunks, ...pages],
+    put: PutOutcome.merge(dataOutcome, pageOutcome),
+    state,
+  });
+  input.pending.clear();
+  return { head: written, hashes };
+}
+
+/** What a resize needs from its image. */
+export interface GrowthInput {
+  readonly head: Head;
+  readonly base: { readonly root: Hash; readonly size: number };
+  readonly ownAttempts: ReadonlySet<string>;
+  /** The new size in bytes (at least the base's). */
+  readonly size: number;
+  readonly chunkSize: number;
+}
+
+/**
+ * Grows an image to `input.size`: the root moves down under new map levels (no data moves),
+ * the new pages are put, and the head advances the way a commit's does.
+ */
+export async function commitGrowth(ctx: ImageContext, input: GrowthInput): Promise<Head> {
+  const blocks = (bytes: number) => Math.max(1, blockCount({ size: bytes, chunkSize: input.chunkSize }));
+  const grown = growRoot(input.base.root, levelsFor(blocks(input.base.size)), levelsFor(blocks(input.size)));
+  // The gc barrier is read before the pages are put (gc-barrier.ts).
+  const state = await ctx.cluster.freshState();
+  const put = await ctx.stores.putChunks(grown.pages, ctx.cluster.leaving());
+  return advanceHead(ctx, {
+    head: input.head,
+    base: input.base,
+    ownAttempts: input.ownAttempts,
+    commitId: crypto.randomUUID(),
+    root: grown.root,
+    size: input.size,
+    content: grown.pages,
+    put,
+    state,
+  });
+}
+
+/** A content change whose chunks are on the stores, ready to become the head. */
+interface HeadAdvance {
+  readonly head: Head;
+  readonly base: { readonly root: Hash; readonly size: number };
+  readonly ownAttempts: ReadonlySet<string>;
+  readonly commitId: string;
+  readonly root: Hash;
+  readonly size: number;
+  /** Every chunk the new version adds (put again when the head writer asks). */
+  readonly content: readonly ChunkPut[];
+  /** Where `content` was put. */
+  readonly put: PutOutcome;
+  /** The cluster state read before the first put (its gc barrier and stores leaving). */
+  readonly state: { readonly gcEpoch: number; readonly leaving: ReadonlySet<string> };
+}
+
+/**
+ * Writes the new head through the one head writer, putting the content again when it says
+ * a garbage collection passed the barrier or a store entered maintenance meanwhile.
+ */
+async function advanceHead(ctx: ImageContext, change: HeadAdvance): Promise<Head> {
+  const { head } = change;
+  let { put, state } = change;
+  let fresh: ReadonlySet<string> = state.leaving;
   for (let attempt = 0; ; attempt++) {
     try {
       const { head: written } = await ctx.heads.change(
@@ -73,19 +143,18 @@ export async function commitBatch(
           incarnation: head.incarnation,
           epoch: head.epoch,
           owner: ctx.gatewayId,
-          base: input.base,
-          ownAttempts: input.ownAttempts,
-          root,
-          size: head.size,
+          base: change.base,
+          ownAttempts: change.ownAttempts,
+          root: change.root,
+          size: change.size,
           put,
           leaving: fresh,
           minReplicas: ctx.stores.options.minReplicas,
           gcEpoch: state.gcEpoch,
         }),
-        input.commitId,
+        change.commitId,
       );
-      input.pending.clear();
-      return { head: written as Head, hashes };
+      return written as Head;
     } catch (err) {
       if (attempt >= MAX_REPUTS) throw err;
       if (err instanceof GcBarrierError && err.pending) {
@@ -96,12 +165,12 @@ export async function commitBatch(
         // A collection may have condemned chunks this commit found stored: put them again.
         state = await ctx.cluster.freshState();
         fresh = new Set([...fresh, ...state.leaving]);
-        const again = await ctx.stores.putChunks([...chunks, ...pages], fresh);
+        const again = await ctx.stores.putChunks([...change.content], fresh);
         put = PutOutcome.merge(put, again);
       } else if (err instanceof NeedMoreCopiesError) {
         // A store entered maintenance while the chunks travelled: spill past it, then try again.
         fresh = err.leaving;
-        const again = await ctx.stores.putChunks([...chunks, ...pages], err.leaving);
+        const again = await ctx.stores.putChunks([...change.content], err.leaving);
         put = PutOutcome.merge(put, again);
       } else throw err;
     }

@@ -19,13 +19,14 @@ import {
   type BlockSizes,
   type Extent,
 } from "../nbd/block-device.ts";
-import { BlockMap, growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
+import { BlockMap, ZERO_HASH } from "./block-map.ts";
 import { blockSpans } from "./block-spans.ts";
-import { commitBatch } from "./commit-pipeline.ts";
-import { confirmContent, MAX_REVIVALS } from "./gc-barrier.ts";
+import { commitBatch, commitGrowth } from "./commit-pipeline.ts";
+import { CommitQueue } from "./commit-queue.ts";
 import { blockCount, type Head, isTombstone, liveHead } from "./head.ts";
-import { addSnapshot, commitContent, GcBarrierError, removeSnapshot, takeOver } from "./head-writer.ts";
+import { addSnapshot, removeSnapshot, takeOver } from "./head-writer.ts";
 import type { ImageContext, InflightCommit } from "./image-context.ts";
+import { SharedRefresh } from "./shared-refresh.ts";
 import { type Pending, WriteCache } from "./write-cache.ts";
 
 /** Largest read or write request (NBD maximum block size). */
@@ -63,14 +64,15 @@ export class Image implements BlockDevice {
   /** Commit ids whose head write may or may not have landed. */
   readonly #inDoubt = new Set<string>();
   readonly #pending = new Set<string>();
-  #commitRunning: Promise<void> = Promise.resolve();
-  #commitQueued: Promise<void> | null = null;
+  readonly #commits = new CommitQueue(() => this.#commitOnce());
   #timer: ReturnType<typeof setInterval> | undefined;
   #fenced: StaleEpochError | ImageDeletedError | null = null;
-  #refresh: { started: number; done: Promise<void> } | null = null;
+  /** A follower's head reads, shared by reads that arrive while one runs that started after them. */
+  readonly #refresh = new SharedRefresh();
   /** Monotonic time at which the last confirmation of ownership started. */
   #confirmedAt = 0;
-  #confirming: { started: number; done: Promise<void> } | null = null;
+  /** The owner's lease confirmations, shared by reads within half a lease. */
+  readonly #confirming = new SharedRefresh(OWNER_READ_LEASE_MS / 2);
   /** A snapshot view's frozen root, or null for the live image. */
   readonly #view: { root: Hash; size: number } | null;
 
@@ -166,68 +168,38 @@ export class Image implements BlockDevice {
     }
     // Taken over by another gateway: reads go on from what it commits; deleted: nothing does.
     if (this.#fenced instanceof ImageDeletedError) throw this.#fenced;
-    const arrived = performance.now();
-    const running = this.#refresh;
-    if (running && running.started >= arrived) return running.done;
-    const started = performance.now();
-    const done = (async () => {
-      const value = await this.#ctx.heads.read(this.name);
-      const head = liveHead(value);
-      if (!head || head.incarnation !== this.#head.incarnation) {
-        this.#fence(
-          new ImageDeletedError(
-            this.name,
-            this.#head.incarnation,
-            isTombstone(value) ? `deleted at ${value.deletedAt}` : "another image of that name exists now",
-          ),
-        );
-        throw this.#fenced;
-      }
+    await this.#refresh.run(async () => {
+      const head = await this.#readOwnHead();
       if (this.#owner) return; // became the owner meanwhile: its own state is current
       this.#followHead(head);
-    })();
-    this.#refresh = { started, done };
-    try {
-      await done;
-    } finally {
-      if (this.#refresh?.done === done) this.#refresh = null;
-    }
+    });
+  }
+
+  /** The head of this image's incarnation from the register; fenced (and thrown) if it is gone. */
+  async #readOwnHead(): Promise<Head> {
+    const value = await this.#ctx.heads.read(this.name);
+    const head = liveHead(value);
+    if (head && head.incarnation === this.#head.incarnation) return head;
+    const why = isTombstone(value)
+      ? `deleted at ${value.deletedAt}`
+      : "another image of that name exists now";
+    this.#fence(new ImageDeletedError(this.name, this.#head.incarnation, why));
+    throw this.#fenced;
   }
 
   /**
    * The owner's read lease ran out: read the head and either renew it (still the owner) or
    * learn that the image was taken over or deleted (fenced; reads then follow the head).
    */
-  async #confirm(): Promise<void> {
-    const arrived = performance.now();
-    const running = this.#confirming;
-    if (running && running.started >= arrived - OWNER_READ_LEASE_MS / 2) return running.done;
-    const started = performance.now();
-    const done = (async () => {
-      const value = await this.#ctx.heads.read(this.name);
-      const head = liveHead(value);
-      if (!head || head.incarnation !== this.#head.incarnation) {
-        this.#fence(
-          new ImageDeletedError(
-            this.name,
-            this.#head.incarnation,
-            isTombstone(value) ? `deleted at ${value.deletedAt}` : "another image of that name exists now",
-          ),
-        );
-        throw this.#fenced;
-      }
+  #confirm(): Promise<void> {
+    return this.#confirming.run(async (started) => {
+      const head = await this.#readOwnHead();
       if (head.epoch !== this.#head.epoch || head.owner !== this.#ctx.gatewayId) {
         this.#fence(new StaleEpochError(this.name, this.#head.epoch, head.epoch, head.owner));
         return;
       }
       this.#confirmedAt = Math.max(this.#confirmedAt, started);
-    })();
-    this.#confirming = { started, done };
-    try {
-      await done;
-    } finally {
-      if (this.#confirming?.done === done) this.#confirming = null;
-    }
+    });
   }
 
   /** A follower takes `head` as its version: the map follows the head's root, always together. */
@@ -331,7 +303,7 @@ export class Image implements BlockDevice {
 
   async write(offset: number, data: Uint8Array, options: { fua: boolean }): Promise<void> {
     await this.#beforeWrite(offset, data.byteLength);
-    await this.#ctx.budget.room(() => void this.#queueCommit().catch(() => {}));
+    await this.#ctx.budget.room(() => void this.#commits.commit().catch(() => {}));
     const jobs: Promise<void>[] = [];
     for (const { index, inBlock, length: n, at } of blockSpans(offset, data.byteLength, this.chunkSize)) {
       const src = data.subarray(at, at + n);
@@ -408,10 +380,10 @@ export class Image implements BlockDevice {
   }
 
   #maybeBackgroundCommit(timer: boolean): void {
-    if (this.#cache.dirtyBlocks === 0 || this.#commitQueued || this.#fenced) return;
+    if (this.#cache.dirtyBlocks === 0 || this.#commits.queued || this.#fenced) return;
     const old = timer && Date.now() - this.#cache.dirtySince >= this.#ctx.cache.flushIntervalMs;
     if (old || this.#cache.dirtyBytes >= this.#ctx.cache.flushThresholdBytes) {
-      this.#queueCommit().catch(() => {}); // a background failure is reported to the next flush
+      this.#commits.commit().catch(() => {}); // a background failure is reported to the next flush
     }
   }
 
@@ -424,30 +396,7 @@ export class Image implements BlockDevice {
    */
   async flush(): Promise<void> {
     if (this.#fenced) throw this.#fenced;
-    if (!this.readOnly && this.#owner) await this.#queueCommit();
-  }
-
-  /** Queues a commit after the running one; concurrent callers share the queued one. */
-  #queueCommit(): Promise<void> {
-    if (this.#commitQueued) return this.#commitQueued;
-    const queued = this.#commitRunning
-      .catch(() => {})
-      .then(() => {
-        this.#commitQueued = null;
-        return this.#commitOnce();
-      });
-    this.#commitQueued = queued;
-    this.#commitRunning = queued;
-    return queued;
-  }
-
-  #serializedCommit<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#commitRunning.catch(() => {}).then(fn);
-    this.#commitRunning = run.then(
-      () => {},
-      () => {},
-    );
-    return run;
+    if (!this.readOnly && this.#owner) await this.#commits.commit();
   }
 
   async #commitOnce(): Promise<void> {
@@ -520,7 +469,7 @@ export class Image implements BlockDevice {
     if (this.readOnly) throw new ReadOnlyError(this.name);
     if (this.#fenced) throw this.#fenced;
     await this.flush();
-    return this.#serializedCommit(async () => {
+    return this.#commits.serialized(async () => {
       const { head } = await this.#ctx.heads.change(
         this.name,
         addSnapshot(this.name, this.#head.incarnation, name),
@@ -532,7 +481,7 @@ export class Image implements BlockDevice {
   /** Removes snapshot `name` (its chunks stay until garbage collection). */
   async deleteSnapshot(name: string): Promise<Head> {
     if (this.readOnly) throw new ReadOnlyError(this.name);
-    return this.#serializedCommit(async () => {
+    return this.#commits.serialized(async () => {
       const { head } = await this.#ctx.heads.change(
         this.name,
         removeSnapshot(this.name, this.#head.incarnation, name),
@@ -561,46 +510,18 @@ export class Image implements BlockDevice {
       throw new RangeError(`Image "${this.name}" can only grow (from ${this.size} to ${size} refused)`);
     await this.#ensureOwner();
     await this.flush();
-    return this.#serializedCommit(async () => {
-      const blocks = (bytes: number) => Math.max(1, blockCount({ size: bytes, chunkSize: this.chunkSize }));
-      const grown = growRoot(
-        this.#committed.root,
-        levelsFor(blocks(this.#committed.size)),
-        levelsFor(blocks(size)),
-      );
-      let head: unknown;
-      for (let attempt = 0; head === undefined; attempt++) {
-        // The gc barrier is read before the pages are put (gc-barrier.ts).
-        const state = await this.#ctx.cluster.freshState();
-        const put = await this.#ctx.stores.putChunks(grown.pages, this.#ctx.cluster.leaving());
-        try {
-          ({ head } = await this.#ctx.heads.change(
-            this.name,
-            commitContent({
-              name: this.name,
-              incarnation: this.#head.incarnation,
-              epoch: this.#head.epoch,
-              owner: this.#ctx.gatewayId,
-              base: this.#committed,
-              ownAttempts: this.#inDoubt,
-              root: grown.root,
-              size,
-              put,
-              leaving: state.leaving,
-              minReplicas: this.#ctx.stores.options.minReplicas,
-              gcEpoch: state.gcEpoch,
-            }),
-          ));
-        } catch (err) {
-          if (!(err instanceof GcBarrierError) || attempt >= MAX_REVIVALS) throw err;
-          if (err.pending) await confirmContent(this.#ctx, this.name, this.#head.incarnation);
-        }
-      }
-      const h = head as Head;
-      this.#landed(h);
-      this.#map = this.#newMap(h.root, size);
+    return this.#commits.serialized(async () => {
+      const head = await commitGrowth(this.#ctx, {
+        head: this.#head,
+        base: this.#committed,
+        ownAttempts: this.#inDoubt,
+        size,
+        chunkSize: this.chunkSize,
+      });
+      this.#landed(head);
+      this.#map = this.#newMap(head.root, size);
       this.#viewSize = size;
-      return h;
+      return head;
     });
   }
 
