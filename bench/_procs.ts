@@ -199,3 +199,17 @@ export async function cpuSeconds(pid: number): Promise<number | null> {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }
+
+/** The machine's CPU jiffies from /proc/stat: user nice system idle iowait irq softirq steal. */
+export async function machineJiffies(): Promise<number[]> {
+  const line = (await readFile("/proc/stat", "utf8")).split("\n")[0]!;
+  return line.trim().split(/\s+/).slice(1, 9).map(Number);
+}
+
+/** The machine's busy and iowait share of all cores between two samples, in % of one core. */
+export function machineCpu(from: number[], to: number[]): { busy: number; iowait: number } {
+  const d = to.map((x, i) => x - from[i]!);
+  const total = d.reduce((a, x) => a + x, 0) || 1;
+  const cores = navigator.hardwareConcurrency;
+  return { busy: ((total - d[3]! - d[4]!) / total) * 100 * cores, iowait: (d[4]! / total) * 100 * cores };
+}

@@ -30,6 +30,8 @@ import {
   cpuSeconds,
   fioOverNbd,
   latencyTail,
+  machineCpu,
+  machineJiffies,
   parseFioLog,
   procs,
   sh,
@@ -76,22 +78,8 @@ const cpuNow = async (): Promise<Cpu> => {
     const pid = procs.get(id)!.pid;
     out[id] = { pid, s: await cpuSeconds(pid) };
   }
-  // The machine's jiffies: user nice system idle iowait irq softirq steal.
-  out.machine = (await readFile("/proc/stat", "utf8"))
-    .split("\n")[0]!
-    .trim()
-    .split(/\s+/)
-    .slice(1, 9)
-    .map(Number);
+  out.machine = await machineJiffies();
   return out;
-};
-
-/** The machine's busy and iowait share of all cores between two samples, in % of one core. */
-const machineCpu = (from: number[], to: number[]) => {
-  const d = to.map((x, i) => x - from[i]!);
-  const total = d.reduce((a, x) => a + x, 0) || 1;
-  const cores = navigator.hardwareConcurrency;
-  return { busy: ((total - d[3]! - d[4]!) / total) * 100 * cores, iowait: (d[4]! / total) * 100 * cores };
 };
 
 const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-heal-limit-"));

@@ -21,8 +21,16 @@
  * the heal finishes within 30 s of the store's return, none over 100 ms during the heal; idle
  * heal at least 0.8x the store's raw put rate; ETA within 20 % once 10 % is copied.
  *
+ * The idle heal runs `--idle-rounds` times: b is killed, `--idle-mib` of 1 MiB writes land
+ * on a alone, b restarts; it reports the time from the restart to in sync, the copy phase
+ * alone (first copied byte to in sync), the CPU % of the gateway, a, b and the machine in
+ * that phase, and, interleaved, a fresh store's raw put rate over HTTP two ways: in the
+ * heal's shape (4 MiB batches, as many in flight as the heal's concurrency) and in bulk (8
+ * requests of 64 MiB in flight). `--rounds none` runs the idle heal alone.
+ *
  *   bun bench/heal.ts [--image-mib 4096] [--away-seconds 45] [--before-seconds 15]
  *                     [--writer-mbps 10] [--rounds kill,stop-restart,stop-cont]
+ *                     [--idle-mib 1024] [--idle-rounds 3]
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -33,6 +41,8 @@ import {
   cpuSeconds,
   fioOverNbd,
   latencyTail,
+  machineCpu,
+  machineJiffies,
   median,
   parseFioLog,
   procs,
@@ -56,8 +66,14 @@ const SETTLE_S = 30;
 /** A heal that has not finished this long after the store's return is reported as such. */
 const HEAL_LIMIT_S = 600;
 const roundsIndex = process.argv.indexOf("--rounds");
-const ROUNDS = (roundsIndex > 0 ? process.argv[roundsIndex + 1]! : "kill,stop-restart,stop-cont").split(",");
+const ROUNDS = (roundsIndex > 0 ? process.argv[roundsIndex + 1]! : "kill,stop-restart,stop-cont")
+  .split(",")
+  .filter((r) => r !== "none");
+const IDLE_MIB = arg("--idle-mib", 1024);
+const IDLE_ROUNDS = arg("--idle-rounds", 3);
 const CHUNK = 65536;
+/** The copy engine's batch (gateway/heal/copy-engine.ts): 64 chunks, 4 MiB. */
+const COPY_BATCH_CHUNKS = 64;
 const ROOT = new URL("..", import.meta.url).pathname;
 
 type Heal = {
@@ -352,74 +368,160 @@ try {
     await Bun.sleep(SETTLE_S * 1000);
   }
 
-  console.log("\nVM job per phase (p50..max in ms; IOPS kept against the round's before phase):\n");
+  if (ROUNDS.length > 0) {
+    console.log("\nVM job per phase (p50..max in ms; IOPS kept against the round's before phase):\n");
+    table(
+      [
+        "round",
+        "phase",
+        "seconds",
+        "I/Os",
+        "IOPS",
+        "kept",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "longest gap",
+        "> 100 ms",
+        "gateway CPU %",
+        "a CPU %",
+        "b CPU %",
+      ],
+      detail,
+    );
+    console.log("\nHeals:\n");
+    table(
+      [
+        "round",
+        "heal s",
+        "changed MB",
+        "copied MB",
+        "copied/changed",
+        "heal MB/s",
+        "VM IOPS kept",
+        "VM p99 / before",
+        "longest gap ms",
+        "> 100 ms",
+        "ETA error median",
+        "ETA error worst",
+        "throttle MiB/s (median)",
+      ],
+      summary,
+    );
+  }
+
+  // --- Idle heal rate (no foreground), against a fresh store's raw put rate, interleaved.
+  const concurrency = (await get<{ concurrency: number }>("/v1/heal/limits")).concurrency;
+  const idleRows: (string | number)[][] = [];
+  const ratios: { total: number; copy: number; shaped: number; bulk: number }[] = [];
+  for (let round = 1; round <= IDLE_ROUNDS; round++) {
+    await kill("b");
+    await sh(fio(["--rw=write", "--bs=1M", "--iodepth=8", `--size=${IDLE_MIB}M`, "--end_fsync=1"]));
+    const idleStart = performance.now();
+    await restart("b");
+    let copyStart: number | null = null;
+    let cpuAtCopy: { procs: Awaited<ReturnType<typeof cpuNow>>; machine: number[] } | null = null;
+    let healed: Heal;
+    for (;;) {
+      const h = await get<Heal>("/v1/heal");
+      if (inSync(h)) {
+        healed = h;
+        break;
+      }
+      if (copyStart === null && (h.stores.find((x) => x.id === "b")?.copiedBytes ?? 0) > 0) {
+        copyStart = performance.now();
+        cpuAtCopy = { procs: await cpuNow(), machine: await machineJiffies() };
+      }
+      await Bun.sleep(50);
+    }
+    const end = performance.now();
+    const cpuEnd = { procs: await cpuNow(), machine: await machineJiffies() };
+    const copied = healed.stores.find((x) => x.id === "b")!.copiedBytes;
+    const totalS = (end - idleStart) / 1000;
+    const copyS = (end - (copyStart ?? idleStart)) / 1000;
+    const cpu = cpuAtCopy ? cpuPercent(cpuAtCopy.procs, cpuEnd.procs, copyS) : ["", "", ""];
+    const busy = cpuAtCopy ? machineCpu(cpuAtCopy.machine, cpuEnd.machine) : null;
+    const shaped = await rawPutRate(join(dir, `raw-${round}-shaped`), COPY_BATCH_CHUNKS, concurrency);
+    const bulk = await rawPutRate(join(dir, `raw-${round}-bulk`), 1024, 8);
+    const total = copied / totalS;
+    const copy = copied / copyS;
+    ratios.push({ total: total / bulk, copy: copy / bulk, shaped: copy / shaped, bulk });
+    idleRows.push([
+      round,
+      (copied / 1e6).toFixed(0),
+      totalS.toFixed(1),
+      (total / 1e6).toFixed(1),
+      copyS.toFixed(1),
+      (copy / 1e6).toFixed(1),
+      ...cpu,
+      busy ? busy.busy.toFixed(0) : "",
+      (shaped / 1e6).toFixed(1),
+      (bulk / 1e6).toFixed(1),
+      (total / bulk).toFixed(2),
+      (copy / bulk).toFixed(2),
+      (copy / shaped).toFixed(2),
+    ]);
+  }
+  console.log(`\nidle heal (${IDLE_MIB} MiB written while b was down; heal concurrency ${concurrency}):`);
   table(
     [
       "round",
-      "phase",
-      "seconds",
-      "I/Os",
-      "IOPS",
-      "kept",
-      "p50",
-      "p99",
-      "p99.9",
-      "max",
-      "longest gap",
-      "> 100 ms",
-      "gateway CPU %",
-      "a CPU %",
-      "b CPU %",
-    ],
-    detail,
-  );
-  console.log("\nHeals:\n");
-  table(
-    [
-      "round",
-      "heal s",
-      "changed MB",
       "copied MB",
-      "copied/changed",
-      "heal MB/s",
-      "VM IOPS kept",
-      "VM p99 / before",
-      "longest gap ms",
-      "> 100 ms",
-      "ETA error median",
-      "ETA error worst",
-      "throttle MiB/s (median)",
+      "restart to in sync s",
+      "MB/s",
+      "copy phase s",
+      "copy MB/s",
+      "CPU % gw",
+      "a",
+      "b",
+      "machine busy %",
+      "raw put, heal-shaped MB/s",
+      "raw put, bulk MB/s",
+      "heal / bulk",
+      "copy phase / bulk",
+      "copy phase / heal-shaped",
     ],
-    summary,
+    idleRows,
+  );
+  const med = (k: "total" | "copy" | "shaped") => median(ratios.map((r) => r[k])).toFixed(2);
+  console.log(
+    `medians: heal (restart to in sync) / bulk put ${med("total")}, copy phase / bulk ${med("copy")}, copy phase / heal-shaped put ${med("shaped")}`,
   );
 
-  // --- Idle heal rate (no foreground), against the store's raw put rate.
-  await kill("b");
-  await sh(fio(["--rw=write", "--bs=1M", "--iodepth=8", "--size=512M", "--end_fsync=1"]));
-  const idleStart = performance.now();
-  await restart("b");
-  const idle = await waitHealed();
-  const idleSeconds = (performance.now() - idleStart) / 1000;
-  const idleCopied = idle.stores.find((s) => s.id === "b")!.copiedBytes;
-  const out = await startProc("raw", ["chunkstore", "--dir", join(dir, "raw"), "--listen", "127.0.0.1:0"]);
-  const store = await HttpStore.open(/(http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!);
-  const seed = new Uint8Array(CHUNK);
-  crypto.getRandomValues(seed);
-  const chunks = Array.from({ length: 8192 }, (_, i) => {
-    const b = seed.slice();
-    new DataView(b.buffer).setUint32(0, i);
-    return { hash: hashChunk(b), bytes: b };
-  });
-  const t = performance.now();
-  await Promise.all(
-    Array.from({ length: 8 }, (_, lane) => store.putMany(chunks.filter((_, i) => i % 8 === lane))),
-  );
-  const rawRate = (chunks.length * CHUNK) / ((performance.now() - t) / 1000);
-  await store.close();
-  const idleRate = idleCopied / idleSeconds;
-  console.log(
-    `\nidle heal: ${idleCopied} bytes in ${idleSeconds.toFixed(1)} s (restart to in sync) = ${(idleRate / 1e6).toFixed(1)} MB/s; store's raw put rate over HTTP ${(rawRate / 1e6).toFixed(1)} MB/s; ratio ${(idleRate / rawRate).toFixed(2)}`,
-  );
+  /** A fresh store process's put rate over HTTP: 512 MiB of new chunks in `batch`-chunk requests, `lanes` in flight. */
+  async function rawPutRate(storeDir: string, batch: number, lanes: number): Promise<number> {
+    const out = await startProc("raw", ["chunkstore", "--dir", storeDir, "--listen", "127.0.0.1:0"]);
+    const store = await HttpStore.open(/(http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!);
+    try {
+      const seed = new Uint8Array(CHUNK);
+      crypto.getRandomValues(seed);
+      const chunks = Array.from({ length: 8192 }, (_, i) => {
+        const b = seed.slice();
+        new DataView(b.buffer).setUint32(0, i);
+        return { hash: hashChunk(b), bytes: b };
+      });
+      let next = 0;
+      const t = performance.now();
+      await Promise.all(
+        Array.from({ length: lanes }, async () => {
+          while (next < chunks.length) {
+            const part = chunks.slice(next, next + batch);
+            next += part.length;
+            await store.putMany(part);
+          }
+        }),
+      );
+      return (chunks.length * CHUNK) / ((performance.now() - t) / 1000);
+    } finally {
+      await store.close();
+      const p = procs.get("raw")!;
+      p.kill("SIGTERM");
+      await p.exited;
+      procs.delete("raw");
+      await rm(storeDir, { recursive: true, force: true });
+    }
+  }
 } finally {
   for (const p of procs.values()) {
     p.kill("SIGKILL");

@@ -2,9 +2,16 @@
  * NBD benchmark: fio (ioengine=nbd) against blockmend (`blockmend up`, three file stores,
  * 2 replicas) and against qemu-nbd serving a raw file on the same disk with a writeback
  * cache, interleaved job by job in one run. Prints MB/s, IOPS, p99 and p99.9 completion
- * latency for both and the ratio.
+ * latency for both and the ratio. The sequential write row also runs the physical limit
+ * the performance issue measures writes against: the disk's synced sequential append rate
+ * (fio, two files appended at once with O_DSYNC 1 MiB writes, one per replica, on the
+ * stores' disk, growing as segments do) divided by the replica count.
  *
- *   bun bench/nbd.ts [--seconds 10] [--size-mib 1024]
+ *   bun bench/nbd.ts [--seconds 10] [--size-mib 1024] [--rounds 1] [--only "seq write"] [--cpu-prof DIR]
+ *
+ * `--rounds N` repeats every job N times (peers interleaved in each) and prints the
+ * medians; `--only` keeps the jobs whose name contains the text; `--cpu-prof DIR` writes
+ * the gateway's CPU profile (Bun's `--cpu-prof`) into DIR when it exits.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -18,6 +25,15 @@ const arg = (name: string, dflt: number) => {
 };
 const SECONDS = arg("--seconds", 10);
 const SIZE_MIB = arg("--size-mib", 1024);
+const ROUNDS = arg("--rounds", 1);
+const text = (name: string) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const ONLY = text("--only");
+const PROFILE_DIR = text("--cpu-prof");
+/** Replicas `blockmend up` writes (its default). */
+const REPLICAS = 2;
 
 interface Job {
   readonly name: string;
@@ -48,6 +64,55 @@ async function sh(cmd: string[], quiet = true): Promise<string> {
   if (code !== 0) throw new Error(`${cmd.join(" ")} failed (${code}): ${out.slice(0, 2000)}`);
   return out;
 }
+
+/**
+ * The disk's synced sequential append rate with one appender per replica (each O_DSYNC
+ * 1 MiB writes to its own file, as each store appends to its own segment), divided by the
+ * replica count: the most a client can write through `REPLICAS` synced copies on this disk.
+ */
+async function appendLimit(dir: string): Promise<Result> {
+  const out = await sh([
+    "fio",
+    "--name=append",
+    "--ioengine=psync",
+    `--directory=${dir}`,
+    "--rw=write",
+    "--bs=1M",
+    "--sync=dsync",
+    `--numjobs=${REPLICAS}`,
+    "--group_reporting",
+    // Appends, as a store's segments grow: files that never wrap (16 GiB is more than a run
+    // writes) and are not preallocated. Rewriting a file already in the page cache runs
+    // about 4x faster on this VM (fresh page cache pages cost the guest a host fault each).
+    "--size=16G",
+    "--fallocate=none",
+    "--time_based",
+    `--runtime=${SECONDS}`,
+    "--ramp_time=1",
+    "--output-format=json",
+    "--percentile_list=99:99.9",
+  ]);
+  await sh(["sh", "-c", `rm -f ${dir}/append.*`]);
+  const side = JSON.parse(out.slice(out.indexOf("{"))).jobs[0].write;
+  const pct = side.clat_ns.percentile as Record<string, number>;
+  return {
+    mbps: (side.bw_bytes as number) / 1e6 / REPLICAS,
+    iops: (side.iops as number) / REPLICAS,
+    p99ms: (pct["99.000000"] ?? 0) / 1e6,
+    p999ms: (pct["99.900000"] ?? 0) / 1e6,
+  };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const medianResult = (rs: Result[]): Result => ({
+  mbps: median(rs.map((r) => r.mbps)),
+  iops: median(rs.map((r) => r.iops)),
+  p99ms: median(rs.map((r) => r.p99ms)),
+  p999ms: median(rs.map((r) => r.p999ms)),
+});
 
 /** Runs one fio job against an NBD URI and extracts the numbers. */
 async function fio(uri: string, job: Job, fill = false): Promise<Result> {
@@ -87,17 +152,30 @@ try {
     `fio ${(await sh(["fio", "--version"])).trim()}, ${SECONDS} s per job, ${SIZE_MIB} MiB images, data under ${dir}\n`,
   );
 
-  const { targets } = await startUpAndQemuNbd(dir, SIZE_MIB, "bench", procs);
+  const { targets } = await startUpAndQemuNbd(
+    dir,
+    SIZE_MIB,
+    "bench",
+    procs,
+    PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [],
+  );
   // Fill both images with random data first so reads hit real data, not holes.
   for (const uri of Object.values(targets))
     await fio(uri, { name: "fill", rw: "write", bs: "1M", iodepth: 8 }, true);
 
   const rows: (string | number)[][] = [];
-  for (const job of JOBS) {
-    const r: Record<string, Result> = {};
-    for (const [name, uri] of Object.entries(targets)) r[name] = await fio(uri, job);
-    const b = r.blockmend!;
-    const q2 = r["qemu-nbd"]!;
+  const limits: Result[] = [];
+  for (const job of JOBS.filter((j) => ONLY === undefined || j.name.includes(ONLY))) {
+    const runs: Record<string, Result[]> = { blockmend: [], "qemu-nbd": [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      // Alternate which side goes first, so neither always runs on a warmer cache.
+      const order = Object.entries(targets);
+      if (round % 2) order.reverse();
+      for (const [name, uri] of order) runs[name]!.push(await fio(uri, job));
+      if (job.name.startsWith("seq write")) limits.push(await appendLimit(dir));
+    }
+    const b = medianResult(runs.blockmend!);
+    const q2 = medianResult(runs["qemu-nbd"]!);
     rows.push([
       job.name,
       b.mbps,
@@ -110,7 +188,20 @@ try {
       q2.p999ms,
       b.iops / q2.iops,
     ]);
+    if (ROUNDS > 1) {
+      const per = (name: string) => runs[name]!.map((r) => r.mbps.toFixed(0)).join(" / ");
+      console.log(`${job.name}: blockmend ${per("blockmend")} MB/s, qemu-nbd ${per("qemu-nbd")} MB/s`);
+    }
     console.error(`done: ${job.name}`);
+  }
+  if (limits.length > 0) {
+    const limit = median(limits.map((l) => l.mbps));
+    const seq = rows.find((r) => String(r[0]).startsWith("seq write"))!;
+    console.log(
+      `\nseq write vs the physical limit for ${REPLICAS} replicas (synced 1 MiB appends, ${REPLICAS} files at once, / ${REPLICAS}): ` +
+        `limit ${limit.toFixed(0)} MB/s (rounds ${limits.map((l) => l.mbps.toFixed(0)).join(" / ")}), ` +
+        `blockmend ${(seq[1] as number).toFixed(0)} MB/s = ${((seq[1] as number) / limit).toFixed(2)}x the limit\n`,
+    );
   }
   table(
     [
