@@ -414,7 +414,7 @@ try {
   // --- Idle heal rate (no foreground), against a fresh store's raw put rate, interleaved.
   const concurrency = (await get<{ concurrency: number }>("/v1/heal/limits")).concurrency;
   const idleRows: (string | number)[][] = [];
-  const ratios: { total: number; copy: number; shaped: number; bulk: number }[] = [];
+  const ratios: { total: number; copy: number; shaped: number }[] = [];
   for (let round = 1; round <= IDLE_ROUNDS; round++) {
     await kill("b");
     await sh(fio(["--rw=write", "--bs=1M", "--iodepth=8", `--size=${IDLE_MIB}M`, "--end_fsync=1"]));
@@ -446,7 +446,7 @@ try {
     const bulk = await rawPutRate(join(dir, `raw-${round}-bulk`), 1024, 8);
     const total = copied / totalS;
     const copy = copied / copyS;
-    ratios.push({ total: total / bulk, copy: copy / bulk, shaped: copy / shaped, bulk });
+    ratios.push({ total: total / bulk, copy: copy / bulk, shaped: copy / shaped });
     idleRows.push([
       round,
       (copied / 1e6).toFixed(0),

@@ -16,7 +16,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startUpAndQemuNbd } from "./_procs.ts";
+import { median, startUpAndQemuNbd } from "./_procs.ts";
 import { machine, table } from "./_report.ts";
 
 const arg = (name: string, dflt: number) => {
@@ -103,10 +103,6 @@ async function appendLimit(dir: string): Promise<Result> {
   };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const medianResult = (rs: Result[]): Result => ({
   mbps: median(rs.map((r) => r.mbps)),
   iops: median(rs.map((r) => r.iops)),

@@ -165,12 +165,12 @@ async function advanceHead(ctx: ImageContext, change: HeadAdvance): Promise<Head
         // A collection may have condemned chunks this commit found stored: put them again.
         state = await ctx.cluster.freshState();
         fresh = new Set([...fresh, ...state.leaving]);
-        const again = await ctx.stores.putChunks([...change.content], fresh);
+        const again = await ctx.stores.putChunks(change.content, fresh);
         put = PutOutcome.merge(put, again);
       } else if (err instanceof NeedMoreCopiesError) {
         // A store entered maintenance while the chunks travelled: spill past it, then try again.
         fresh = err.leaving;
-        const again = await ctx.stores.putChunks([...change.content], err.leaving);
+        const again = await ctx.stores.putChunks(change.content, err.leaving);
         put = PutOutcome.merge(put, again);
       } else throw err;
     }
