@@ -18,7 +18,7 @@ import { confirmContent } from "./gc-barrier.ts";
 import { blockCount, type Head } from "./head.ts";
 import { commitContent, GcBarrierError, NeedMoreCopiesError } from "./head-writer.ts";
 import type { ImageContext } from "./image-context.ts";
-import type { Pending } from "./write-cache.ts";
+import type { Resolved } from "./write-cache.ts";
 
 /** Blocks hashed per worker task: 16 x 64 KiB = 1 MiB, enough to amortize the hand-off. */
 const HASH_TASK_BYTES = 1024 * 1024;
@@ -33,7 +33,7 @@ export interface CommitInput {
   readonly base: { readonly root: Hash; readonly size: number };
   readonly ownAttempts: ReadonlySet<string>;
   readonly commitId: string;
-  readonly batch: ReadonlyMap<number, Pending>;
+  readonly batch: ReadonlyMap<number, Resolved>;
   readonly map: BlockMap;
   readonly chunkSize: number;
   /** Live set of data stores that have not yet received everything (safe-to-remove reads it). */
@@ -180,7 +180,7 @@ async function advanceHead(ctx: ImageContext, change: HeadAdvance): Promise<Head
 /** Hashes the batch's blocks in the worker pool; holes and all-zero blocks get ZERO_HASH. */
 export async function hashBlocks(
   pool: TaskPool,
-  batch: ReadonlyMap<number, Pending>,
+  batch: ReadonlyMap<number, Resolved>,
   chunkSize: number,
 ): Promise<Map<number, Hash>> {
   const out = new Map<number, Hash>();

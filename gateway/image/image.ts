@@ -20,6 +20,7 @@ import {
   type Extent,
 } from "../nbd/block-device.ts";
 import { BlockMap, ZERO_HASH } from "./block-map.ts";
+import { BlockPatch } from "./block-patch.ts";
 import { blockSpans } from "./block-spans.ts";
 import { commitBatch, commitGrowth } from "./commit-pipeline.ts";
 import { CommitQueue } from "./commit-queue.ts";
@@ -27,7 +28,7 @@ import { blockCount, type Head, isTombstone, liveHead } from "./head.ts";
 import { addSnapshot, removeSnapshot, takeOver } from "./head-writer.ts";
 import type { ImageContext, InflightCommit } from "./image-context.ts";
 import { SharedRefresh } from "./shared-refresh.ts";
-import { type Pending, WriteCache } from "./write-cache.ts";
+import { type Pending, type Resolved, WriteCache } from "./write-cache.ts";
 
 /** Largest read or write request (NBD maximum block size). */
 export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
@@ -251,7 +252,14 @@ export class Image implements BlockDevice {
   /** Current content of one block: pending data first, then the committed chunk. Never modified by callers. */
   async #block(index: number): Promise<Uint8Array | null> {
     const pending = this.#cache.pending(index);
-    if (pending) return pending.content;
+    if (!pending) return this.#committedBlock(index);
+    const { content } = pending;
+    // A patch includes every patch still in flight below it, so it lies over the map's block.
+    return content instanceof BlockPatch ? content.over(await this.#committedBlock(index)) : content;
+  }
+
+  /** The block as the map names it (null: a hole). */
+  async #committedBlock(index: number): Promise<Uint8Array | null> {
     const hash = await this.#map.get(index);
     if (hash === ZERO_HASH) return null;
     return this.#chunk(hash);
@@ -311,7 +319,7 @@ export class Image implements BlockDevice {
         // A whole block: keep the caller's bytes (the NBD server hands them over) instead of copying.
         jobs.push(this.#setBlock(index, src));
       } else {
-        jobs.push(this.#patchBlock(index, (b) => b.set(src, inBlock), n === this.#blockLength(index)));
+        jobs.push(this.#patchBlock(index, inBlock, n, (b) => b.set(src, inBlock)));
       }
     }
     await Promise.all(jobs);
@@ -335,7 +343,7 @@ export class Image implements BlockDevice {
     const jobs: Promise<void>[] = [];
     for (const { index, inBlock, length: n } of blockSpans(offset, length, this.chunkSize)) {
       if (n === this.#blockLength(index)) jobs.push(this.#setBlock(index, null));
-      else jobs.push(this.#patchBlock(index, (b) => b.fill(0, inBlock, inBlock + n), false));
+      else jobs.push(this.#patchBlock(index, inBlock, n, (b) => b.fill(0, inBlock, inBlock + n)));
     }
     await Promise.all(jobs);
     if (options.fua) await this.flush();
@@ -358,19 +366,47 @@ export class Image implements BlockDevice {
   }
 
   /**
-   * Replaces block `index` with a patched copy (`whole`: the patch covers all its data, skip
-   * the read). Blocks are never modified in place: a commit or a read may hold the old one.
+   * Writes `length` bytes at `start` of block `index` (`fill` writes them into a block-sized
+   * buffer). A block held in the cache is patched as a copy; otherwise the write is kept as
+   * a {@link BlockPatch} that the next commit lays over the committed block, so a small
+   * write never waits for a store read. Nothing is modified in place: a commit or a read may
+   * hold the old block or patch.
    */
-  #patchBlock(index: number, patch: (b: Uint8Array) => void, whole: boolean): Promise<void> {
-    return this.#cache.serialized(index, async () => {
-      const next = new Uint8Array(this.chunkSize);
-      if (!whole) {
-        const current = await this.#block(index);
+  #patchBlock(index: number, start: number, length: number, fill: (b: Uint8Array) => void): Promise<void> {
+    return this.#cache.serialized(index, () => {
+      const pending = this.#cache.pending(index);
+      const current = pending?.content;
+      let next: Pending;
+      if (current instanceof BlockPatch) next = current.with(start, length, fill);
+      else if (pending || (start === 0 && length === this.#blockLength(index))) {
+        // Over a block held here (or a hole), or covering all the block's data: a whole block.
+        next = new Uint8Array(this.chunkSize);
         if (current) next.set(current);
-      }
-      patch(next);
+        fill(next);
+      } else next = BlockPatch.of(this.chunkSize, start, length, fill);
+      if (next instanceof BlockPatch && next.covers(this.#blockLength(index))) next = next.over(null);
       this.#put(index, next);
     });
+  }
+
+  /**
+   * Lays the patches a commit took over their committed blocks (fetched together), so the
+   * batch holds whole blocks before the map changes; the cache keeps the results.
+   */
+  async #resolvePatches(batch: Map<number, Pending>): Promise<Map<number, Resolved>> {
+    const jobs: Promise<void>[] = [];
+    for (const [index, content] of batch) {
+      if (!(content instanceof BlockPatch)) continue;
+      jobs.push(
+        this.#committedBlock(index).then((base) => {
+          const whole: Resolved = content.over(base);
+          batch.set(index, whole);
+          this.#cache.resolved(index, content, whole);
+        }),
+      );
+    }
+    await Promise.all(jobs);
+    return batch as Map<number, Resolved>;
   }
 
   #put(index: number, content: Pending): void {
@@ -406,19 +442,20 @@ export class Image implements BlockDevice {
     const commitId = crypto.randomUUID();
     const started = performance.now();
     try {
+      const whole = await this.#resolvePatches(batch);
       const { head, hashes } = await commitBatch(this.#ctx, {
         head: this.#head,
         base: this.#committed,
         ownAttempts: this.#inDoubt,
         commitId,
-        batch,
+        batch: whole,
         map: this.#map,
         chunkSize: this.chunkSize,
         pending: this.#pending,
       });
       this.#landed(head, started);
-      this.#cache.committed(batch);
-      for (const [index, content] of batch)
+      this.#cache.committed(whole);
+      for (const [index, content] of whole)
         if (content) this.#ctx.chunkCache.set(hashes.get(index)!, content);
     } catch (err) {
       this.#pending.clear();

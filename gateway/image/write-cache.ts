@@ -1,15 +1,32 @@
 /**
- * An image's write-back cache: whole blocks written but not yet committed (`dirty`), and
- * the ones a commit is taking (`flushing`). A partial write reads its block, patches a
- * copy and replaces it; operations on one block are serialized so read-modify-writes
- * never interleave. Blocks are never modified in place (a commit or a read may hold one).
+ * An image's write-back cache: blocks written but not yet committed (`dirty`), and the
+ * ones a commit is taking (`flushing`). A partial write to a block held here patches a copy
+ * of it; a partial write to a block that is not here is kept as a {@link BlockPatch} (the
+ * bytes and ranges written), which the commit lays over the committed block. Operations on
+ * one block are serialized so writes never interleave. Blocks and patches are never
+ * modified in place (a commit or a read may hold one).
+ *
+ * Patches are relative to the committed block: one in `dirty` over a patch in `flushing`
+ * includes that patch's ranges. A commit resolves the patches it took into whole blocks
+ * ({@link WriteCache.resolved}) before it changes the map; if it fails, a newer patch in
+ * `dirty` is laid over the block it failed to commit ({@link WriteCache.failed}): the map
+ * may already name that block's chunk, which no head references (a collection may take it).
  *
  * Dirty bytes count against a budget shared by all images of the gateway
  * (`DirtyBudget`); a writer waits while it is spent.
  */
 
-/** A block's pending content: bytes, or null for a hole (trimmed or zeroed). */
-export type Pending = Uint8Array | null;
+import { BlockPatch } from "./block-patch.ts";
+
+/** A block's pending content: bytes, a patch over the committed block, or null for a hole (trimmed or zeroed). */
+export type Pending = Uint8Array | BlockPatch | null;
+
+/** A block's pending content once patches are resolved (what a commit hashes and stores). */
+export type Resolved = Uint8Array | null;
+
+function sizeOf(content: Pending): number {
+  return content === null ? 0 : content instanceof BlockPatch ? content.bytes.byteLength : content.byteLength;
+}
 
 /**
  * Dirty bytes across every image of a gateway: a writer waits while the total is over the
@@ -102,10 +119,15 @@ export class WriteCache {
   /** Replaces block `index` (call from inside {@link serialized}). */
   put(index: number, content: Pending): void {
     const old = this.#dirty.get(index);
-    if (old) this.#unaccount(old.byteLength);
+    if (old) this.#unaccount(sizeOf(old));
     if (this.#dirty.size === 0) this.#dirtySince = Date.now();
     this.#dirty.set(index, content);
-    if (content) this.#account(content.byteLength);
+    this.#account(sizeOf(content));
+  }
+
+  /** A commit resolved the patch it took for `index` into the whole block `content`. */
+  resolved(index: number, patch: BlockPatch, content: Resolved): void {
+    if (this.#flushing.get(index) === patch) this.#flushing.set(index, content);
   }
 
   /** Moves every dirty block to `flushing` for a commit and returns them. */
@@ -123,13 +145,19 @@ export class WriteCache {
       if (this.#flushing.get(index) === content) this.#flushing.delete(index);
   }
 
-  /** The commit of `batch` failed: put its blocks back, unless a newer write replaced one. */
+  /**
+   * The commit of `batch` failed: put its blocks back, unless a newer write replaced one; a
+   * newer patch is laid over the block now, as the map may name a chunk that never landed.
+   */
   failed(batch: ReadonlyMap<number, Pending>): void {
     for (const [index, content] of batch) {
-      if (!this.#dirty.has(index)) {
+      const newer = this.#dirty.get(index);
+      if (newer === undefined && !this.#dirty.has(index)) {
         if (this.#dirty.size === 0) this.#dirtySince = Date.now();
         this.#dirty.set(index, content);
-        if (content) this.#account(content.byteLength);
+        this.#account(sizeOf(content));
+      } else if (newer instanceof BlockPatch && !(content instanceof BlockPatch)) {
+        this.#dirty.set(index, newer.over(content)); // the same size: the budget is unchanged
       }
       if (this.#flushing.get(index) === content) this.#flushing.delete(index);
     }

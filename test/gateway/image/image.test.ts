@@ -11,6 +11,19 @@ import { imageService, pattern, SwitchableStore } from "./_image-fixture.ts";
 
 const MiB = 1024 * 1024;
 
+/** A memory store that counts chunk reads. */
+class CountingStore extends MemoryStore {
+  gets = 0;
+  override async get(h: string) {
+    this.gets++;
+    return super.get(h);
+  }
+  override async getMany(h: readonly string[]) {
+    this.gets += h.length;
+    return super.getMany(h);
+  }
+}
+
 describe("image layer", () => {
   test("unaligned writes read back, before and after a flush, and from a fresh gateway", async () => {
     const { service, stores } = await imageService();
@@ -123,6 +136,78 @@ describe("image layer", () => {
     expect(await snap.read(0, 100)).toEqual(pattern(MiB, 11).subarray(0, 100));
     expect(await img.read(0, MiB)).toEqual(pattern(MiB, 12));
     await service.close();
+  });
+
+  test("a small write to a block not in memory reads nothing; the commit lays it over the committed block", async () => {
+    const counted = ["a", "b", "c"].map((n) => new CountingStore(n));
+    const first = (await imageService(counted)).service;
+    await first.create("p", MiB);
+    const before = pattern(MiB, 51);
+    await (await first.open("p")).write(0, before, { fua: true });
+    await first.close();
+
+    // A gateway with an empty chunk cache takes the image over and writes small pieces.
+    const g = (await imageService(counted)).service;
+    const img = await g.open("p");
+    const expected = before.slice();
+    const writes = [
+      { off: 65536 + 100, data: pattern(4096, 52) },
+      { off: 65536 + 3000, data: pattern(512, 53) }, // overlaps the first, in the same block
+      { off: 5 * 65536 + 65000, data: pattern(1000, 54) }, // spans blocks 5 and 6
+      { off: 9 * 65536, data: pattern(4096, 55) },
+    ];
+    for (const c of counted) c.gets = 0;
+    for (const w of writes) {
+      await img.write(w.off, w.data, { fua: false });
+      expected.set(w.data, w.off);
+    }
+    await img.writeZeroes(12 * 65536 + 7, 300, { fua: false, noHole: false, fastZero: false });
+    expected.fill(0, 12 * 65536 + 7, 12 * 65536 + 307);
+    expect(counted.reduce((n, c) => n + c.gets, 0)).toBe(0);
+    // Read before the commit: each patch over its committed block.
+    expect(Buffer.from(await img.read(0, MiB)).equals(Buffer.from(expected))).toBe(true);
+    await img.flush();
+    expect(Buffer.from(await img.read(0, MiB)).equals(Buffer.from(expected))).toBe(true);
+    await g.close();
+    const fresh = (await imageService(counted)).service;
+    const view = await fresh.open("p");
+    expect(Buffer.from(await view.read(0, MiB)).equals(Buffer.from(expected))).toBe(true);
+    await fresh.close();
+  });
+
+  test("a partial write racing its block's commit, and a failed commit, lose nothing", async () => {
+    const stores = ["a", "b", "c"].map((n) => new SwitchableStore(n));
+    const first = (await imageService(stores)).service;
+    await first.create("q", MiB);
+    const expected = pattern(MiB, 61);
+    await (await first.open("q")).write(0, expected, { fua: true });
+    await first.close();
+    const { service: g, core } = await imageService(stores);
+    const img = await g.open("q");
+    // Writes to the same blocks while commits of earlier patches of them run, some failing.
+    for (let round = 0; round < 6; round++) {
+      const writes: Promise<void>[] = [];
+      for (let k = 0; k < 8; k++) {
+        const off = ((round * 7 + k * 3) % 16) * 65536 + ((round * 131 + k * 977) % 60000);
+        const data = pattern(1 + ((round + k) % 5) * 700, 100 + round * 10 + k);
+        expected.set(data, off);
+        writes.push(img.write(off, data, { fua: false }));
+        if (k === 3) {
+          for (const s of stores) s.down = round % 2 === 1; // every other round's commit fails
+          writes.push(img.flush().catch(() => {}));
+        }
+      }
+      await Promise.all(writes);
+      for (const s of stores) s.down = false;
+      await core.health.probeAll(); // the failed commit marked them down
+      expect(Buffer.from(await img.read(0, MiB)).equals(Buffer.from(expected))).toBe(true);
+    }
+    await img.flush();
+    await g.close();
+    const fresh = (await imageService(stores)).service;
+    const view = await fresh.open("q");
+    expect(Buffer.from(await view.read(0, MiB)).equals(Buffer.from(expected))).toBe(true);
+    await fresh.close();
   });
 
   test("create refuses a duplicate name, bad names and bad chunk sizes; an image can grow", async () => {
