@@ -124,8 +124,9 @@ export interface SideBySide {
  * Starts `blockmend up` (data under `dir/bm`, run as `npx blockmend` runs it, with the
  * process settings) with an image `name` of `sizeMiB`, and the peer: qemu-nbd serving a
  * raw file of the same size in `dir` with a writeback cache. `bunArgs` go to the gateway's
- * Bun (e.g. `--cpu-prof`). Every process started goes into `started` at once, so the
- * caller stops them in its `finally` even when this throws half way.
+ * Bun (e.g. `--cpu-prof`); `chunkSize` is the image's (the gateway's default if omitted).
+ * Every process started goes into `started` at once, so the caller stops them in its
+ * `finally` even when this throws half way.
  */
 export async function startUpAndQemuNbd(
   dir: string,
@@ -133,6 +134,7 @@ export async function startUpAndQemuNbd(
   name: string,
   started: Bun.Subprocess[],
   bunArgs: string[] = [],
+  chunkSize?: number,
 ): Promise<SideBySide> {
   const bmNbd = 11400 + Math.floor(Math.random() * 500);
   const qPort = bmNbd + 1;
@@ -157,7 +159,7 @@ export async function startUpAndQemuNbd(
   const api = `http://127.0.0.1:${httpPort}`;
   const created = await fetch(`${api}/v1/images`, {
     method: "POST",
-    body: JSON.stringify({ name, size: sizeMiB * 1024 * 1024 }),
+    body: JSON.stringify({ name, size: sizeMiB * 1024 * 1024, ...(chunkSize ? { chunkSize } : {}) }),
     headers: { "content-type": "application/json" },
   });
   if (created.status !== 201) throw new Error(`create failed: ${await created.text()}`);

@@ -8,10 +8,12 @@
  * stores' disk, growing as segments do) divided by the replica count.
  *
  *   bun bench/nbd.ts [--seconds 10] [--size-mib 1024] [--rounds 1] [--only "seq write"] [--cpu-prof DIR]
+ *                    [--chunk-size 65536]
  *
  * `--rounds N` repeats every job N times (peers interleaved in each) and prints the
  * medians; `--only` keeps the jobs whose name contains the text; `--cpu-prof DIR` writes
- * the gateway's CPU profile (Bun's `--cpu-prof`) into DIR when it exits.
+ * the gateway's CPU profile (Bun's `--cpu-prof`) into DIR when it exits; `--chunk-size`
+ * creates blockmend's image with that chunk size instead of the gateway's default.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -26,6 +28,7 @@ const arg = (name: string, dflt: number) => {
 const SECONDS = arg("--seconds", 10);
 const SIZE_MIB = arg("--size-mib", 1024);
 const ROUNDS = arg("--rounds", 1);
+const CHUNK_SIZE = arg("--chunk-size", 0) || undefined;
 const text = (name: string) => {
   const i = process.argv.indexOf(name);
   return i > 0 ? process.argv[i + 1] : undefined;
@@ -145,7 +148,8 @@ const procs: Bun.Subprocess[] = [];
 try {
   console.log(`# NBD benchmark: ${machine()}`);
   console.log(
-    `fio ${(await sh(["fio", "--version"])).trim()}, ${SECONDS} s per job, ${SIZE_MIB} MiB images, data under ${dir}\n`,
+    `fio ${(await sh(["fio", "--version"])).trim()}, ${SECONDS} s per job, ${SIZE_MIB} MiB images, ` +
+      `chunk size ${CHUNK_SIZE ?? "default"}, data under ${dir}\n`,
   );
 
   const { targets } = await startUpAndQemuNbd(
@@ -154,6 +158,7 @@ try {
     "bench",
     procs,
     PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [],
+    CHUNK_SIZE,
   );
   // Fill both images with random data first so reads hit real data, not holes.
   for (const uri of Object.values(targets))
