@@ -35,6 +35,7 @@ import * as fs from "node:fs/promises";
 import { join } from "node:path";
 import { type Database, open as openLmdb, type RootDatabase } from "lmdb";
 import { type FileLock, tryLockFile } from "../runtime/file-lock.ts";
+import { uninitializedBytes } from "../runtime/uninitialized-bytes.ts";
 import {
   decodeHeader,
   encodeHeader,
@@ -541,7 +542,8 @@ export class FileStore implements ChunkStore {
     for (let attempt = 0; ; attempt++) {
       const loc = this.#lookup(key);
       if (!loc) return undefined;
-      const record = new Uint8Array(recordBytes(loc.length));
+      // Not zeroed first: a read that does not fill it is refused below.
+      const record = uninitializedBytes(recordBytes(loc.length));
       let n: number;
       try {
         n = await this.#readers.read(loc.segment, record, loc.offset);

@@ -22,3 +22,18 @@ export function* blockSpans(offset: number, length: number, blockSize: number): 
     pos += n;
   }
 }
+
+/**
+ * Writes span `s` of `block` (null: a hole) into `out` at `s.at`: the block's bytes, and
+ * zeroes for a hole or past the block's end, so every byte of the span is written (reads
+ * assemble into buffers that are not zeroed first).
+ */
+export function copySpan(out: Uint8Array, s: BlockSpan, block: Uint8Array | null): void {
+  let at = s.at;
+  if (block) {
+    const piece = block.subarray(s.inBlock, Math.min(s.inBlock + s.length, block.byteLength));
+    out.set(piece, at);
+    at += piece.byteLength;
+  }
+  out.fill(0, at, s.at + s.length);
+}

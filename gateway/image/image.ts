@@ -11,6 +11,7 @@
  * with the reason (NBD EIO), and a log line names the new owner.
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
+import { uninitializedBytes } from "../../runtime/uninitialized-bytes.ts";
 import { ImageDeletedError, ReadOnlyError, StaleEpochError } from "../errors.ts";
 import {
   ALL_CAPABILITIES,
@@ -21,7 +22,7 @@ import {
 } from "../nbd/block-device.ts";
 import { BlockMap, ZERO_HASH } from "./block-map.ts";
 import { BlockPatch } from "./block-patch.ts";
-import { blockSpans } from "./block-spans.ts";
+import { blockSpans, copySpan } from "./block-spans.ts";
 import { commitBatch, commitGrowth } from "./commit-pipeline.ts";
 import { CommitQueue } from "./commit-queue.ts";
 import { blockCount, type Head, isTombstone, liveHead } from "./head.ts";
@@ -268,14 +269,11 @@ export class Image implements BlockDevice {
   async read(offset: number, length: number): Promise<Uint8Array> {
     await this.#follow();
     this.#checkRange(offset, length);
-    const out = new Uint8Array(length);
+    // Not zeroed first: every span below is written, with its block or with zeroes.
+    const out = uninitializedBytes(length);
     const jobs: Promise<void>[] = [];
     for (const s of blockSpans(offset, length, this.chunkSize)) {
-      jobs.push(
-        this.#block(s.index).then((b) => {
-          if (b) out.set(b.subarray(s.inBlock, Math.min(s.inBlock + s.length, b.byteLength)), s.at);
-        }),
-      );
+      jobs.push(this.#block(s.index).then((b) => copySpan(out, s, b)));
     }
     await Promise.all(jobs);
     return out;

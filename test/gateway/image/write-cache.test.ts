@@ -29,7 +29,10 @@ test("a failed commit: a newer patch is laid over the block it failed to commit 
   cache.resolved(0, p0, whole);
   batch.set(0, whole);
   // A write during the resolution window: a patch including p0's range.
-  cache.put(0, p0.with(4, 2, (b) => b.fill(2, 4, 6)));
+  cache.put(
+    0,
+    p0.with(4, 2, (b) => b.fill(2, 4, 6)),
+  );
   cache.failed(batch);
   const after = cache.pending(0)!.content;
   expect(after).toBeInstanceOf(Uint8Array);
