@@ -250,20 +250,45 @@ export class Image implements BlockDevice {
 
   // ---- reads
 
-  /** Current content of one block: pending data first, then the committed chunk. Never modified by callers. */
-  async #block(index: number): Promise<Uint8Array | null> {
-    const pending = this.#cache.pending(index);
-    if (!pending) return this.#committedBlock(index);
-    const { content } = pending;
+  /**
+   * Current content of blocks: pending data first, then the committed chunks, fetched
+   * together. Never modified by callers.
+   */
+  async #blocks(indices: readonly number[]): Promise<(Uint8Array | null)[]> {
+    const pending = indices.map((i) => this.#cache.pending(i)?.content);
     // A patch includes every patch still in flight below it, so it lies over the map's block.
-    return content instanceof BlockPatch ? content.over(await this.#committedBlock(index)) : content;
+    const below = await this.#committedBlocks(
+      indices.filter((_, k) => pending[k] === undefined || pending[k] instanceof BlockPatch),
+    );
+    let next = 0;
+    return pending.map((p) => {
+      if (p === undefined) return below[next++]!;
+      if (p instanceof BlockPatch) return p.over(below[next++]!);
+      return p;
+    });
   }
 
-  /** The block as the map names it (null: a hole). */
-  async #committedBlock(index: number): Promise<Uint8Array | null> {
-    const hash = await this.#map.get(index);
-    if (hash === ZERO_HASH) return null;
-    return this.#chunk(hash);
+  /** The blocks as the map names them (null: a hole), the chunks not in the cache read together. */
+  async #committedBlocks(indices: readonly number[]): Promise<(Uint8Array | null)[]> {
+    if (indices.length === 0) return [];
+    const hashes = await Promise.all(indices.map((i) => this.#map.get(i)));
+    const found = new Map<Hash, Uint8Array>();
+    const wanted = new Set<Hash>();
+    for (const h of hashes) {
+      if (h === ZERO_HASH || found.has(h)) continue;
+      const cached = this.#ctx.chunkCache.get(h);
+      if (cached) found.set(h, cached);
+      else wanted.add(h);
+    }
+    if (wanted.size > 0) {
+      const missing = [...wanted];
+      const got = await this.#ctx.stores.getChunks(missing);
+      missing.forEach((h, k) => {
+        found.set(h, got[k]!);
+        this.#ctx.chunkCache.set(h, got[k]!);
+      });
+    }
+    return hashes.map((h) => (h === ZERO_HASH ? null : found.get(h)!));
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
@@ -271,11 +296,9 @@ export class Image implements BlockDevice {
     this.#checkRange(offset, length);
     // Not zeroed first: every span below is written, with its block or with zeroes.
     const out = uninitializedBytes(length);
-    const jobs: Promise<void>[] = [];
-    for (const s of blockSpans(offset, length, this.chunkSize)) {
-      jobs.push(this.#block(s.index).then((b) => copySpan(out, s, b)));
-    }
-    await Promise.all(jobs);
+    const spans = [...blockSpans(offset, length, this.chunkSize)];
+    const blocks = await this.#blocks(spans.map((s) => s.index));
+    spans.forEach((s, k) => copySpan(out, s, blocks[k]!));
     return out;
   }
 
@@ -392,18 +415,13 @@ export class Image implements BlockDevice {
    * batch holds whole blocks before the map changes; the cache keeps the results.
    */
   async #resolvePatches(batch: Map<number, Pending>): Promise<Map<number, Resolved>> {
-    const jobs: Promise<void>[] = [];
-    for (const [index, content] of batch) {
-      if (!(content instanceof BlockPatch)) continue;
-      jobs.push(
-        this.#committedBlock(index).then((base) => {
-          const whole: Resolved = content.over(base);
-          batch.set(index, whole);
-          this.#cache.resolved(index, content, whole);
-        }),
-      );
-    }
-    await Promise.all(jobs);
+    const patched = [...batch].filter((e): e is [number, BlockPatch] => e[1] instanceof BlockPatch);
+    const bases = await this.#committedBlocks(patched.map(([index]) => index));
+    patched.forEach(([index, patch], k) => {
+      const whole: Resolved = patch.over(bases[k]!);
+      batch.set(index, whole);
+      this.#cache.resolved(index, patch, whole);
+    });
     return batch as Map<number, Resolved>;
   }
 

@@ -520,6 +520,85 @@ export class StoreSet {
   }
 
   /**
+   * Reads many chunks: one batched read (`getMany`) per store, each hash asked of the first
+   * store {@link getChunk} would ask. A hash that store does not answer with its chunk (a
+   * missing copy, reported as {@link getChunk} reports it; a failed or corrupt batch; a batch
+   * slower than the hedge) is read by {@link getChunk} past it. Resolves in `hashes`' order.
+   */
+  async getChunks(hashes: readonly Hash[]): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = new Array(hashes.length);
+    const groups = new Map<string, number[]>();
+    const alone: number[] = [];
+    for (let i = 0; i < hashes.length; i++) {
+      const first = this.readOrder(hashes[i]!)[0];
+      if (first === undefined || this.#health.isDown(first)) alone.push(i);
+      else {
+        const g = groups.get(first);
+        if (g) g.push(i);
+        else groups.set(first, [i]);
+      }
+    }
+    const jobs = alone.map(async (i) => {
+      out[i] = await this.getChunk(hashes[i]!);
+    });
+    for (const [id, group] of groups) jobs.push(this.#getGroup(id, group, hashes, out));
+    await Promise.all(jobs);
+    return out;
+  }
+
+  /** The batch of {@link getChunks} asked of store `id`; what it does not bring goes past it. */
+  async #getGroup(id: string, group: number[], hashes: readonly Hash[], out: Uint8Array[]): Promise<void> {
+    const store = this.#byId.get(id)!.store;
+    const wanted = group.map((i) => hashes[i]!);
+    let hedge: ReturnType<typeof setTimeout> | undefined;
+    const slow = new Promise<"slow">((r) => {
+      hedge = setTimeout(() => r("slow"), HEDGE_AFTER_MS);
+    });
+    const batch = store.getMany(wanted);
+    let got: (Uint8Array | undefined)[] | "slow" | Error;
+    try {
+      got = await Promise.race([batch, slow]);
+    } catch (err) {
+      got = err as Error;
+    } finally {
+      clearTimeout(hedge);
+    }
+    if (got === "slow") {
+      // As getChunk's hedge: ask past it, but take the slow store's answer if it comes first.
+      batch.catch(() => {});
+      await Promise.all(
+        group.map(async (i, k) => {
+          const late = batch.then((r) => r[k] ?? Promise.reject(new Error("missing")));
+          const past = this.getChunk(hashes[i]!, id);
+          out[i] = await Promise.any([late, past]).catch(() => past); // both failed: past's error
+        }),
+      );
+      return;
+    }
+    if (got instanceof Error) {
+      // A corrupt record fails the whole batch: getChunk reads each again and reports it.
+      if (!(got instanceof ChunkCorruptError)) this.#health.reportFailure(id, got);
+      await Promise.all(
+        group.map(async (i) => {
+          out[i] = await this.getChunk(hashes[i]!, got instanceof ChunkCorruptError ? undefined : id);
+        }),
+      );
+      return;
+    }
+    const placement = (h: Hash) => this.placement(h).includes(id);
+    await Promise.all(
+      group.map(async (i, k) => {
+        const bytes = got[k];
+        if (bytes) out[i] = bytes;
+        else {
+          if (placement(hashes[i]!)) this.badCopy.emit(id, hashes[i]!, "missing");
+          out[i] = await this.getChunk(hashes[i]!, id);
+        }
+      }),
+    );
+  }
+
+  /**
    * Reads a chunk from its placement stores, then any other data store, skipping stores
    * that are down and `exclude`. When a store is slow, the next one is asked too and the
    * first good answer wins. A missing or corrupt copy is reported on `badCopy` (unless

@@ -1,7 +1,7 @@
 /** `StoreSet.placedCopies`: the one "which chunks do the stores lack" of imports and restores. */
 import { expect, test } from "bun:test";
 import type { ChunkStore } from "../../../chunkstore/chunk-store.ts";
-import { StoreFullError } from "../../../chunkstore/errors.ts";
+import { ChunkCorruptError, StoreFullError } from "../../../chunkstore/errors.ts";
 import { MemoryStore } from "../../../chunkstore/memory-store.ts";
 import { NotEnoughReplicasError } from "../../../gateway/errors.ts";
 import { PutOutcome, StoreSet } from "../../../gateway/replication/store-set.ts";
@@ -194,4 +194,71 @@ test("reads ask stores that are behind after the others, and stores that are dow
   for (const c of chunks.filter((c) => set.placement(c.hash).includes("b")))
     expect(await set.getChunk(c.hash)).toEqual(c.bytes);
   expect(missed).toEqual([]);
+});
+
+/** A memory store that counts reads, can hold a batch back, and can have rotten copies. */
+class ReadProbe extends MemoryStore {
+  gets = 0;
+  batches = 0;
+  delayMs = 0;
+  readonly rotten = new Set<string>();
+  override async get(h: string) {
+    this.gets++;
+    if (this.rotten.has(h)) throw new ChunkCorruptError(this.name, h, "rotten in the test");
+    return super.get(h);
+  }
+  override async getMany(h: readonly string[]) {
+    this.batches++;
+    if (this.delayMs) await Bun.sleep(this.delayMs);
+    for (const x of h)
+      if (this.rotten.has(x)) throw new ChunkCorruptError(this.name, x, "rotten in the test");
+    return Promise.all(h.map((x) => super.get(x).catch(() => undefined)));
+  }
+}
+
+async function placed(set: StoreSet, stores: Record<string, ReadProbe>, n: number) {
+  const chunks = Array.from({ length: n }, () => randomChunk(512));
+  for (const c of chunks) for (const id of set.placement(c.hash)) await stores[id]!.put(c.hash, c.bytes);
+  return chunks;
+}
+
+test("getChunks reads with one batch per store, each hash from the store getChunk would ask first", async () => {
+  const stores = { a: new ReadProbe("a"), b: new ReadProbe("b"), c: new ReadProbe("c") };
+  const set = storeSet(stores);
+  const chunks = await placed(set, stores, 60);
+  const got = await set.getChunks(chunks.map((c) => c.hash));
+  expect(got).toEqual(chunks.map((c) => c.bytes));
+  for (const s of Object.values(stores)) {
+    expect(s.batches).toBeLessThanOrEqual(1);
+    expect(s.gets).toBe(0);
+  }
+  expect(Object.values(stores).reduce((n, s) => n + s.batches, 0)).toBeGreaterThan(1);
+});
+
+test("getChunks: a missing copy is reported and read past; a rotten one fails its batch, which is read again chunk by chunk and the rot reported", async () => {
+  const stores = { a: new ReadProbe("a"), b: new ReadProbe("b"), c: new ReadProbe("c") };
+  const set = storeSet(stores);
+  const chunks = await placed(set, stores, 30);
+  const bad: string[] = [];
+  set.badCopy.add((id, hash, reason) => bad.push(`${id} ${hash} ${reason}`));
+  const [lost, rot] = chunks;
+  const lostOn = set.readOrder(lost!.hash)[0]!;
+  await stores[lostOn as "a"].delete(lost!.hash);
+  const rotOn = set.readOrder(rot!.hash)[0]!;
+  stores[rotOn as "a"].rotten.add(rot!.hash);
+  expect(await set.getChunks(chunks.map((c) => c.hash))).toEqual(chunks.map((c) => c.bytes));
+  expect(bad.sort()).toEqual([`${lostOn} ${lost!.hash} missing`, `${rotOn} ${rot!.hash} corrupt`].sort());
+});
+
+test("getChunks: a batch slower than the hedge is read past; a store that is down gets no batch", async () => {
+  const stores = { a: new ReadProbe("a"), b: new ReadProbe("b"), c: new ReadProbe("c") };
+  const down = new Set<string>(["c"]);
+  const set = storeSet(stores, { isDown: (id: string) => down.has(id) });
+  const chunks = await placed(set, stores, 30);
+  stores.a.delayMs = 2000;
+  const started = performance.now();
+  expect(await set.getChunks(chunks.map((c) => c.hash))).toEqual(chunks.map((c) => c.bytes));
+  expect(performance.now() - started).toBeLessThan(1500);
+  expect(stores.c.batches).toBe(0); // down: its chunks are read one by one, asking it last
+  expect(stores.b.gets).toBeGreaterThan(0); // the hedge asked b for what a held back
 });
