@@ -19,6 +19,8 @@
  * The model: for each block of each image, the set of values a read may return: the value
  * of the last write acknowledged by a flush, plus any written after it whose flush failed
  * (such a write may or may not land). A read of anything else is a lost or invented write.
+ * Some writes cover part of a block (512 B to 4 KiB, the gateway's patch path): each value
+ * the block may hold, with the write laid over it, is a value it may hold afterwards.
  */
 import { hashChunk } from "../../chunkstore/hash.ts";
 import { seededRandom } from "./faulty-store.ts";
@@ -41,6 +43,8 @@ const OP_TIMEOUT_MS = 20_000;
 /** How long a maintenance may wait for safe-to-remove to turn true. */
 const MAINTENANCE_WAIT_MS = 20_000;
 const ZERO = hashChunk(new Uint8Array(BLOCK));
+/** A partial write goes to a block only while it may hold at most this many values (the sets multiply). */
+const PARTIAL_MAX_VALUES = 6;
 
 /** What a run found. */
 export interface FaultReport {
@@ -57,6 +61,8 @@ export interface FaultReport {
   /** Whether the run started with head holder c to remove, and whether its removal went through. */
   readonly headHolderRemoval: "none" | "done" | "not reached";
   readonly acknowledgedFlushes: number;
+  /** Writes of part of a block (the patch path) whose flush was acknowledged. */
+  readonly partialWrites: number;
   /** Garbage collection passes at zero grace that finished, and the chunks they deleted. */
   readonly gcPasses: number;
   readonly gcDeleted: number;
@@ -121,6 +127,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     gcDeleted: 0,
     tombstonesCollected: 0,
     failed: 0,
+    partialWrites: 0,
   };
   const say = (line: string) => {
     log.push(line);
@@ -145,6 +152,22 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     stateDirs.push(g.stateDir);
   }
   const images = new Map<string, ImageModel>();
+  /** The bytes of every value a model set may name (a partial write lays itself over them). */
+  const contents = new Map<string, Uint8Array>([[ZERO, new Uint8Array(BLOCK)]]);
+  const remember = (bytes: Uint8Array): string => {
+    const h = hashChunk(bytes);
+    contents.set(h, bytes);
+    return h;
+  };
+  /** Forgets bytes no image or snapshot may hold any more (a long soak writes thousands). */
+  const forgetUnused = () => {
+    const used = new Set([ZERO]);
+    for (const m of images.values()) {
+      for (const set of m.blocks) for (const h of set) used.add(h);
+      for (const snap of m.snapshots.values()) for (const set of snap) for (const h of set) used.add(h);
+    }
+    for (const h of contents.keys()) if (!used.has(h)) contents.delete(h);
+  };
   /** Open connections by gateway and image; stale ones (of a deleted incarnation) kept apart. */
   const conns = new Map<string, NbdClient>();
   const stale: { gateway: number; image: string; conn: NbdClient }[] = [];
@@ -285,20 +308,30 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     const m = images.get(name)!;
     const count = 1 + Math.floor(random() * 6);
     const blocks = [...new Set(Array.from({ length: count }, () => Math.floor(random() * IMAGE_BLOCKS)))];
-    const data = blocks.map(() => {
-      const b = new Uint8Array(BLOCK);
-      crypto.getRandomValues(b.subarray(0, 65536));
-      return b;
+    // Each piece: a whole block, or part of one (the values it may hold become each of them patched).
+    const pieces = blocks.map((b) => {
+      const partial = random() < 0.4 && m.blocks[b]!.size <= PARTIAL_MAX_VALUES;
+      const length = partial ? 512 * (1 + Math.floor(random() * 8)) : BLOCK;
+      const at = partial ? 512 * Math.floor(random() * ((BLOCK - length) / 512 + 1)) : 0;
+      const data = new Uint8Array(length);
+      crypto.getRandomValues(data);
+      const after = new Set(
+        [...(partial ? m.blocks[b]! : [ZERO])].map((v) => {
+          const next = new Uint8Array(BLOCK);
+          if (partial) next.set(contents.get(v)!);
+          next.set(data, at);
+          return remember(next);
+        }),
+      );
+      return { block: b, at, data, after };
     });
     if (m.lastWriter !== -1 && m.lastWriter !== gi) counters.takeovers++;
     // Until the flush answers, each new value may or may not land.
-    blocks.forEach((b, k) => {
-      m.blocks[b]!.add(hashChunk(data[k]!));
-    });
+    for (const p of pieces) for (const h of p.after) m.blocks[p.block]!.add(h);
     let acked = false;
     try {
       const c = await conn(gi, name);
-      for (let k = 0; k < blocks.length; k++) await timed(c.write(blocks[k]! * BLOCK, data[k]!), "write");
+      for (const p of pieces) await timed(c.write(p.block * BLOCK + p.at, p.data), "write");
       await timed(c.flush(), "flush");
       acked = true;
     } catch (err) {
@@ -311,11 +344,12 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     if (acked) {
       counters.acks++;
       m.lastWriter = gi;
-      blocks.forEach((b, k) => {
-        m.blocks[b] = new Set([hashChunk(data[k]!)]);
-      });
-      say(`write ${name} via g${gi}: ${blocks.length} blocks flushed`);
+      for (const p of pieces) m.blocks[p.block] = p.after;
+      const partial = pieces.filter((p) => p.data.byteLength < BLOCK).length;
+      counters.partialWrites += partial;
+      say(`write ${name} via g${gi}: ${blocks.length} blocks flushed (${partial} partly)`);
     }
+    forgetUnused();
     await check(gi, name, m.blocks, blocks, "after write");
   };
 
@@ -842,6 +876,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     drainedActedUpon: counters.drainedActedUpon,
     headHolderRemoval: !removeHeadHolder ? "none" : headHolderRemoved ? "done" : "not reached",
     acknowledgedFlushes: counters.acks,
+    partialWrites: counters.partialWrites,
     gcPasses: counters.gcPasses,
     gcDeleted: counters.gcDeleted,
     tombstonesCollected: counters.tombstonesCollected,
