@@ -298,7 +298,7 @@ export class Image implements BlockDevice {
     const out = uninitializedBytes(length);
     const spans = [...blockSpans(offset, length, this.chunkSize)];
     const blocks = await this.#blocks(spans.map((s) => s.index));
-    spans.forEach((s, k) => copySpan(out, s, blocks[k]!));
+    for (let k = 0; k < spans.length; k++) copySpan(out, spans[k]!, blocks[k]!);
     return out;
   }
 
