@@ -48,6 +48,9 @@ export const STRAGGLER_GRACE_MS = 500;
 /** Ask the next replica when a read has not answered in this long (hedged reads). */
 export const HEDGE_AFTER_MS = 150;
 
+/** Chunks per batched read of {@link StoreSet.getChunks} (4 MiB of 64 KiB chunks), each hedged on its own. */
+const READ_BATCH_CHUNKS = 64;
+
 /**
  * How a replicated put went. A store is `complete` when it received every chunk placed on
  * it (the identity is the one its requests were conditioned on); copies per chunk tell
@@ -520,8 +523,8 @@ export class StoreSet {
   }
 
   /**
-   * Reads many chunks: one batched read (`getMany`) per store, each hash asked of the first
-   * store {@link getChunk} would ask. A hash that store does not answer with its chunk (a
+   * Reads many chunks: batched reads (`getMany`, up to 64 chunks each) per store, each hash
+   * asked of the first store {@link getChunk} would ask. A hash that store does not answer with its chunk (a
    * missing copy, reported as {@link getChunk} reports it; a failed or corrupt batch; a batch
    * slower than the hedge) is read by {@link getChunk} past it. Resolves in `hashes`' order.
    */
@@ -541,7 +544,10 @@ export class StoreSet {
     const jobs = alone.map(async (i) => {
       out[i] = await this.getChunk(hashes[i]!);
     });
-    for (const [id, group] of groups) jobs.push(this.#getGroup(id, group, hashes, out));
+    // Batches small enough that a healthy store answers well within the hedge delay.
+    for (const [id, group] of groups)
+      for (let k = 0; k < group.length; k += READ_BATCH_CHUNKS)
+        jobs.push(this.#getGroup(id, group.slice(k, k + READ_BATCH_CHUNKS), hashes, out));
     await Promise.all(jobs);
     return out;
   }

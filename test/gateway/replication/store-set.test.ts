@@ -200,6 +200,7 @@ test("reads ask stores that are behind after the others, and stores that are dow
 class ReadProbe extends MemoryStore {
   gets = 0;
   batches = 0;
+  largestBatch = 0;
   delayMs = 0;
   readonly rotten = new Set<string>();
   override async get(h: string) {
@@ -209,6 +210,7 @@ class ReadProbe extends MemoryStore {
   }
   override async getMany(h: readonly string[]) {
     this.batches++;
+    this.largestBatch = Math.max(this.largestBatch, h.length);
     if (this.delayMs) await Bun.sleep(this.delayMs);
     for (const x of h)
       if (this.rotten.has(x)) throw new ChunkCorruptError(this.name, x, "rotten in the test");
@@ -233,6 +235,11 @@ test("getChunks reads with one batch per store, each hash from the store getChun
     expect(s.gets).toBe(0);
   }
   expect(Object.values(stores).reduce((n, s) => n + s.batches, 0)).toBeGreaterThan(1);
+  // A large read goes in batches of at most 64, each answered well within the hedge delay.
+  const many = await placed(set, stores, 400);
+  expect(await set.getChunks(many.map((c) => c.hash))).toEqual(many.map((c) => c.bytes));
+  for (const s of Object.values(stores)) expect(s.largestBatch).toBeLessThanOrEqual(64);
+  expect(Object.values(stores).reduce((n, s) => n + s.gets, 0)).toBe(0);
 });
 
 test("getChunks: a missing copy is reported and read past; a rotten one fails its batch, which is read again chunk by chunk and the rot reported", async () => {
