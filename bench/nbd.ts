@@ -10,6 +10,9 @@
  *   bun bench/nbd.ts [--seconds 10] [--size-mib 1024] [--rounds 1] [--only "seq write"] [--cpu-prof DIR]
  *                    [--chunk-size 65536]
  *
+ * After the fio jobs, `qemu-img convert` of a fresh random file into each export ("convert
+ * in", timed to the end of its flush) and of each export back out to a file ("convert out").
+ *
  * `--rounds N` repeats every job N times (peers interleaved in each) and prints the
  * medians; `--only` keeps the jobs whose name contains the text; `--cpu-prof DIR` writes
  * the gateway's CPU profile (Bun's `--cpu-prof`) into DIR when it exits; `--chunk-size`
@@ -194,6 +197,34 @@ try {
       console.log(`${job.name}: blockmend ${per("blockmend")} MB/s, qemu-nbd ${per("qemu-nbd")} MB/s`);
     }
     console.error(`done: ${job.name}`);
+  }
+  // qemu-img convert into each export and back out (the issue's "convert in" goal), a fresh
+  // random source every round so blockmend cannot deduplicate against an earlier one.
+  for (const dirn of ["in", "out"] as const) {
+    const name = `qemu-img convert ${dirn}`;
+    if (ONLY !== undefined && !name.includes(ONLY)) continue;
+    const runs: Record<string, number[]> = { blockmend: [], "qemu-nbd": [] };
+    const src = join(dir, "convert-src.raw");
+    for (let round = 0; round < ROUNDS; round++) {
+      await sh(["dd", "if=/dev/urandom", `of=${src}`, "bs=1M", `count=${SIZE_MIB}`, "status=none"]);
+      const order = Object.entries(targets);
+      if (round % 2) order.reverse();
+      for (const [side, uri] of order) {
+        const started = performance.now();
+        if (dirn === "in") await sh(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, uri]);
+        else await sh(["qemu-img", "convert", "-f", "raw", "-O", "raw", uri, join(dir, "convert-out.raw")]);
+        runs[side]!.push((SIZE_MIB * 1048576) / ((performance.now() - started) / 1000) / 1e6);
+        await rm(join(dir, "convert-out.raw"), { force: true });
+      }
+    }
+    const b = median(runs.blockmend!);
+    const q2 = median(runs["qemu-nbd"]!);
+    rows.push([name, b, q2, "", "", "", "", "", "", b / q2]);
+    if (ROUNDS > 1) {
+      const per = (side: string) => runs[side]!.map((r) => r.toFixed(0)).join(" / ");
+      console.log(`${name}: blockmend ${per("blockmend")} MB/s, qemu-nbd ${per("qemu-nbd")} MB/s`);
+    }
+    console.error(`done: ${name}`);
   }
   if (limits.length > 0) {
     const limit = median(limits.map((l) => l.mbps));
