@@ -12,7 +12,7 @@
  * Prints per round and phase (before, away, heal, after): IOPS and the share of the
  * before-phase IOPS kept, p50/p99/p99.9/max, the longest stretch without a completed I/O,
  * the I/Os over 100 ms, and the CPU % of the gateway and of stores a and b (/proc); the heal's duration from b's return to in sync; bytes copied over
- * bytes changed (distinct 64 KiB chunks written while b was away); the status ETA's error
+ * bytes changed (distinct chunks written while b was away); the status ETA's error
  * against the time the heal really took, once 10 % was copied. Then the idle heal rate (no VM
  * load) against the store's raw put rate over HTTP. Writes docs/heal-latency.svg (the first
  * round's latency over time, events marked).
@@ -25,12 +25,14 @@
  * on a alone, b restarts; it reports the time from the restart to in sync, the copy phase
  * alone (first copied byte to in sync), the CPU % of the gateway, a, b and the machine in
  * that phase, and, interleaved, a fresh store's raw put rate over HTTP two ways: in the
- * heal's shape (4 MiB batches, as many in flight as the heal's concurrency) and in bulk (8
+ * heal's shape (64-chunk batches, 4 MiB at 64 KiB, as many in flight as the heal's concurrency) and in bulk (8
  * requests of 64 MiB in flight). `--rounds none` runs the idle heal alone.
  *
  *   bun bench/heal.ts [--image-mib 4096] [--away-seconds 45] [--before-seconds 15]
  *                     [--writer-mbps 10] [--rounds kill,stop-restart,stop-cont]
- *                     [--idle-mib 1024] [--idle-rounds 3]
+ *                     [--idle-mib 1024] [--idle-rounds 3] [--chunk-size 65536]
+ *
+ * `--chunk-size` creates the image with that chunk size; the raw puts use chunks of it too.
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -71,7 +73,8 @@ const ROUNDS = (roundsIndex > 0 ? process.argv[roundsIndex + 1]! : "kill,stop-re
   .filter((r) => r !== "none");
 const IDLE_MIB = arg("--idle-mib", 1024);
 const IDLE_ROUNDS = arg("--idle-rounds", 3);
-const CHUNK = 65536;
+/** The image's chunk size (`--chunk-size`; the gateway's default is 64 KiB). */
+const CHUNK = arg("--chunk-size", 65536);
 /** The copy engine's batch (gateway/heal/copy-engine.ts): 64 chunks, 4 MiB. */
 const COPY_BATCH_CHUNKS = 64;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -151,7 +154,7 @@ const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-heal-"));
 try {
   console.log(`# heal benchmark: ${machine()}`);
   console.log(
-    `fio ${(await sh(["fio", "--version"])).trim()}; ${IMAGE_MIB} MiB image; VM randrw 50/50 4 KiB QD1 500+500 IOPS; b away ${AWAY_S} s with 64 KiB writes at ${WRITER_MBPS} MB/s; rounds ${ROUNDS.join(", ")}\n`,
+    `fio ${(await sh(["fio", "--version"])).trim()}; ${IMAGE_MIB} MiB image of ${CHUNK / 1024} KiB chunks; VM randrw 50/50 4 KiB QD1 500+500 IOPS; b away ${AWAY_S} s with 64 KiB writes at ${WRITER_MBPS} MB/s; rounds ${ROUNDS.join(", ")}\n`,
   );
   const urls: Record<string, string> = {};
   for (const id of ["a", "b", "w"]) {
@@ -201,7 +204,7 @@ try {
 
   await fetch(`${api}/v1/images`, {
     method: "POST",
-    body: JSON.stringify({ name: "vm", size: IMAGE_MIB * 1024 * 1024 }),
+    body: JSON.stringify({ name: "vm", size: IMAGE_MIB * 1024 * 1024, chunkSize: CHUNK }),
     headers: { "content-type": "application/json" },
   });
   const fio = (extra: string[]) => fioOverNbd(`${nbd}/vm`, IMAGE_MIB, extra);
@@ -443,7 +446,7 @@ try {
     const cpu = cpuAtCopy ? cpuPercent(cpuAtCopy.procs, cpuEnd.procs, copyS) : ["", "", ""];
     const busy = cpuAtCopy ? machineCpu(cpuAtCopy.machine, cpuEnd.machine) : null;
     const shaped = await rawPutRate(join(dir, `raw-${round}-shaped`), COPY_BATCH_CHUNKS, concurrency);
-    const bulk = await rawPutRate(join(dir, `raw-${round}-bulk`), 1024, 8);
+    const bulk = await rawPutRate(join(dir, `raw-${round}-bulk`), (64 * 1048576) / CHUNK, 8);
     const total = copied / totalS;
     const copy = copied / copyS;
     ratios.push({ total: total / bulk, copy: copy / bulk, shaped: copy / shaped });
@@ -489,14 +492,14 @@ try {
     `medians: heal (restart to in sync) / bulk put ${med("total")}, copy phase / bulk ${med("copy")}, copy phase / heal-shaped put ${med("shaped")}`,
   );
 
-  /** A fresh store process's put rate over HTTP: 512 MiB of new chunks in `batch`-chunk requests, `lanes` in flight. */
+  /** A fresh store process's put rate over HTTP: 512 MiB of new chunks in `batch`-chunk requests, `lanes` in flight (bulk: 64 MiB requests). */
   async function rawPutRate(storeDir: string, batch: number, lanes: number): Promise<number> {
     const out = await startProc("raw", ["chunkstore", "--dir", storeDir, "--listen", "127.0.0.1:0"]);
     const store = await HttpStore.open(/(http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!);
     try {
       const seed = new Uint8Array(CHUNK);
       crypto.getRandomValues(seed);
-      const chunks = Array.from({ length: 8192 }, (_, i) => {
+      const chunks = Array.from({ length: (512 * 1048576) / CHUNK }, (_, i) => {
         const b = seed.slice();
         new DataView(b.buffer).setUint32(0, i);
         return { hash: hashChunk(b), bytes: b };
