@@ -399,12 +399,13 @@ export class Image implements BlockDevice {
       const current = pending?.content;
       let next: Pending;
       if (current instanceof BlockPatch) next = current.with(start, length, fill);
-      else if (pending || (start === 0 && length === this.#blockLength(index))) {
-        // Over a block held here (or a hole), or covering all the block's data: a whole block.
+      else if (pending) {
+        // Over a block held here (or a pending hole): a patched copy of it.
         next = new Uint8Array(this.chunkSize);
         if (current) next.set(current);
         fill(next);
       } else next = BlockPatch.of(this.chunkSize, start, length, fill);
+      // A patch over all of the block's data needs no base: it is the whole block.
       if (next instanceof BlockPatch && next.covers(this.#blockLength(index))) next = next.over(null);
       this.#put(index, next);
     });

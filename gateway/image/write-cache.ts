@@ -152,7 +152,7 @@ export class WriteCache {
   failed(batch: ReadonlyMap<number, Pending>): void {
     for (const [index, content] of batch) {
       const newer = this.#dirty.get(index);
-      if (newer === undefined && !this.#dirty.has(index)) {
+      if (!this.#dirty.has(index)) {
         if (this.#dirty.size === 0) this.#dirtySince = Date.now();
         this.#dirty.set(index, content);
         this.#account(sizeOf(content));

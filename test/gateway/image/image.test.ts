@@ -11,6 +11,19 @@ import { imageService, pattern, SwitchableStore } from "./_image-fixture.ts";
 
 const MiB = 1024 * 1024;
 
+/**
+ * A 1 MiB image `name` on `stores` holding pattern `seed`, written and flushed by a gateway
+ * that is then closed (so the next gateway starts with an empty chunk cache); returns its bytes.
+ */
+async function committedImage(stores: ChunkStore[], name: string, seed: number): Promise<Uint8Array> {
+  const first = (await imageService(stores)).service;
+  await first.create(name, MiB);
+  const bytes = pattern(MiB, seed);
+  await (await first.open(name)).write(0, bytes, { fua: true });
+  await first.close();
+  return bytes;
+}
+
 /** A memory store that counts chunk reads. */
 class CountingStore extends MemoryStore {
   gets = 0;
@@ -140,11 +153,7 @@ describe("image layer", () => {
 
   test("a small write to a block not in memory reads nothing; the commit lays it over the committed block", async () => {
     const counted = ["a", "b", "c"].map((n) => new CountingStore(n));
-    const first = (await imageService(counted)).service;
-    await first.create("p", MiB);
-    const before = pattern(MiB, 51);
-    await (await first.open("p")).write(0, before, { fua: true });
-    await first.close();
+    const before = await committedImage(counted, "p", 51);
 
     // A gateway with an empty chunk cache takes the image over and writes small pieces.
     const g = (await imageService(counted)).service;
@@ -177,11 +186,7 @@ describe("image layer", () => {
 
   test("a partial write racing its block's commit, and a failed commit, lose nothing", async () => {
     const stores = ["a", "b", "c"].map((n) => new SwitchableStore(n));
-    const first = (await imageService(stores)).service;
-    await first.create("q", MiB);
-    const expected = pattern(MiB, 61);
-    await (await first.open("q")).write(0, expected, { fua: true });
-    await first.close();
+    const expected = await committedImage(stores, "q", 61);
     const { service: g, core } = await imageService(stores);
     const img = await g.open("q");
     // Writes to the same blocks while commits of earlier patches of them run, some failing.
