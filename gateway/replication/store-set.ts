@@ -569,9 +569,22 @@ export class StoreSet {
     } finally {
       clearTimeout(hedge);
     }
+    const placement = (h: Hash) => this.placement(h).includes(id);
     if (got === "slow") {
-      // As getChunk's hedge: ask past it, but take the slow store's answer if it comes first.
-      batch.catch(() => {});
+      // As getChunk's hedge: ask past it, but take the slow store's answer if it comes first;
+      // and, as getChunk does, report what the slow store finally answers.
+      batch.then(
+        (late) => {
+          for (let k = 0; k < group.length; k++) {
+            const h = hashes[group[k]!]!;
+            if (!late[k] && placement(h)) this.badCopy.emit(id, h, "missing");
+          }
+        },
+        (err) => {
+          if (err instanceof ChunkCorruptError) this.badCopy.emit(id, err.hash, "corrupt");
+          else this.#health.reportFailure(id, err);
+        },
+      );
       await Promise.all(
         group.map(async (i, k) => {
           const late = batch.then((r) => r[k] ?? Promise.reject(new Error("missing")));
@@ -591,7 +604,6 @@ export class StoreSet {
       );
       return;
     }
-    const placement = (h: Hash) => this.placement(h).includes(id);
     await Promise.all(
       group.map(async (i, k) => {
         const bytes = got[k];

@@ -202,6 +202,8 @@ class ReadProbe extends MemoryStore {
   batches = 0;
   largestBatch = 0;
   delayMs = 0;
+  /** Fails every batch (after its delay) with this error. */
+  failBatches: Error | null = null;
   readonly rotten = new Set<string>();
   override async get(h: string) {
     this.gets++;
@@ -212,6 +214,7 @@ class ReadProbe extends MemoryStore {
     this.batches++;
     this.largestBatch = Math.max(this.largestBatch, h.length);
     if (this.delayMs) await Bun.sleep(this.delayMs);
+    if (this.failBatches) throw this.failBatches;
     for (const x of h)
       if (this.rotten.has(x)) throw new ChunkCorruptError(this.name, x, "rotten in the test");
     return Promise.all(h.map((x) => super.get(x).catch(() => undefined)));
@@ -268,4 +271,39 @@ test("getChunks: a batch slower than the hedge is read past; a store that is dow
   expect(performance.now() - started).toBeLessThan(1500);
   expect(stores.c.batches).toBe(0); // down: its chunks are read one by one, asking it last
   expect(stores.b.gets).toBeGreaterThan(0); // the hedge asked b for what a held back
+});
+
+test("getChunks: what a slow batch finally answers is reported as getChunk reports it (a failure to health, rot and misses as bad copies)", async () => {
+  const stores = { a: new ReadProbe("a"), b: new ReadProbe("b"), c: new ReadProbe("c") };
+  const failures: string[] = [];
+  const set = storeSet(stores, {
+    reportFailure: (id: string, err: Error) => failures.push(`${id} ${err.message}`),
+  });
+  const bad: string[] = [];
+  set.badCopy.add((id, hash, reason) => bad.push(`${id} ${hash} ${reason}`));
+  const chunks = await placed(set, stores, 30);
+  const hashes = chunks.map((c) => c.hash);
+  const onA = chunks.filter((c) => set.readOrder(c.hash)[0] === "a");
+  expect(onA.length).toBeGreaterThan(1);
+  stores.a.delayMs = 400; // past the 150 ms hedge
+
+  // A batch that fails late: the read is served past a, and a's failure reaches health.
+  stores.a.failBatches = new Error("disk on fire");
+  expect(await set.getChunks(hashes)).toEqual(chunks.map((c) => c.bytes));
+  await Bun.sleep(500);
+  expect(failures).toEqual(["a disk on fire"]);
+  expect(bad).toEqual([]);
+
+  // A late batch with a rotten copy, then one with a missing copy: each reported as a bad copy.
+  stores.a.failBatches = null;
+  stores.a.rotten.add(onA[0]!.hash);
+  expect(await set.getChunks(hashes)).toEqual(chunks.map((c) => c.bytes));
+  await Bun.sleep(500);
+  expect(bad).toEqual([`a ${onA[0]!.hash} corrupt`]);
+  stores.a.rotten.clear();
+  await stores.a.delete(onA[1]!.hash);
+  expect(await set.getChunks(hashes)).toEqual(chunks.map((c) => c.bytes));
+  await Bun.sleep(500);
+  expect(bad).toEqual([`a ${onA[0]!.hash} corrupt`, `a ${onA[1]!.hash} missing`]);
+  expect(failures).toHaveLength(1);
 });
