@@ -45,6 +45,12 @@ const command = defineCommand({
       default: "./blockmend-gateway",
     },
     ...S3_ARGS,
+    "patch-writes": {
+      type: "boolean",
+      description:
+        "Store a small write as a patch chunk beside its block (the write log) instead of rewriting the block; --no-patch-writes while gateways older than patch stacks still serve the same stores",
+      default: true,
+    },
   },
   async run({ args, rawArgs }) {
     const stores = repeated("--store", rawArgs).map(parseStoreFlag);
@@ -71,6 +77,7 @@ const command = defineCommand({
       ...security,
       ...storeAccess,
       stateDir: resolve(args["state-dir"]),
+      cache: { patchWrites: args["patch-writes"] },
       s3: s3 ? { ...s3.config, publicNames: security.httpAccess.publicNames } : undefined,
     });
     console.log(

@@ -1,12 +1,12 @@
 /**
  * Every chunk a version references: walks a block-map tree from its root (pages, then the
- * data chunks their leaves name), reading each page once. Unlike `image/tree-diff.ts` it
+ * data chunks and patch chunks their leaves name), reading each page once. Unlike `image/tree-diff.ts` it
  * goes on past a page it cannot read, reporting it, so verify can count damage and prune
  * can refuse to guess.
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { HASH_BYTES, toHex } from "../../chunkstore/hash.ts";
-import { decodePage, FANOUT, ZERO_HASH } from "../image/block-map.ts";
+import { decodeLeafPage, decodePage, FANOUT, ZERO_HASH } from "../image/block-map.ts";
 
 /** What the walk meets. */
 export interface TreeVisitor {
@@ -30,8 +30,12 @@ export async function walkTree(
     if (hash === ZERO_HASH || seen.has(hash)) return;
     seen.add(hash);
     let page: Uint8Array;
+    let stacks: ReadonlyMap<number, readonly Hash[]> = new Map();
     try {
-      page = decodePage(await readPage(hash));
+      const bytes = await readPage(hash);
+      // Leaves may carry patch stacks (block-map.ts); upper pages never do (decodePage refuses them).
+      if (level > 1) page = decodePage(bytes);
+      else ({ entries: page, stacks } = decodeLeafPage(bytes));
     } catch (err) {
       visit.unreadable?.(hash, err);
       return;
@@ -44,6 +48,7 @@ export async function walkTree(
       if (level > 1) children.push(h);
       else visit.data(h);
     }
+    for (const stack of stacks.values()) for (const h of stack) visit.data(h);
     // A level's pages are read 8 at a time: a tree pack serves them from one GET.
     for (let i = 0; i < children.length; i += 8)
       await Promise.all(children.slice(i, i + 8).map((c) => walk(c, level - 1)));

@@ -8,6 +8,15 @@
  * zero entries trimmed. A page whose entries are all zero is never stored: its hash is
  * the zero hash, like a hole.
  *
+ * Patch stacks (the write log): a leaf's block may also name, in order, up to
+ * {@link MAX_PATCH_STACK} patch chunks (patch-chunk.ts) laid over its base chunk (or over
+ * zeroes when the entry is a hole): a small write is stored as a small chunk instead of a
+ * rewrite of the block. A leaf page with stacks is stored as its FANOUT entries in full
+ * (8 KiB, untrimmed), then per block with a stack: u8 slot, u8 n, n raw hashes; then u32
+ * the number of such blocks and "BMP2". It is longer than any plain page, so
+ * {@link decodePage} refuses it: a walker that does not know stacks fails loudly instead
+ * of missing the chunks they name ({@link decodeLeafPage} reads both forms).
+ *
  * Memory: a hole costs nothing. A lookup that meets a zero entry stops there (the whole
  * subtree below is a hole), so reading or mapping a sparse image loads and allocates no
  * page for its holes; a page is made for a hole only when a block under it is written.
@@ -32,6 +41,11 @@ export const PAGE_BYTES = FANOUT * HASH_BYTES;
  * gateway's chunk cache keeps their bytes, so one comes back without a store read).
  */
 export const DEFAULT_LOADED_PAGE_BYTES = 16 * 1024 * 1024;
+
+/** Patch chunks one block's stack holds at most; a commit folds the block into a whole chunk past that. */
+export const MAX_PATCH_STACK = 4;
+
+const STACK_MAGIC = new TextEncoder().encode("BMP2");
 
 /** The address of a hole (an all-zero block) and of an empty page. */
 export const ZERO_HASH: Hash = "0".repeat(64);
@@ -66,6 +80,63 @@ export function decodePage(bytes: Uint8Array): Uint8Array {
   return page;
 }
 
+/** A leaf page's patch stacks: slot to patch chunk hashes, oldest first. */
+export type PatchStacks = ReadonlyMap<number, readonly Hash[]>;
+
+/** Bytes of a leaf page: {@link encodePage} without stacks, the stacked form (module doc) with them. */
+export function encodeLeafPage(entries: Uint8Array, stacks: PatchStacks | null): Uint8Array {
+  if (!stacks || stacks.size === 0) return encodePage(entries);
+  const slots = [...stacks.keys()].sort((a, b) => a - b);
+  let length = PAGE_BYTES + 4 + STACK_MAGIC.byteLength;
+  for (const slot of slots) length += 2 + stacks.get(slot)!.length * HASH_BYTES;
+  const out = new Uint8Array(length);
+  out.set(entries.subarray(0, PAGE_BYTES));
+  let at = PAGE_BYTES;
+  for (const slot of slots) {
+    const stack = stacks.get(slot)!;
+    if (stack.length === 0 || stack.length > 255)
+      throw new RangeError(`Invalid patch stack of ${stack.length}`);
+    out[at] = slot;
+    out[at + 1] = stack.length;
+    at += 2;
+    for (const h of stack) {
+      out.set(rawHash(h), at);
+      at += HASH_BYTES;
+    }
+  }
+  new DataView(out.buffer).setUint32(at, slots.length, true);
+  out.set(STACK_MAGIC, at + 4);
+  return out;
+}
+
+/** A leaf page's full FANOUT entries and its patch stacks (empty for a plain page). */
+export function decodeLeafPage(bytes: Uint8Array): { entries: Uint8Array; stacks: Map<number, Hash[]> } {
+  const stacks = new Map<number, Hash[]>();
+  if (bytes.byteLength <= PAGE_BYTES) return { entries: decodePage(bytes), stacks };
+  const bad = (why: string) =>
+    new RangeError(`Invalid block map leaf page of ${bytes.byteLength} bytes: ${why}`);
+  const end = bytes.byteLength - 4 - STACK_MAGIC.byteLength;
+  if (end < PAGE_BYTES) throw bad("too short for patch stacks");
+  for (let i = 0; i < STACK_MAGIC.byteLength; i++)
+    if (bytes[end + 4 + i] !== STACK_MAGIC[i]) throw bad("no BMP2 trailer");
+  const count = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(end, true);
+  let at = PAGE_BYTES;
+  let last = -1;
+  for (let k = 0; k < count; k++) {
+    if (at + 2 > end) throw bad("stacks cut short");
+    const slot = bytes[at]!;
+    const n = bytes[at + 1]!;
+    at += 2;
+    if (slot <= last || n === 0 || at + n * HASH_BYTES > end) throw bad(`stack of slot ${slot}`);
+    const stack: Hash[] = [];
+    for (let j = 0; j < n; j++, at += HASH_BYTES) stack.push(toHex(bytes.subarray(at, at + HASH_BYTES)));
+    stacks.set(slot, stack);
+    last = slot;
+  }
+  if (at !== end || count === 0) throw bad("stack table does not match its length");
+  return { entries: bytes.slice(0, PAGE_BYTES), stacks };
+}
+
 function isZeroEntry(page: Uint8Array, offset: number): boolean {
   for (let i = offset; i < offset + HASH_BYTES; i++) if (page[i] !== 0) return false;
   return true;
@@ -89,6 +160,8 @@ export type PageLoader = (hash: Hash) => Promise<Uint8Array>;
  */
 interface Node {
   entries: Uint8Array;
+  /** A leaf's patch stacks (null: none, and always for upper pages). */
+  stacks: Map<number, Hash[]> | null;
   dirty: boolean;
   children: Map<number, Node>;
   /** The page above and this page's slot in it; null for the top page. */
@@ -168,14 +241,27 @@ export class BlockMap {
     return n;
   }
 
-  async #node(hash: Hash, parent: Node | null, slot: number): Promise<Node> {
+  async #node(hash: Hash, parent: Node | null, slot: number, leaf: boolean): Promise<Node> {
     // Only the top page of an empty map is made for a hole (lookups stop at zero entries).
-    const entries = hash === ZERO_HASH ? new Uint8Array(PAGE_BYTES) : decodePage(await this.#load(hash));
-    return { entries, dirty: false, children: new Map(), parent, slot };
+    if (hash === ZERO_HASH) {
+      return {
+        entries: new Uint8Array(PAGE_BYTES),
+        stacks: null,
+        dirty: false,
+        children: new Map(),
+        parent,
+        slot,
+      };
+    }
+    const bytes = await this.#load(hash);
+    if (!leaf)
+      return { entries: decodePage(bytes), stacks: null, dirty: false, children: new Map(), parent, slot };
+    const { entries, stacks } = decodeLeafPage(bytes);
+    return { entries, stacks: stacks.size ? stacks : null, dirty: false, children: new Map(), parent, slot };
   }
 
   #topNode(): Promise<Node> {
-    this.#top ??= this.#node(this.#root, null, 0).then((n) => {
+    this.#top ??= this.#node(this.#root, null, 0, this.#levels === 1).then((n) => {
       this.#topSettled = n;
       return n;
     });
@@ -208,15 +294,15 @@ export class BlockMap {
     }
   }
 
-  /** The loaded child at `slot` of `node`, loading it (a non-hole) if needed. */
-  async #child(node: Node, slot: number): Promise<Node> {
+  /** The loaded child at `slot` of `node` (a leaf if `leaf`), loading it (a non-hole) if needed. */
+  async #child(node: Node, slot: number, leaf: boolean): Promise<Node> {
     let child = node.children.get(slot);
     if (child) {
       if (!child.dirty) this.#clean.get(child); // recently used
       return child;
     }
     const hash = toHex(node.entries.subarray(slot * HASH_BYTES, (slot + 1) * HASH_BYTES));
-    const loaded = await this.#node(hash, node, slot);
+    const loaded = await this.#node(hash, node, slot, leaf);
     // Another lookup may have loaded it meanwhile; keep the first so no update is lost.
     child = node.children.get(slot);
     if (child) return child;
@@ -238,7 +324,7 @@ export class BlockMap {
       if (!node.children.has(slot) && isZeroEntry(node.entries, slot * HASH_BYTES)) {
         return { leaf: null, path };
       }
-      node = await this.#child(node, slot);
+      node = await this.#child(node, slot, level === 1);
       path.push(node);
     }
     return { leaf: node, path };
@@ -253,21 +339,65 @@ export class BlockMap {
     return isZeroEntry(leaf.entries, off) ? ZERO_HASH : toHex(leaf.entries.subarray(off, off + HASH_BYTES));
   }
 
-  /** Points `block` at `hash` (ZERO_HASH makes it a hole). Visible at once; durable after commit. */
+  /** The patch chunks laid over `block`'s chunk, oldest first (empty: none). */
+  async patches(block: number): Promise<readonly Hash[]> {
+    return (await this.entry(block)).patches;
+  }
+
+  /** `block`'s chunk ({@link ZERO_HASH}: a hole) and the patch chunks laid over it, oldest first. */
+  async entry(block: number): Promise<{ hash: Hash; patches: readonly Hash[] }> {
+    this.#checkBlock(block);
+    const { leaf } = await this.#find(block);
+    if (!leaf) return { hash: ZERO_HASH, patches: [] };
+    const slot = block % FANOUT;
+    const off = slot * HASH_BYTES;
+    const hash = isZeroEntry(leaf.entries, off)
+      ? ZERO_HASH
+      : toHex(leaf.entries.subarray(off, off + HASH_BYTES));
+    return { hash, patches: leaf.stacks?.get(slot) ?? [] };
+  }
+
+  /** Points `block` at `hash` (ZERO_HASH makes it a hole) with no patches. Visible at once; durable after commit. */
   async set(block: number, hash: Hash): Promise<void> {
+    await this.#update(block, hash === ZERO_HASH, (leaf, slot) => {
+      leaf.entries.set(rawHash(hash), slot * HASH_BYTES);
+      leaf.stacks?.delete(slot);
+    });
+  }
+
+  /** Replaces the patch stack of `block` (its chunk stays). Visible at once; durable after commit. */
+  async setPatches(block: number, patches: readonly Hash[]): Promise<void> {
+    if (patches.length > 255)
+      throw new RangeError(`A patch stack holds at most 255 chunks; got ${patches.length}`);
+    await this.#update(block, patches.length === 0, (leaf, slot) => {
+      if (patches.length === 0) leaf.stacks?.delete(slot);
+      else {
+        leaf.stacks ??= new Map();
+        leaf.stacks.set(slot, [...patches]);
+      }
+    });
+  }
+
+  /**
+   * Changes `block`'s slot in its leaf with `change`, making the pages of a hole's levels
+   * if needed and marking the path dirty. `clears`: the change leaves the slot empty, so on
+   * a hole (no leaf yet) it is nothing to do.
+   */
+  async #update(block: number, clears: boolean, change: (leaf: Node, slot: number) => void): Promise<void> {
     this.#checkBlock(block);
     for (;;) {
       const { leaf, path } = await this.#find(block);
       // No await from here on: the path cannot be evicted while it is checked and marked.
       const last = path[path.length - 1]!;
       if (!this.#attached(last)) continue; // a page of the path was evicted during the descent
-      if (!leaf && hash === ZERO_HASH) return; // a hole made a hole: nothing changes
+      if (!leaf && clears) return; // a hole made a hole: nothing changes
       let node = last;
       // Pages for the hole's levels below the last loaded page, made now that a block under them is written.
       while (path.length < this.#levels) {
         const slot = Math.floor(block / FANOUT ** (this.#levels - path.length)) % FANOUT;
         const made: Node = {
           entries: new Uint8Array(PAGE_BYTES),
+          stacks: null,
           dirty: true,
           children: new Map(),
           parent: node,
@@ -277,7 +407,8 @@ export class BlockMap {
         path.push(made);
         node = made;
       }
-      node.entries.set(rawHash(hash), (block % FANOUT) * HASH_BYTES);
+      change(node, block % FANOUT);
+      if (node.stacks?.size === 0) node.stacks = null;
       for (const n of path) {
         if (!n.dirty) this.#clean.delete(n);
         n.dirty = true;
@@ -308,9 +439,12 @@ export class BlockMap {
       for (let slot = from; slot < to; slot++) {
         const start = Math.max(first, base + slot * span);
         const stop = Math.min(end, base + (slot + 1) * span);
-        const zero = !node.children.has(slot) && isZeroEntry(node.entries, slot * HASH_BYTES);
+        const zero =
+          !node.children.has(slot) &&
+          isZeroEntry(node.entries, slot * HASH_BYTES) &&
+          !(level === 0 && node.stacks?.has(slot)); // patches over a hole are data
         if (level === 0 || zero) push(stop - start, zero);
-        else await visit(await this.#child(node, slot), level - 1, base + slot * span);
+        else await visit(await this.#child(node, slot, level === 1), level - 1, base + slot * span);
       }
     };
     await visit(await this.#topNode(), this.#levels - 1, 0);
@@ -329,7 +463,7 @@ export class BlockMap {
       }
       node.dirty = false;
       if (node !== top) this.#unstored.push(node);
-      const bytes = encodePage(node.entries);
+      const bytes = encodeLeafPage(node.entries, node.stacks);
       if (bytes.byteLength === 0) return ZERO_HASH;
       const hash = toHex(hashBytes(bytes));
       pages.push({ hash, bytes });

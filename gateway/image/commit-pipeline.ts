@@ -1,6 +1,7 @@
 /**
- * One commit of an image's dirty blocks: hash them in the worker pool, put the chunks on
- * their stores, update the block map, put its changed pages, and advance the head (the
+ * One commit of an image's dirty blocks: hash them in the worker pool (small writes, kept
+ * as patches, become patch chunks hashed here), put the chunks on their stores, update
+ * the block map, put its changed pages, and advance the head (the
  * one head writer). The cluster record is read fresh while the blocks are hashed, before
  * the first put: a store that entered maintenance is not counted (the chunks are put again,
  * spilling past it, if the head says one did since), and a garbage collection barrier that
@@ -8,16 +9,18 @@
  */
 
 import type { ChunkPut, Hash } from "../../chunkstore/chunk-store.ts";
-import { toHex } from "../../chunkstore/hash.ts";
+import { hashChunk, toHex } from "../../chunkstore/hash.ts";
 import { rememberHash } from "../../chunkstore/hashed-here.ts";
 import { BufferPool } from "../../runtime/buffer-pool.ts";
 import type { TaskPool } from "../../workers/task-pool.ts";
 import { PutOutcome } from "../replication/store-set.ts";
 import { type BlockMap, growRoot, levelsFor, ZERO_HASH } from "./block-map.ts";
+import { BlockPatch } from "./block-patch.ts";
 import { confirmContent } from "./gc-barrier.ts";
 import { blockCount, type Head } from "./head.ts";
 import { commitContent, GcBarrierError, NeedMoreCopiesError } from "./head-writer.ts";
 import type { ImageContext } from "./image-context.ts";
+import { encodePatchChunk } from "./patch-chunk.ts";
 import type { Resolved } from "./write-cache.ts";
 
 /** Blocks hashed per worker task: 16 x 64 KiB = 1 MiB, enough to amortize the hand-off. */
@@ -40,41 +43,82 @@ export interface CommitInput {
   readonly pending: Set<string>;
 }
 
-/** Commits `input.batch`; resolves with the new head and the hash of each block. */
+/**
+ * Commits `input.batch`; resolves with the new head and the data chunks it stored (whole
+ * blocks and patch chunks, for the chunk cache). A block whose batch entry is a
+ * {@link BlockPatch} gets the patch as a chunk on its patch stack; if the commit fails,
+ * those stacks are put back as they were, so the map never names a patch chunk that no
+ * head may reference (the patch goes back to the write cache and is committed again).
+ */
 export async function commitBatch(
   ctx: ImageContext,
   input: CommitInput,
-): Promise<{ head: Head; hashes: Map<number, Hash> }> {
+): Promise<{ head: Head; stored: ChunkPut[] }> {
   const { head, batch, map } = input;
   // Read while hashing, awaited before the first put: the gc barrier must be read before it.
   const freshState = ctx.cluster.freshState();
   freshState.catch(() => {}); // awaited below; a failure there fails the commit
-  const hashes = await hashBlocks(ctx.pool, batch, input.chunkSize);
-  const chunks: ChunkPut[] = [];
-  for (const [index, content] of batch) {
+  const whole = new Map<number, Uint8Array | null>();
+  for (const [index, content] of batch) if (!(content instanceof BlockPatch)) whole.set(index, content);
+  const [hashes, patchChunks] = await Promise.all([
+    hashBlocks(ctx.pool, whole, input.chunkSize),
+    hashPatches(batch),
+  ]);
+  const chunks: ChunkPut[] = [...patchChunks.values()];
+  for (const [index, content] of whole) {
     const hash = hashes.get(index)!;
     if (hash !== ZERO_HASH && content) chunks.push({ hash, bytes: content });
   }
   const state = await freshState;
   const leaving = ctx.cluster.leaving();
   const dataOutcome = await ctx.stores.putChunks(chunks, leaving, input.pending);
-  for (const [index] of batch) await map.set(index, hashes.get(index)!);
-  const { root, pages } = await map.commit();
-  const pageOutcome = await ctx.stores.putChunks(pages, leaving, input.pending);
-  map.pagesStored();
-  const written = await advanceHead(ctx, {
-    head,
-    base: input.base,
-    ownAttempts: input.ownAttempts,
-    commitId: input.commitId,
-    root,
-    size: head.size,
-    content: [...chunks, ...pages],
-    put: PutOutcome.merge(dataOutcome, pageOutcome),
-    state,
-  });
-  input.pending.clear();
-  return { head: written, hashes };
+  const stacksBefore = new Map<number, readonly Hash[]>();
+  try {
+    for (const [index] of whole) await map.set(index, hashes.get(index)!);
+    for (const [index, chunk] of patchChunks) {
+      const before = await map.patches(index);
+      stacksBefore.set(index, before);
+      await map.setPatches(index, [...before, chunk.hash]);
+    }
+    const { root, pages } = await map.commit();
+    const pageOutcome = await ctx.stores.putChunks(pages, leaving, input.pending);
+    map.pagesStored();
+    const written = await advanceHead(ctx, {
+      head,
+      base: input.base,
+      ownAttempts: input.ownAttempts,
+      commitId: input.commitId,
+      root,
+      size: head.size,
+      content: [...chunks, ...pages],
+      put: PutOutcome.merge(dataOutcome, pageOutcome),
+      state,
+    });
+    input.pending.clear();
+    return { head: written, stored: chunks };
+  } catch (err) {
+    for (const [index, before] of stacksBefore) await map.setPatches(index, before);
+    throw err;
+  }
+}
+
+/** Each patch of the batch as a patch chunk, hashed here (they are small), the hash remembered. */
+async function hashPatches(batch: ReadonlyMap<number, Resolved>): Promise<Map<number, ChunkPut>> {
+  const out = new Map<number, ChunkPut>();
+  let since = 0;
+  for (const [index, content] of batch) {
+    if (!(content instanceof BlockPatch)) continue;
+    const bytes = encodePatchChunk(content);
+    const hash = hashChunk(bytes);
+    out.set(index, { hash, bytes: rememberHash(bytes, hash) });
+    // About a millisecond of hashing at a time, then the event loop runs.
+    since += bytes.byteLength;
+    if (since >= HASH_TASK_BYTES) {
+      since = 0;
+      await yieldToEventLoop();
+    }
+  }
+  return out;
 }
 
 /** What a resize needs from its image. */
@@ -180,7 +224,7 @@ async function advanceHead(ctx: ImageContext, change: HeadAdvance): Promise<Head
 /** Hashes the batch's blocks in the worker pool; holes and all-zero blocks get ZERO_HASH. */
 export async function hashBlocks(
   pool: TaskPool,
-  batch: ReadonlyMap<number, Resolved>,
+  batch: ReadonlyMap<number, Uint8Array | null>,
   chunkSize: number,
 ): Promise<Map<number, Hash>> {
   const out = new Map<number, Hash>();

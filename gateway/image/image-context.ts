@@ -14,6 +14,12 @@ export interface ImageCacheOptions {
   readonly flushIntervalMs: number;
   /** After its last client leaves, an image stays open this long (cache warm) before it closes. */
   readonly lingerMs: number;
+  /**
+   * A commit stores a small write to a block (at most a quarter of it) as a patch chunk on
+   * the block's patch stack instead of rewriting the block (block-map.ts); false: always
+   * rewrite. Default true.
+   */
+  readonly patchWrites?: boolean;
 }
 
 export const DEFAULT_CACHE_OPTIONS: ImageCacheOptions = {

@@ -20,7 +20,7 @@ import {
   type BlockSizes,
   type Extent,
 } from "../nbd/block-device.ts";
-import { BlockMap, ZERO_HASH } from "./block-map.ts";
+import { BlockMap, MAX_PATCH_STACK, ZERO_HASH } from "./block-map.ts";
 import { BlockPatch } from "./block-patch.ts";
 import { blockSpans, copySpan } from "./block-spans.ts";
 import { commitBatch, commitGrowth } from "./commit-pipeline.ts";
@@ -28,6 +28,7 @@ import { CommitQueue } from "./commit-queue.ts";
 import { blockCount, type Head, isTombstone, liveHead } from "./head.ts";
 import { addSnapshot, removeSnapshot, takeOver } from "./head-writer.ts";
 import type { ImageContext, InflightCommit } from "./image-context.ts";
+import { blockWithPatches, patchDataBytes } from "./patch-chunk.ts";
 import { SharedRefresh } from "./shared-refresh.ts";
 import { type Pending, type Resolved, WriteCache } from "./write-cache.ts";
 
@@ -268,17 +269,24 @@ export class Image implements BlockDevice {
     });
   }
 
-  /** The blocks as the map names them (null: a hole), the chunks not in the cache read together. */
+  /**
+   * The blocks as the map names them (null: a hole): each block's chunk with its patch
+   * stack laid over it; the chunks not in the cache read together.
+   */
   async #committedBlocks(indices: readonly number[]): Promise<(Uint8Array | null)[]> {
     if (indices.length === 0) return [];
-    const hashes = await Promise.all(indices.map((i) => this.#map.get(i)));
+    const entries = await Promise.all(indices.map((i) => this.#map.entry(i)));
     const found = new Map<Hash, Uint8Array>();
     const wanted = new Set<Hash>();
-    for (const h of hashes) {
-      if (h === ZERO_HASH || found.has(h)) continue;
+    const want = (h: Hash) => {
+      if (h === ZERO_HASH || found.has(h) || wanted.has(h)) return;
       const cached = this.#ctx.chunkCache.get(h);
       if (cached) found.set(h, cached);
       else wanted.add(h);
+    };
+    for (const e of entries) {
+      want(e.hash);
+      for (const p of e.patches) want(p);
     }
     if (wanted.size > 0) {
       const missing = [...wanted];
@@ -288,7 +296,13 @@ export class Image implements BlockDevice {
         this.#ctx.chunkCache.set(h, got[k]!);
       });
     }
-    return hashes.map((h) => (h === ZERO_HASH ? null : found.get(h)!));
+    return entries.map(({ hash, patches }) =>
+      blockWithPatches(
+        hash === ZERO_HASH ? null : found.get(hash)!,
+        patches.map((p) => found.get(p)!),
+        this.chunkSize,
+      ),
+    );
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
@@ -412,18 +426,29 @@ export class Image implements BlockDevice {
   }
 
   /**
-   * Lays the patches a commit took over their committed blocks (fetched together), so the
-   * batch holds whole blocks before the map changes; the cache keeps the results.
+   * Chooses what the commit stores for each patch it took. A small one (at most a quarter
+   * of the block) over a block whose patch stack has room stays a patch: it is stored as a
+   * patch chunk on the stack. The others are laid over their committed blocks (fetched
+   * together), so the batch holds whole blocks before the map changes (which folds the
+   * block's stack into its new chunk); the cache keeps the results.
    */
   async #resolvePatches(batch: Map<number, Pending>): Promise<Map<number, Resolved>> {
     const patched = [...batch].filter((e): e is [number, BlockPatch] => e[1] instanceof BlockPatch);
-    const bases = await this.#committedBlocks(patched.map(([index]) => index));
-    patched.forEach(([index, patch], k) => {
+    const stacks =
+      this.#ctx.cache.patchWrites === false
+        ? null
+        : await Promise.all(patched.map(([i]) => this.#map.patches(i)));
+    const small = this.chunkSize / 4;
+    const folded = patched.filter(
+      ([, patch], k) => !(stacks && stacks[k]!.length < MAX_PATCH_STACK && patchDataBytes(patch) <= small),
+    );
+    const bases = await this.#committedBlocks(folded.map(([index]) => index));
+    folded.forEach(([index, patch], k) => {
       const whole: Resolved = patch.over(bases[k]!);
       batch.set(index, whole);
       this.#cache.resolved(index, patch, whole);
     });
-    return batch as Map<number, Resolved>;
+    return batch;
   }
 
   #put(index: number, content: Pending): void {
@@ -460,7 +485,7 @@ export class Image implements BlockDevice {
     const started = performance.now();
     try {
       const whole = await this.#resolvePatches(batch);
-      const { head, hashes } = await commitBatch(this.#ctx, {
+      const { head, stored } = await commitBatch(this.#ctx, {
         head: this.#head,
         base: this.#committed,
         ownAttempts: this.#inDoubt,
@@ -472,8 +497,7 @@ export class Image implements BlockDevice {
       });
       this.#landed(head, started);
       this.#cache.committed(whole);
-      for (const [index, content] of whole)
-        if (content) this.#ctx.chunkCache.set(hashes.get(index)!, content);
+      for (const c of stored) this.#ctx.chunkCache.set(c.hash, c.bytes);
     } catch (err) {
       this.#pending.clear();
       if (err instanceof StaleEpochError || err instanceof ImageDeletedError) {

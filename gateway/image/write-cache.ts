@@ -21,8 +21,12 @@ import { BlockPatch } from "./block-patch.ts";
 /** A block's pending content: bytes, a patch over the committed block, or null for a hole (trimmed or zeroed). */
 export type Pending = Uint8Array | BlockPatch | null;
 
-/** A block's pending content once patches are resolved (what a commit hashes and stores). */
-export type Resolved = Uint8Array | null;
+/**
+ * What a commit stores for a block once it has chosen (Image.#resolvePatches): a whole
+ * block, a hole, or a small patch kept as it is, stored as a patch chunk on the block's
+ * patch stack (block-map.ts).
+ */
+export type Resolved = Uint8Array | BlockPatch | null;
 
 function sizeOf(content: Pending): number {
   return content === null ? 0 : content instanceof BlockPatch ? content.bytes.byteLength : content.byteLength;
@@ -157,6 +161,8 @@ export class WriteCache {
         this.#dirty.set(index, content);
         this.#account(sizeOf(content));
       } else if (newer instanceof BlockPatch && !(content instanceof BlockPatch)) {
+        // (A failed patch commit needs nothing here: its stack was put back, and a newer
+        // patch includes the failed one's ranges.)
         this.#dirty.set(index, newer.over(content)); // the same size: the budget is unchanged
       }
       if (this.#flushing.get(index) === content) this.#flushing.delete(index);

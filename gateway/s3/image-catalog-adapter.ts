@@ -28,6 +28,7 @@ import {
 import { GcBarrierError, importContent, NeedMoreCopiesError, type PutReport } from "../image/head-writer.ts";
 import type { ImageContext } from "../image/image-context.ts";
 import type { ImageService } from "../image/image-service.ts";
+import { blockWithPatches } from "../image/patch-chunk.ts";
 import { type PutOutcome, PutOutcomes } from "../replication/store-set.ts";
 import {
   type CommittedVersion,
@@ -270,10 +271,15 @@ class StoreVersionReader implements VersionReader {
     for (const s of blockSpans(offset, length, this.version.chunkSize)) {
       jobs.push(
         (async () => {
-          const hash = await this.#map.get(s.index);
-          if (hash === ZERO_HASH) return; // a hole: zeros, no store asked
+          const { hash, patches } = await this.#map.entry(s.index);
+          if (hash === ZERO_HASH && patches.length === 0) return; // a hole: zeros, no store asked
           // Clean chunks by hash are immutable; a scan does not fill the cache (it would evict VM data).
-          const bytes = this.#ctx.chunkCache.get(hash) ?? (await this.#ctx.stores.getChunk(hash));
+          const chunk = (h: Hash) => this.#ctx.chunkCache.get(h) ?? this.#ctx.stores.getChunk(h);
+          const [base, ...stack] = await Promise.all([
+            hash === ZERO_HASH ? null : chunk(hash),
+            ...patches.map(chunk),
+          ]);
+          const bytes = blockWithPatches(base ?? null, stack as Uint8Array[], this.version.chunkSize)!;
           out.set(bytes.subarray(s.inBlock, s.inBlock + s.length), s.at);
         })(),
       );

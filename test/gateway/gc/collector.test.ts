@@ -101,6 +101,43 @@ describe("garbage collection", () => {
     await service.close();
   });
 
+  test("patch chunks (small writes) stay while a stack names them, and go once a fold or a deleted snapshot frees them", async () => {
+    const stores = [new MemoryStore("a"), new MemoryStore("b"), new MemoryStore("c")];
+    const { service, core } = await imageService(stores);
+    await service.create("vm", MiB);
+    await writeBlocks(
+      service,
+      "vm",
+      [...Array(16).keys()].map((i) => [i, 500 + i] as [number, number]),
+    );
+    const img = await service.open("vm");
+    const small = async (block: number, k: number) => {
+      await img.write(block * BLOCK + k * 5000, pattern(1000, 600 + k * 16 + block), { fua: true });
+    };
+    for (let k = 0; k < 3; k++) for (const b of [1, 2, 3, 4]) await small(b, k);
+    await service.snapshot("vm", "s1"); // holds the stacks of blocks 1-4 as they are now
+    for (let k = 3; k < 6; k++) await small(1, k); // block 1's stack folds into a whole block
+    await service.release(img);
+    const expected = { vm: await readAll(service, "vm"), s1: await readAll(service, "vm@s1") };
+
+    const first = await testCollector(core).run({ graceMs: 0 });
+    expect(first.error).toBeNull();
+    const fresh = (await imageService(stores)).service;
+    expect(await readAll(fresh, "vm")).toEqual(expected.vm);
+    expect(await readAll(fresh, "vm@s1")).toEqual(expected.s1);
+    await fresh.close();
+    // Deleting the snapshot frees block 1's old stack (folded in vm); the rest stays named by vm.
+    await service.deleteSnapshot("vm", "s1");
+    const second = await testCollector(core).run({ graceMs: 0 });
+    expect(second.stores.reduce((n, s) => n + s.deleted, 0)).toBeGreaterThanOrEqual(3 * 2);
+    const again = (await imageService(stores)).service;
+    expect(await readAll(again, "vm")).toEqual(expected.vm);
+    await again.close();
+    const live = await referencedByHeads(core);
+    for (const st of stores) for (const h of await stored(st)) expect(live.has(h)).toBe(true);
+    await service.close();
+  });
+
   /**
    * A commit that put (deduplicated against) a chunk BEFORE the pass condemned it and
    * writes its head after the barrier is refused and puts again; the chunk survives. The

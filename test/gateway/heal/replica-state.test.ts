@@ -100,6 +100,48 @@ describe("issue 7: replica state that never lies", () => {
     await readsBack(g, "vm", now);
     await readsBack(g, "vm@s1", atSnapshot);
     await readsBack(g, "clone", atSnapshot);
+    // From a gateway whose chunk cache never held them too.
+    const fresh = await cluster.startGateway();
+    await readsBack(fresh, "vm", now);
+    await readsBack(fresh, "vm@s1", atSnapshot);
+    await readsBack(fresh, "clone", atSnapshot);
+  }, 120_000);
+
+  test("7.2b small writes (patch chunks) made while a store was away are healed: with the other gone, every byte reads back", async () => {
+    const { cluster, g, model } = await filled("vm", 4 * MiB);
+    await cluster.stopStore("a");
+    await waitFor("a down", async () => (await storeState(g, "a")).state === "down");
+    const c = await nbd(g, "vm");
+    // Small writes over a few blocks, so that their stacks grow, and some fold, across commits.
+    let seed = 1;
+    const small = async (rounds: number, into: Uint8Array[]) => {
+      for (let r = 0; r < rounds; r++) {
+        for (let k = 0; k < 12; k++) {
+          seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+          const length = 512 * (1 + (seed % 8));
+          const off = (seed % 48) * 65536 + 512 * ((seed >>> 8) % ((65536 - length) / 512 + 1));
+          const data = randomBytes(length);
+          await c.write(off, data);
+          for (const m of into) m.set(data, off);
+        }
+        await c.flush();
+      }
+    };
+    await small(3, [model]);
+    const atSnapshot = model.slice();
+    await send(g, "POST", "/v1/images/vm/snapshots", { name: "s1" });
+    await small(4, [model]);
+    c.close();
+    await cluster.startStore("a");
+    await waitInSync(g);
+    expect((await safeToRemove(g, "b")).safe).toBe(true);
+    await cluster.stopStore("b");
+    await readsBack(g, "vm", model);
+    await readsBack(g, "vm@s1", atSnapshot);
+    // And from a gateway whose chunk cache never held them: every patch chunk is on a.
+    const fresh = await cluster.startGateway();
+    await readsBack(fresh, "vm", model);
+    await readsBack(fresh, "vm@s1", atSnapshot);
   }, 120_000);
 
   test("7.3 a hung store that missed commits makes the other unsafe at once, not after it is marked down", async () => {

@@ -2,7 +2,9 @@ import { expect, test } from "bun:test";
 import { hashChunk } from "../../../chunkstore/hash.ts";
 import {
   BlockMap,
+  decodeLeafPage,
   decodePage,
+  encodeLeafPage,
   encodePage,
   FANOUT,
   growRoot,
@@ -172,4 +174,73 @@ test("pages a commit wrote stay loaded until they are stored", async () => {
     expect(await map.get(leaf * FANOUT + 1)).toBe(ZERO_HASH);
   }
   expect(store.loads).toBe(0);
+});
+
+test("a leaf page with patch stacks round-trips, and the plain page decoder refuses it", () => {
+  const entries = new Uint8Array(FANOUT * 32);
+  entries.fill(7, 32, 64); // slot 1 has a chunk
+  const p = (n: number) => hashChunk(new TextEncoder().encode(`patch ${n}`));
+  const stacks = new Map([
+    [200, [p(1)]],
+    [1, [p(2), p(3)]],
+  ]);
+  const bytes = encodeLeafPage(entries, stacks);
+  expect(bytes.byteLength).toBe(FANOUT * 32 + 2 + 64 + 2 + 32 + 8);
+  const back = decodeLeafPage(bytes);
+  expect(back.entries).toEqual(entries);
+  expect([...back.stacks].sort((a, b) => a[0] - b[0])).toEqual([
+    [1, [p(2), p(3)]],
+    [200, [p(1)]],
+  ]);
+  // A walker that knows only plain pages must fail, not miss the patch chunks.
+  expect(() => decodePage(bytes)).toThrow(RangeError);
+  // Without stacks a leaf is a plain page, and decodes with no stacks.
+  expect(encodeLeafPage(entries, new Map())).toEqual(encodePage(entries));
+  expect(decodeLeafPage(encodePage(entries)).stacks.size).toBe(0);
+  // Damage is refused, never half-read.
+  for (const cut of [bytes.subarray(0, bytes.byteLength - 1), bytes.subarray(0, FANOUT * 32 + 3)])
+    expect(() => decodeLeafPage(cut)).toThrow(RangeError);
+  const badTrailer = bytes.slice();
+  badTrailer[badTrailer.byteLength - 1] = 0;
+  expect(() => decodeLeafPage(badTrailer)).toThrow(RangeError);
+});
+
+test("patch stacks: set, read back through committed pages, cleared by a whole block; patches over a hole are data", async () => {
+  const stored = new Map<string, Uint8Array>();
+  const load = async (h: string) => stored.get(h)!;
+  const blocks = FANOUT * 3;
+  const map = new BlockMap(load, ZERO_HASH, blocks);
+  const c = (n: number) => hashChunk(new TextEncoder().encode(`chunk ${n}`));
+  await map.set(5, c(5));
+  await map.setPatches(5, [c(50), c(51)]);
+  await map.setPatches(FANOUT + 9, [c(90)]); // over a hole
+  expect(await map.entry(5)).toEqual({ hash: c(5), patches: [c(50), c(51)] });
+  expect(await map.entry(FANOUT + 9)).toEqual({ hash: ZERO_HASH, patches: [c(90)] });
+  expect(await map.runs(FANOUT, FANOUT)).toEqual([
+    { blocks: 9, hole: true },
+    { blocks: 1, hole: false },
+    { blocks: FANOUT - 10, hole: true },
+  ]);
+  const first = await map.commit();
+  for (const pg of first.pages) stored.set(pg.hash, pg.bytes);
+  map.pagesStored();
+
+  const again = new BlockMap(load, first.root, blocks);
+  expect(await again.entry(5)).toEqual({ hash: c(5), patches: [c(50), c(51)] });
+  expect(await again.patches(FANOUT + 9)).toEqual([c(90)]);
+  expect(await again.patches(6)).toEqual([]);
+  expect((await again.runs(FANOUT + 9, 1))[0]).toEqual({ blocks: 1, hole: false });
+  // A whole block replaces the chunk and drops its stack; an empty stack on a hole leaves a hole.
+  await again.set(5, c(6));
+  await again.setPatches(FANOUT + 9, []);
+  expect(await again.entry(5)).toEqual({ hash: c(6), patches: [] });
+  const second = await again.commit();
+  for (const pg of second.pages) stored.set(pg.hash, pg.bytes);
+  const third = new BlockMap(load, second.root, blocks);
+  expect(await third.entry(5)).toEqual({ hash: c(6), patches: [] });
+  expect(await third.runs(FANOUT, FANOUT)).toEqual([{ blocks: FANOUT, hole: true }]);
+  // Setting a stack back to what it was gives back the same root (a failed commit's undo).
+  await third.setPatches(5, [c(1)]);
+  await third.setPatches(5, []);
+  expect((await third.commit()).root).toBe(second.root);
 });

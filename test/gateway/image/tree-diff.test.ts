@@ -268,3 +268,32 @@ test("a one-level tree: the root is the only page and its entries are data chunk
   const got = await collect(changedChunks(pages.read, v1.root, v2.root, 1));
   expect(got.sort(byHash)).toEqual(expected([v2.root], [chunk(12), chunk(13)]));
 });
+
+test("patch chunks on a leaf's stacks are data: a new one is yielded, one already at its place is not", async () => {
+  const pages = new Pages();
+  const v1 = await commit(pages, ZERO_HASH, BLOCKS, SPREAD);
+  const stack = async (root: Hash, block: number, patches: Hash[]) => {
+    const map = new BlockMap(pages.load, root, BLOCKS);
+    await map.setPatches(block, patches);
+    const c = await map.commit();
+    for (const p of c.pages) pages.bytes.set(p.hash, p.bytes);
+    return { root: c.root, written: c.pages.map((p) => p.hash) };
+  };
+  const v2 = await stack(v1.root, 300, [chunk(1000)]);
+  expect((await collect(changedChunks(pages.read, v1.root, v2.root, v1.levels))).sort(byHash)).toEqual(
+    expected(v2.written, [chunk(1000)]),
+  );
+  // Another patch on the same block: only it is new; a whole walk (a wiped store) finds both.
+  const v3 = await stack(v2.root, 300, [chunk(1000), chunk(1001)]);
+  expect((await collect(changedChunks(pages.read, v2.root, v3.root, v1.levels))).sort(byHash)).toEqual(
+    expected(v3.written, [chunk(1001)]),
+  );
+  const all = await collect(changedChunks(pages.read, ZERO_HASH, v3.root, v1.levels));
+  for (const h of [chunk(1000), chunk(1001), ...Object.values(SPREAD)])
+    expect(all).toContainEqual({ hash: h, page: false });
+  // Patches over a hole in a leaf of its own are found too.
+  const v4 = await stack(v3.root, FANOUT * FANOUT + FANOUT * 7 + 3, [chunk(1002)]);
+  expect((await collect(changedChunks(pages.read, v3.root, v4.root, v1.levels))).sort(byHash)).toEqual(
+    expected(v4.written, [chunk(1002)]),
+  );
+});
