@@ -27,7 +27,7 @@
  */
 import { LRUCache } from "lru-cache";
 import type { Hash } from "../../chunkstore/chunk-store.ts";
-import { HASH_BYTES, hashBytes, toHex } from "../../chunkstore/hash.ts";
+import { fromHex, HASH_BYTES, hashBytes, toHex } from "../../chunkstore/hash.ts";
 
 /** Entries per page: 256 x 32 bytes = 8 KiB pages; a leaf covers 16 MiB of 64 KiB chunks. */
 export const FANOUT = 256;
@@ -144,10 +144,7 @@ function isZeroEntry(page: Uint8Array, offset: number): boolean {
 
 /** Raw 32 bytes of a hex hash. */
 function rawHash(hash: Hash): Uint8Array {
-  if (hash === ZERO_HASH) return ZERO_ENTRY;
-  const out = new Uint8Array(HASH_BYTES);
-  for (let i = 0; i < HASH_BYTES; i++) out[i] = Number.parseInt(hash.slice(i * 2, i * 2 + 2), 16);
-  return out;
+  return hash === ZERO_HASH ? ZERO_ENTRY : fromHex(hash);
 }
 
 /** Reads a page chunk by hash (from the image's stores). */

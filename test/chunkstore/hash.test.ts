@@ -1,5 +1,13 @@
 import { expect, test } from "bun:test";
-import { HASH_ENGINE, hashBytes, hashBytesWasm, hashChunk, isHash, toHex } from "../../chunkstore/hash.ts";
+import {
+  fromHex,
+  HASH_ENGINE,
+  hashBytes,
+  hashBytesWasm,
+  hashChunk,
+  isHash,
+  toHex,
+} from "../../chunkstore/hash.ts";
 
 test("the BLAKE3 of the empty input is the published test vector", () => {
   expect(hashChunk(new Uint8Array(0))).toBe(
@@ -21,4 +29,11 @@ test("isHash accepts only 64 lowercase hex characters", () => {
   expect(isHash("A".repeat(64))).toBe(false);
   expect(isHash("a".repeat(63))).toBe(false);
   expect(isHash(42)).toBe(false);
+});
+
+test("fromHex is the inverse of toHex, for lower and upper case digits", () => {
+  const bytes = new Uint8Array(256).map((_, i) => i);
+  expect(fromHex(toHex(bytes))).toEqual(bytes);
+  expect(fromHex(toHex(bytes).toUpperCase())).toEqual(bytes);
+  expect(fromHex("00ff10aB")).toEqual(new Uint8Array([0, 255, 16, 171]));
 });
