@@ -12,7 +12,8 @@
  * Prints per round and phase (before, away, heal, after): IOPS and the share of the
  * before-phase IOPS kept, p50/p99/p99.9/max, the longest stretch without a completed I/O,
  * the I/Os over 100 ms, and the CPU % of the gateway and of stores a and b (/proc); the heal's duration from b's return to in sync; bytes copied over
- * bytes changed (distinct chunks written while b was away); the status ETA's error
+ * bytes changed (distinct blocks written while b was away, times the chunk size: an upper
+ * bound since small writes are patch chunks of about their own size); the status ETA's error
  * against the time the heal really took, once 10 % was copied. Then the idle heal rate (no VM
  * load) against the store's raw put rate over HTTP. Writes docs/heal-latency.svg (the first
  * round's latency over time, events marked).

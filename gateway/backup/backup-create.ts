@@ -14,7 +14,7 @@
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { levelsFor, ZERO_HASH } from "../image/block-map.ts";
 import { blockCount } from "../image/head.ts";
-import { changedChunks } from "../image/tree-diff.ts";
+import { type ChangedChunk, changedChunks, expectedBytes } from "../image/tree-diff.ts";
 import type { BackupCluster, BackupVersion, VersionPins } from "./backup-cluster.ts";
 import { type Manifest, newBackupId } from "./backup-manifest.ts";
 import { BlobReader } from "./blob-reader.ts";
@@ -27,9 +27,6 @@ import { type LockOptions, RepositoryLock } from "./repository-lock.ts";
 /** Chunks read from the stores per batch, and batches in flight. */
 const READ_BATCH = 64;
 const READ_LANES = 4;
-
-/** Bytes of a map page (8 KiB: 256 hashes). */
-const PAGE_BYTES = 8192;
 
 /** What to back up. */
 export interface CreateParams {
@@ -108,21 +105,22 @@ export async function createBackup(deps: CreateDeps, params: CreateParams): Prom
       if (await cluster.holds(h)) return (await cluster.readChunks([h]))[0]!;
       throw new RangeError(`Map page ${h} is neither in the repository nor in the cluster`);
     };
-    const toSend: { hash: Hash; page: boolean }[] = [];
+    const toSend: ChangedChunk[] = [];
     const planned = new Set<Hash>();
     let added = 0;
     for await (const c of changedChunks(pages, parent?.root ?? ZERO_HASH, version.root, levels)) {
-      if (!c.page) added++;
+      if (!c.page && !c.patch) added++; // blocks with a chunk (a patch chunk is not a block)
       if (planned.has(c.hash) || index.has(c.hash)) continue;
       planned.add(c.hash);
       toSend.push(c);
     }
     let removed = 0;
     if (parent)
-      for await (const c of changedChunks(pages, version.root, parent.root, levels)) if (!c.page) removed++;
+      for await (const c of changedChunks(pages, version.root, parent.root, levels))
+        if (!c.page && !c.patch) removed++;
     const dataBlocks = (parent?.dataBlocks ?? 0) + added - removed;
     const totalBytes = Math.min(dataBlocks * version.chunkSize, version.size);
-    progress.total(toSend.reduce((a, c) => a + (c.page ? PAGE_BYTES : version.chunkSize), 0));
+    progress.total(toSend.reduce((a, c) => a + expectedBytes(c, version.chunkSize), 0));
 
     progress.phase("uploading");
     let sentData = 0;

@@ -10,7 +10,7 @@ import { LRUCache } from "lru-cache";
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { growRoot, levelsFor, ZERO_HASH } from "../image/block-map.ts";
 import { blockCount, type Head, type SyncedVersion, snapshotsNotHeld } from "../image/head.ts";
-import { changedChunks } from "../image/tree-diff.ts";
+import { changedChunks, expectedBytes } from "../image/tree-diff.ts";
 import type { PlacementView, StoreSet } from "../replication/store-set.ts";
 import type { CopyItem } from "./copy-engine.ts";
 
@@ -18,8 +18,6 @@ import type { CopyItem } from "./copy-engine.ts";
 const HAS_BATCH = 512;
 /** Chunks remembered as checked within one plan (snapshots share most of their chunks): bounds memory. */
 const SEEN_LIMIT = 1_000_000;
-/** Estimated size of a map page (8 KiB: 256 hashes). */
-const PAGE_ESTIMATE = 8192;
 
 /** The chunks of `head` placed on `store` (under `view`) that it lacks, given the version it holds for certain. */
 export async function missingChunks(
@@ -58,7 +56,7 @@ export async function missingChunks(
       if (seen.has(c.hash)) continue;
       seen.set(c.hash, true);
       if (!view.placement(c.hash).includes(store)) continue;
-      batch.push({ hash: c.hash, estimate: c.page ? PAGE_ESTIMATE : head.chunkSize });
+      batch.push({ hash: c.hash, estimate: expectedBytes(c, head.chunkSize) });
       if (batch.length >= HAS_BATCH) await check();
     }
   }

@@ -5,7 +5,7 @@
  */
 import type { Hash } from "../../chunkstore/chunk-store.ts";
 import { HASH_BYTES, toHex } from "../../chunkstore/hash.ts";
-import { decodeLeafPage, decodePage, FANOUT, type PatchStacks, ZERO_HASH } from "./block-map.ts";
+import { decodeLeafPage, decodePage, FANOUT, PAGE_BYTES, type PatchStacks, ZERO_HASH } from "./block-map.ts";
 
 /** Reads a page chunk. */
 export type PageReader = (hash: Hash) => Promise<Uint8Array>;
@@ -27,10 +27,20 @@ export async function* changedChunks(
   yield* walk(pages, oldRoot, newRoot, levels, skip);
 }
 
-/** One chunk found by {@link changedChunks}: a map page or a data chunk. */
+/** One chunk found by {@link changedChunks}: a map page or a data chunk (`patch`: a patch chunk of a stack). */
 export interface ChangedChunk {
   readonly hash: Hash;
   readonly page: boolean;
+  readonly patch?: boolean;
+}
+
+/**
+ * The bytes a chunk the diff found is expected to hold, for progress, rates and ETAs (its
+ * real size is known once it is read): a page's full size, a block's chunk size, and for a
+ * patch chunk a sixteenth of the block (a 4 KiB write at 64 KiB; patches hold at most a quarter).
+ */
+export function expectedBytes(c: ChangedChunk, chunkSize: number): number {
+  return c.page ? PAGE_BYTES : c.patch ? Math.max(512, chunkSize / 16) : chunkSize;
 }
 
 async function* walk(
@@ -61,6 +71,6 @@ async function* walk(
   // A patch chunk is data the version references, as its block's chunk is.
   for (const [slot, stack] of newPage.stacks ?? []) {
     const before = oldPage?.stacks?.get(slot);
-    for (const h of stack) if (!before?.includes(h)) yield { hash: h, page: false };
+    for (const h of stack) if (!before?.includes(h)) yield { hash: h, page: false, patch: true };
   }
 }
