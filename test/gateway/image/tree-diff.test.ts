@@ -297,7 +297,8 @@ test("patch chunks on a leaf's stacks are data: a new one is yielded, one alread
     withPatches(v3.written, [chunk(1001)]),
   );
   const all = await collect(changedChunks(pages.read, ZERO_HASH, v3.root, v1.levels));
-  for (const h of [chunk(1000), chunk(1001)]) expect(all).toContainEqual({ hash: h, page: false, patch: true });
+  for (const h of [chunk(1000), chunk(1001)])
+    expect(all).toContainEqual({ hash: h, page: false, patch: true });
   for (const h of Object.values(SPREAD)) expect(all).toContainEqual({ hash: h, page: false });
   // Patches over a hole in a leaf of its own are found too.
   const v4 = await stack(v3.root, FANOUT * FANOUT + FANOUT * 7 + 3, [chunk(1002)]);
