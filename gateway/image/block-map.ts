@@ -375,6 +375,18 @@ export class BlockMap {
     });
   }
 
+  /** Lays `patch` on top of `block`'s patch stack; returns the stack it had before. */
+  async appendPatch(block: number, patch: Hash): Promise<readonly Hash[]> {
+    let before: readonly Hash[] = [];
+    await this.#update(block, false, (leaf, slot) => {
+      before = leaf.stacks?.get(slot) ?? [];
+      if (before.length >= 255) throw new RangeError(`A patch stack holds at most 255 chunks`);
+      leaf.stacks ??= new Map();
+      leaf.stacks.set(slot, [...before, patch]);
+    });
+    return before;
+  }
+
   /**
    * Changes `block`'s slot in its leaf with `change`, making the pages of a hole's levels
    * if needed and marking the path dirty. `clears`: the change leaves the slot empty, so on

@@ -75,11 +75,8 @@ export async function commitBatch(
   const stacksBefore = new Map<number, readonly Hash[]>();
   try {
     for (const [index] of whole) await map.set(index, hashes.get(index)!);
-    for (const [index, chunk] of patchChunks) {
-      const before = await map.patches(index);
-      stacksBefore.set(index, before);
-      await map.setPatches(index, [...before, chunk.hash]);
-    }
+    for (const [index, chunk] of patchChunks)
+      stacksBefore.set(index, await map.appendPatch(index, chunk.hash));
     const { root, pages } = await map.commit();
     const pageOutcome = await ctx.stores.putChunks(pages, leaving, input.pending);
     map.pagesStored();

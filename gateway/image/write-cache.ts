@@ -151,7 +151,9 @@ export class WriteCache {
 
   /**
    * The commit of `batch` failed: put its blocks back, unless a newer write replaced one; a
-   * newer patch is laid over the block now, as the map may name a chunk that never landed.
+   * newer patch is laid over a whole block now, as the map may name a chunk that never
+   * landed. A failed patch needs neither: the commit put its stack back, and a newer patch
+   * includes the failed one's ranges.
    */
   failed(batch: ReadonlyMap<number, Pending>): void {
     for (const [index, content] of batch) {
@@ -161,8 +163,6 @@ export class WriteCache {
         this.#dirty.set(index, content);
         this.#account(sizeOf(content));
       } else if (newer instanceof BlockPatch && !(content instanceof BlockPatch)) {
-        // (A failed patch commit needs nothing here: its stack was put back, and a newer
-        // patch includes the failed one's ranges.)
         this.#dirty.set(index, newer.over(content)); // the same size: the budget is unchanged
       }
       if (this.#flushing.get(index) === content) this.#flushing.delete(index);

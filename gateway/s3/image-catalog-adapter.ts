@@ -274,12 +274,12 @@ class StoreVersionReader implements VersionReader {
           const { hash, patches } = await this.#map.entry(s.index);
           if (hash === ZERO_HASH && patches.length === 0) return; // a hole: zeros, no store asked
           // Clean chunks by hash are immutable; a scan does not fill the cache (it would evict VM data).
-          const chunk = (h: Hash) => this.#ctx.chunkCache.get(h) ?? this.#ctx.stores.getChunk(h);
-          const [base, ...stack] = await Promise.all([
+          const chunk = async (h: Hash) => this.#ctx.chunkCache.get(h) ?? this.#ctx.stores.getChunk(h);
+          const [base, stack] = await Promise.all([
             hash === ZERO_HASH ? null : chunk(hash),
-            ...patches.map(chunk),
+            Promise.all(patches.map(chunk)),
           ]);
-          const bytes = blockWithPatches(base ?? null, stack as Uint8Array[], this.version.chunkSize)!;
+          const bytes = blockWithPatches(base, stack, this.version.chunkSize)!;
           out.set(bytes.subarray(s.inBlock, s.inBlock + s.length), s.at);
         })(),
       );

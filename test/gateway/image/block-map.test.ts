@@ -239,6 +239,11 @@ test("patch stacks: set, read back through committed pages, cleared by a whole b
   const third = new BlockMap(load, second.root, blocks);
   expect(await third.entry(5)).toEqual({ hash: c(6), patches: [] });
   expect(await third.runs(FANOUT, FANOUT)).toEqual([{ blocks: FANOUT, hole: true }]);
+  // A commit lays a patch on top and gets the stack it had before (to put back if it fails).
+  expect(await third.appendPatch(5, c(2))).toEqual([]);
+  expect(await third.appendPatch(5, c(3))).toEqual([c(2)]);
+  expect(await third.patches(5)).toEqual([c(2), c(3)]);
+  await third.setPatches(5, []);
   // Setting a stack back to what it was gives back the same root (a failed commit's undo).
   await third.setPatches(5, [c(1)]);
   await third.setPatches(5, []);
