@@ -55,7 +55,7 @@ while (Date.now() < end) {
   total.tombstones += r.tombstonesCollected;
   total.violations += r.violations.length;
   console.log(
-    `seed ${seed}: ${r.steps} steps, ${r.faults} faults, ${r.takeovers} takeovers, ${r.acknowledgedFlushes} acknowledged flushes (${r.partialWrites} partial block writes), ${r.safeAnswers} safe answers (${r.safeActedUpon} acted upon), ${r.maintenanceRuns} maintenance runs, ${r.lifecycleChanges} store set changes (${r.drainedActedUpon} drained stores acted upon, head holder removal: ${r.headHolderRemoval}), ${r.gcPasses} gc passes (${r.gcDeleted} chunks deleted, ${r.tombstonesCollected} tombstones collected), ${r.violations.length} violations`,
+    `seed ${seed}: ${r.steps} steps, ${r.faults} faults, ${r.takeovers} takeovers, ${r.acknowledgedFlushes} acknowledged flushes (${r.partialWrites} partial block writes), ${r.safeAnswers} safe answers (${r.safeActedUpon} acted upon), ${r.maintenanceRuns} maintenance runs, ${r.lifecycleChanges} store set changes (${r.drainedActedUpon} drained stores acted upon, head holder removal: ${r.headHolderRemoval}), ${r.gcPasses} gc passes (${r.gcDeleted} chunks deleted, ${r.tombstonesCollected} tombstones collected), ${r.foldedBlocks} blocks folded, ${r.violations.length} violations`,
   );
   if (r.violations.length) {
     console.log(r.log.join("\n"));

@@ -51,6 +51,12 @@ const command = defineCommand({
         "Store a small write as a patch chunk beside its block (the write log) instead of rewriting the block; --no-patch-writes while gateways older than patch stacks still serve the same stores",
       default: true,
     },
+    "fold-idle-ms": {
+      type: "string",
+      description:
+        "Fold an image's patch stacks back into whole chunks once it had no write for this long (milliseconds); never: keep stacks until a block's fifth small write",
+      default: "2000",
+    },
   },
   async run({ args, rawArgs }) {
     const stores = repeated("--store", rawArgs).map(parseStoreFlag);
@@ -64,6 +70,7 @@ const command = defineCommand({
       rawArgs,
       stores.map((s) => s.id),
     );
+    const foldIdleMs = parseFoldIdle(args["fold-idle-ms"]);
     const s3 = await readS3Flags(args).catch((err: Error) => {
       console.error(`blockmend gateway: ${err.message}`);
       process.exit(2);
@@ -77,7 +84,7 @@ const command = defineCommand({
       ...security,
       ...storeAccess,
       stateDir: resolve(args["state-dir"]),
-      cache: { patchWrites: args["patch-writes"] },
+      cache: { patchWrites: args["patch-writes"], foldIdleMs },
       s3: s3 ? { ...s3.config, publicNames: security.httpAccess.publicNames } : undefined,
     });
     console.log(
@@ -87,5 +94,16 @@ const command = defineCommand({
     onShutdown(() => closeReporting(gw));
   },
 });
+
+/** `--fold-idle-ms`: milliseconds (an integer from 0), or never; anything else exits with a clear error. */
+function parseFoldIdle(value: string): number {
+  if (value === "never") return Number.POSITIVE_INFINITY;
+  const ms = Number(value);
+  if (/^\d+$/.test(value) && Number.isSafeInteger(ms)) return ms;
+  console.error(
+    `blockmend gateway: --fold-idle-ms must be a number of milliseconds or never; got "${value}"`,
+  );
+  process.exit(2);
+}
 
 export default strictCommand(command);

@@ -432,6 +432,7 @@ export async function startGateway(config: GatewayConfig): Promise<Gateway> {
           throttle: core.throttle,
           latency: core.latency,
           loopDelay: core.loopDelay,
+          folding: () => core.images.folding(),
           maintenance: core.setMaintenance,
         });
         mountStoreLifecycleRoutes(a, {

@@ -29,6 +29,8 @@ export interface StatusSources {
   readonly latency: LatencyMonitor;
   /** How late this gateway's event loop runs (absent: not sampled). */
   readonly loopDelay?: EventLoopDelay;
+  /** Folding of patch stacks on this gateway (absent: not reported). */
+  readonly folding?: () => { pendingBlocks: number; foldedBlocks: number };
   /** Turns maintenance of a store on or off (and stamps every head). */
   readonly maintenance: (store: string, on: boolean) => Promise<{ stamped: number }>;
 }
@@ -154,6 +156,21 @@ async function metrics(s: StatusSources): Promise<string> {
     lines.push(`blockmend_io_latency_seconds_bucket{op="${op}",le="+Inf"} ${cum}`);
     lines.push(`blockmend_io_latency_seconds_sum{op="${op}"} ${s.latency.sums.get(op) ?? 0}`);
     lines.push(`blockmend_io_latency_seconds_count{op="${op}"} ${cum}`);
+  }
+  if (s.folding) {
+    const f = s.folding();
+    help(
+      "blockmend_patch_stacks_pending_blocks",
+      "gauge",
+      "Blocks of the open images known to carry a patch stack that an idle fold has not rewritten yet",
+    );
+    lines.push(`blockmend_patch_stacks_pending_blocks ${f.pendingBlocks}`);
+    help(
+      "blockmend_patch_stacks_folded_blocks_total",
+      "counter",
+      "Blocks whose patch stack was folded into a whole chunk",
+    );
+    lines.push(`blockmend_patch_stacks_folded_blocks_total ${f.foldedBlocks}`);
   }
   if (s.loopDelay) {
     const d = s.loopDelay;

@@ -460,6 +460,38 @@ export class BlockMap {
     return out;
   }
 
+  /**
+   * Blocks from `from` on that carry a patch stack, in order: at most `max` of them, from at
+   * most `maxLeaves` leaf pages (loading those not in memory; hole subtrees load nothing).
+   * `next` is the block to go on from, or null once the scan passed the map's last block.
+   */
+  async stackedBlocks(
+    from: number,
+    max: number,
+    maxLeaves: number,
+  ): Promise<{ blocks: number[]; next: number | null }> {
+    this.#checkBlock(from);
+    const blocks: number[] = [];
+    let leaves = 0;
+    let block = from;
+    while (block < this.blocks) {
+      if (blocks.length >= max || leaves >= maxLeaves) return { blocks, next: block };
+      const leafStart = block - (block % FANOUT);
+      const { leaf } = await this.#find(block);
+      if (leaf) {
+        leaves++;
+        const slots = leaf.stacks ? [...leaf.stacks.keys()].sort((a, b) => a - b) : [];
+        for (const slot of slots) {
+          if (leafStart + slot < block) continue;
+          if (blocks.length >= max) return { blocks, next: leafStart + slot };
+          blocks.push(leafStart + slot);
+        }
+      }
+      block = leafStart + FANOUT;
+    }
+    return { blocks, next: null };
+  }
+
   /** Hashes every dirty page bottom-up and returns the new root and the pages to store. */
   async commit(): Promise<MapCommit> {
     const top = await this.#topNode();

@@ -20,6 +20,11 @@ export interface ImageCacheOptions {
    * rewrite. Default true.
    */
   readonly patchWrites?: boolean;
+  /**
+   * The owner of an image folds its patch stacks into whole chunks once the image had no
+   * write for this long (ms; stack-folder.ts); Infinity: never. Default 2000.
+   */
+  readonly foldIdleMs?: number;
 }
 
 export const DEFAULT_CACHE_OPTIONS: ImageCacheOptions = {

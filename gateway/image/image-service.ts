@@ -43,6 +43,8 @@ export class ImageService {
   readonly #open = new Map<string, Promise<Image>>();
   /** Users of each writable instance, and its close timer once it has none. */
   readonly #users = new Map<Image, { refs: number; linger?: ReturnType<typeof setTimeout> }>();
+  /** Blocks folded by images that have closed since. */
+  #foldedByClosed = 0;
   /** Users of each image name, across instances (attachment as other layers ask about it). */
   readonly #attached = new Map<string, number>();
 
@@ -266,6 +268,21 @@ export class ImageService {
     clearTimeout(users?.linger);
     this.#users.delete(image);
     await image.close().catch(() => {});
+    this.#foldedByClosed += image.folding?.folded ?? 0;
+  }
+
+  /**
+   * Folding of patch stacks (stack-folder.ts) on this gateway: blocks known to carry a
+   * stack in the open images, and blocks folded since the gateway started.
+   */
+  folding(): { pendingBlocks: number; foldedBlocks: number } {
+    let pendingBlocks = 0;
+    let foldedBlocks = this.#foldedByClosed;
+    for (const image of this.#users.keys()) {
+      pendingBlocks += image.folding?.pending ?? 0;
+      foldedBlocks += image.folding?.folded ?? 0;
+    }
+    return { pendingBlocks, foldedBlocks };
   }
 
   /** Runs `fn` on the writable image `name`, opening it for the call if needed. */
@@ -289,7 +306,6 @@ export class ImageService {
     return out;
   }
 
-  /** Flushes and closes every open image. */
   /** Writes acknowledged but not yet committed, over the open images (what a close flushes). */
   unflushed(): { images: number; bytes: number } {
     let images = 0;
@@ -302,6 +318,7 @@ export class ImageService {
     return { images, bytes };
   }
 
+  /** Flushes and closes every open image. */
   async close(): Promise<void> {
     const images = [...this.#users.keys()];
     for (const u of this.#users.values()) clearTimeout(u.linger);

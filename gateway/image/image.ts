@@ -30,10 +30,16 @@ import { addSnapshot, removeSnapshot, takeOver } from "./head-writer.ts";
 import type { ImageContext, InflightCommit } from "./image-context.ts";
 import { blockWithPatches, patchDataBytes } from "./patch-chunk.ts";
 import { SharedRefresh } from "./shared-refresh.ts";
+import { StackFolder } from "./stack-folder.ts";
 import { type Pending, type Resolved, WriteCache } from "./write-cache.ts";
 
 /** Largest read or write request (NBD maximum block size). */
 export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
+
+/** An owner folds its patch stacks once it had no write for this long (ImageCacheOptions.foldIdleMs). */
+export const DEFAULT_FOLD_IDLE_MS = 2000;
+/** Bytes of blocks one fold commit rewrites. */
+const FOLD_BATCH_BYTES = 4 * 1024 * 1024;
 
 /** Earlier commit attempts in doubt remembered at most (each is a commit id). */
 const MAX_ATTEMPTS_IN_DOUBT = 64;
@@ -78,6 +84,8 @@ export class Image implements BlockDevice {
   readonly #confirming = new SharedRefresh(OWNER_READ_LEASE_MS / 2);
   /** A snapshot view's frozen root, or null for the live image. */
   readonly #view: { root: Hash; size: number } | null;
+  /** The owner's folding of patch stacks while idle (null: not the owner, or folding is off). */
+  #folder: StackFolder | null = null;
 
   /**
    * @param view for a snapshot: the frozen root and size to serve (read-only).
@@ -130,6 +138,11 @@ export class Image implements BlockDevice {
   /** Set once the image was taken over by another gateway or deleted; every later write and flush fails with it. */
   get fenced(): StaleEpochError | ImageDeletedError | null {
     return this.#fenced;
+  }
+  /** The owner's folding of patch stacks: blocks known to carry one, and blocks folded (null: none runs). */
+  get folding(): { pending: number; scanning: boolean; folded: number } | null {
+    const f = this.#folder;
+    return f ? { pending: f.pending, scanning: f.scanning, folded: f.folded } : null;
   }
   /** The commit in flight now, if any: which stores have not yet received all of it. */
   get inflight(): InflightCommit | null {
@@ -236,7 +249,19 @@ export class Image implements BlockDevice {
       this.#owner = true;
       if (previous && previous !== this.#ctx.gatewayId)
         this.#ctx.log(`image ${this.name}: taken over from gateway ${previous} (epoch ${h.epoch})`);
-      this.#timer = setInterval(() => this.#maybeBackgroundCommit(true), this.#ctx.cache.flushIntervalMs / 2);
+      const idleMs = this.#ctx.cache.foldIdleMs ?? DEFAULT_FOLD_IDLE_MS;
+      if (Number.isFinite(idleMs))
+        this.#folder = new StackFolder(
+          {
+            scan: (from, max, leaves) => this.#map.stackedBlocks(from, max, leaves),
+            fold: (blocks) => this.#fold(blocks),
+          },
+          { idleMs, batchBlocks: Math.max(1, Math.floor(FOLD_BATCH_BYTES / this.chunkSize)) },
+        );
+      this.#timer = setInterval(() => {
+        this.#maybeBackgroundCommit(true);
+        this.#folder?.tick();
+      }, this.#ctx.cache.flushIntervalMs / 2);
       (this.#timer as { unref?: () => void }).unref?.();
     })().finally(() => {
       this.#takingOver = null;
@@ -275,7 +300,11 @@ export class Image implements BlockDevice {
    */
   async #committedBlocks(indices: readonly number[]): Promise<(Uint8Array | null)[]> {
     if (indices.length === 0) return [];
-    const entries = await Promise.all(indices.map((i) => this.#map.entry(i)));
+    return this.#composed(await Promise.all(indices.map((i) => this.#map.entry(i))));
+  }
+
+  /** Map entries' blocks: each chunk with its patch stack laid over it; the chunks not in the cache read together. */
+  async #composed(entries: readonly MapEntry[]): Promise<(Uint8Array | null)[]> {
     const found = new Map<Hash, Uint8Array>();
     const wanted = new Set<Hash>();
     const want = (h: Hash) => {
@@ -453,6 +482,7 @@ export class Image implements BlockDevice {
 
   #put(index: number, content: Pending): void {
     if (this.#fenced) throw this.#fenced;
+    this.#folder?.wrote();
     this.#cache.put(index, content);
     this.#maybeBackgroundCommit(false);
   }
@@ -463,6 +493,35 @@ export class Image implements BlockDevice {
     if (old || this.#cache.dirtyBytes >= this.#ctx.cache.flushThresholdBytes) {
       this.#commits.commit().catch(() => {}); // a background failure is reported to the next flush
     }
+  }
+
+  /**
+   * Folds the patch stacks of `blocks` (StackFolder): each block, composed as the map names
+   * it now, goes into the write cache as a whole block and the commit stores it as one
+   * chunk, its content unchanged. A block with a write pending, or whose map entry changed
+   * while it was read, is left alone (that write's commit decides). Resolves with how many
+   * blocks it rewrote, once they are committed.
+   */
+  async #fold(blocks: readonly number[]): Promise<number> {
+    const budget = this.#ctx.budget;
+    if (this.#fenced || budget.used + blocks.length * this.chunkSize > budget.limit / 2) return 0;
+    const map = this.#map;
+    const entries = await Promise.all(blocks.map((i) => map.entry(i)));
+    const whole = await this.#composed(entries);
+    let rewritten = 0;
+    await Promise.all(
+      blocks.map((index, k) =>
+        this.#cache.serialized(index, async () => {
+          if (this.#fenced || this.#cache.pending(index)) return;
+          const now = await this.#map.entry(index);
+          if (this.#fenced || this.#cache.pending(index) || !sameEntry(now, entries[k]!)) return;
+          this.#cache.put(index, whole[k]!);
+          rewritten++;
+        }),
+      ),
+    );
+    if (rewritten > 0) await this.#commits.commit();
+    return rewritten;
   }
 
   // ---- commits
@@ -497,6 +556,11 @@ export class Image implements BlockDevice {
       });
       this.#landed(head, started);
       this.#cache.committed(whole);
+      if (this.#folder)
+        for (const [index, content] of whole) {
+          if (content instanceof BlockPatch) this.#folder.stacked(index);
+          else this.#folder.unstacked(index);
+        }
       for (const c of stored) this.#ctx.chunkCache.set(c.hash, c.bytes);
     } catch (err) {
       this.#pending.clear();
@@ -527,6 +591,7 @@ export class Image implements BlockDevice {
     this.#fenced = err;
     this.#owner = false;
     clearInterval(this.#timer);
+    void this.#folder?.stop();
     const lost = this.#cache.dirtyBytes;
     this.#cache.drop();
     this.#ctx.log(`image ${this.name}: ${err.message}${lost ? ` (${lost} unflushed bytes dropped)` : ""}`);
@@ -618,11 +683,23 @@ export class Image implements BlockDevice {
   /** Commits what is dirty (if this gateway owns it) and stops the background flusher. */
   async close(): Promise<void> {
     try {
+      await this.#folder?.stop();
       if (this.#owner && !this.#fenced) await this.flush();
     } finally {
       clearInterval(this.#timer);
     }
   }
+}
+
+/** A block's entry in the map: its chunk and the patch stack over it. */
+type MapEntry = { hash: Hash; patches: readonly Hash[] };
+
+function sameEntry(a: MapEntry, b: MapEntry): boolean {
+  return (
+    a.hash === b.hash &&
+    a.patches.length === b.patches.length &&
+    a.patches.every((p, i) => p === b.patches[i])
+  );
 }
 
 function sleep(ms: number): Promise<void> {

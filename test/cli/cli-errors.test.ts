@@ -30,6 +30,11 @@ test.each([
   [["image", "ls", "--colour"], 2, "blockmend image ls: unknown flag --colour"],
   [["image", "create", "x", "10GB"], 1, '"10GB" is ambiguous: write 10G or 10GiB'],
   [["heal", "wait", "--timeout", "soon"], 2, "--timeout must be a number of seconds above 0"],
+  [
+    ["gateway", "--store", "a=/tmp/x", "--fold-idle-ms", "soon"],
+    2,
+    'blockmend gateway: --fold-idle-ms must be a number of milliseconds or never; got "soon"',
+  ],
   [["gc", "run", "--grace", "x"], 1, "--grace must be a number of seconds, 0 or more"],
   [["heal", "status"], 1, "Cannot reach the blockmend API at http://127.0.0.1:9"],
   [["store", "safe-to-remove", "d"], 1, "Cannot reach the blockmend API at http://127.0.0.1:9"],

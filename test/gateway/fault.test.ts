@@ -22,7 +22,7 @@ test(`seeded fault run (seed ${seed}): every acknowledged flush reads back, ever
     verbose: !!process.env.FAULT_VERBOSE,
   });
   console.log(
-    `fault run ${seed}: ${report.steps} steps, ${report.faults} faults, ${report.takeovers} takeovers, ${report.acknowledgedFlushes} acknowledged flushes (${report.partialWrites} partial block writes), ${report.safeAnswers} safe answers, ${report.safeActedUpon} acted upon, ${report.maintenanceRuns} maintenance runs, ${report.lifecycleChanges} store set changes (${report.drainedActedUpon} drained acted upon, head holder removal: ${report.headHolderRemoval}), ${report.gcPasses} gc passes (${report.gcDeleted} chunks deleted, ${report.tombstonesCollected} tombstones collected), ${report.failedOps} failed operations, ${report.violations.length} violations`,
+    `fault run ${seed}: ${report.steps} steps, ${report.faults} faults, ${report.takeovers} takeovers, ${report.acknowledgedFlushes} acknowledged flushes (${report.partialWrites} partial block writes), ${report.safeAnswers} safe answers, ${report.safeActedUpon} acted upon, ${report.maintenanceRuns} maintenance runs, ${report.lifecycleChanges} store set changes (${report.drainedActedUpon} drained acted upon, head holder removal: ${report.headHolderRemoval}), ${report.gcPasses} gc passes (${report.gcDeleted} chunks deleted, ${report.tombstonesCollected} tombstones collected), ${report.foldedBlocks} blocks folded, ${report.failedOps} failed operations, ${report.violations.length} violations`,
   );
   if (report.violations.length) console.log(report.log.join("\n"));
   expect(report.violations).toEqual([]);

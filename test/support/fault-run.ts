@@ -40,6 +40,8 @@ const IMAGE_BLOCKS = 64; // 4 MiB images: small enough to read whole after every
 const IMAGE_NAMES = ["i0", "i1", "i2"];
 /** Any one request may take this long before it counts as failed (a hung store, a frozen gateway). */
 const OP_TIMEOUT_MS = 20_000;
+/** Gateways fold patch stacks after 200 ms without a write (the default is 2 s), so folds meet the faults often. */
+const FOLD_OFTEN = ["--fold-idle-ms", "200"];
 /** How long a maintenance may wait for safe-to-remove to turn true. */
 const MAINTENANCE_WAIT_MS = 20_000;
 const ZERO = hashChunk(new Uint8Array(BLOCK));
@@ -68,6 +70,8 @@ export interface FaultReport {
   readonly gcDeleted: number;
   /** Deleted images' tombstones the passes removed from the register. */
   readonly tombstonesCollected: number;
+  /** Blocks whose patch stacks were folded, as the gateways alive at the end count them (a lower bound). */
+  readonly foldedBlocks: number;
   readonly failedOps: number;
   readonly violations: string[];
   readonly log: string[];
@@ -114,6 +118,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
   const chance = (p: number) => random() < p;
   const log: string[] = [];
   const violations: string[] = [];
+  let foldedBlocks = 0;
   const counters = {
     faults: 0,
     takeovers: 0,
@@ -147,7 +152,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
   const stateDirs: string[] = [];
   const frozen = new Set<number>();
   for (let i = 0; i < gwCount; i++) {
-    const g = await cluster.startGateway();
+    const g = await cluster.startGateway({ extra: FOLD_OFTEN });
     gateways.push(g);
     stateDirs.push(g.stateDir);
   }
@@ -462,7 +467,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
         gateways[gi] = null;
       },
       async () => {
-        gateways[gi] = await cluster.startGateway({ stateDir: stateDirs[gi] });
+        gateways[gi] = await cluster.startGateway({ stateDir: stateDirs[gi], extra: FOLD_OFTEN });
       },
     );
   };
@@ -859,6 +864,10 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     }
     say(`heal converged: ${converged}`);
     for (const i of live()) await checkAll(i, "final");
+    for (const i of live()) {
+      const text = await fetch(`${gateways[i]!.url}/metrics`).then((r) => r.text());
+      foldedBlocks += Number(/^blockmend_patch_stacks_folded_blocks_total (\d+)$/m.exec(text)?.[1] ?? 0);
+    }
   } finally {
     for (const c of conns.values()) c.close();
     for (const s of stale) s.conn.close();
@@ -880,6 +889,7 @@ export async function runFaultTest(options: FaultRunOptions): Promise<FaultRepor
     gcPasses: counters.gcPasses,
     gcDeleted: counters.gcDeleted,
     tombstonesCollected: counters.tombstonesCollected,
+    foldedBlocks,
     failedOps: counters.failed,
     violations,
     log,

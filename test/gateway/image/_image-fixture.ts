@@ -22,6 +22,7 @@ export async function imageService(
     minReplicas?: number;
     cache?: Partial<ImageCacheOptions>;
     dirtyBudgetBytes?: number;
+    chunkCacheBytes?: number;
     log?: (line: string) => void;
     health?: { probeIntervalMs: number; probeTimeoutMs: number };
   } = {},
@@ -35,6 +36,7 @@ export async function imageService(
       pool: new InlinePool(),
       cache: { lingerMs: 60_000, ...options.cache },
       dirtyBudgetBytes: options.dirtyBudgetBytes,
+      chunkCacheBytes: options.chunkCacheBytes,
       background: false,
       health: options.health ?? { probeIntervalMs: 50, probeTimeoutMs: 500 },
       log: options.log ?? (() => {}),

@@ -249,3 +249,31 @@ test("patch stacks: set, read back through committed pages, cleared by a whole b
   await third.setPatches(5, []);
   expect((await third.commit()).root).toBe(second.root);
 });
+
+test("stackedBlocks scans for patch stacks in order, resumable, within its leaf budget, loading nothing for holes", async () => {
+  const store = pageStore();
+  const blocks = FANOUT ** 2 * 3; // three levels
+  const writer = new BlockMap(store.load, ZERO_HASH, blocks);
+  const c = (n: number) => hashChunk(new TextEncoder().encode(`chunk ${n}`));
+  const stacked = [3, 7, FANOUT + 1, FANOUT ** 2 * 2 + 5, blocks - 1];
+  for (const b of stacked) await writer.setPatches(b, [c(b)]);
+  await writer.set(FANOUT * 3, c(1)); // data without a stack: not listed
+  store.keep(await writer.commit());
+
+  const map = new BlockMap(store.load, (await writer.commit()).root, blocks);
+  expect(await map.stackedBlocks(0, 100, 1000)).toEqual({ blocks: stacked, next: null });
+  // Three leaves hold stacks, one holds a plain block; every other leaf is a hole and loads nothing.
+  const fresh = new BlockMap(store.load, (await writer.commit()).root, blocks);
+  const before = store.loads;
+  await fresh.stackedBlocks(0, 100, 1000);
+  expect(store.loads - before).toBe(1 + 2 + 5); // top, two middle pages, five leaves (four with stacks, one without)
+  // Resumable: at most `max` blocks, then from the cursor on; from inside a leaf, earlier slots are skipped.
+  const first = await map.stackedBlocks(0, 1, 1000);
+  expect(first).toEqual({ blocks: [3], next: 7 });
+  expect(await map.stackedBlocks(first.next!, 2, 1000)).toEqual({
+    blocks: [7, FANOUT + 1],
+    next: FANOUT * 2,
+  });
+  expect(await map.stackedBlocks(4, 100, 1)).toEqual({ blocks: [7], next: FANOUT });
+  expect(await map.stackedBlocks(blocks - 1, 100, 1)).toEqual({ blocks: [blocks - 1], next: null });
+});
