@@ -46,6 +46,8 @@ interface Job {
   readonly rw: string;
   readonly bs: string;
   readonly iodepth: number;
+  /** Before this job, wait until blockmend has folded every patch stack (stack-folder.ts). */
+  readonly afterFold?: boolean;
 }
 
 const JOBS: Job[] = [
@@ -58,6 +60,9 @@ const JOBS: Job[] = [
   // After the random writes: blockmend's blocks now carry patch stacks (small writes kept as
   // patch chunks), which a read lays over the block: what that costs a read.
   { name: "rand read 4K QD32 after rand writes", rw: "randread", bs: "4k", iodepth: 32 },
+  // Once the idle image has folded its stacks back into whole chunks (the row above may run
+  // while the fold does).
+  { name: "rand read 4K QD32 after the fold", rw: "randread", bs: "4k", iodepth: 32, afterFold: true },
 ];
 
 interface Result {
@@ -149,6 +154,33 @@ async function fio(uri: string, job: Job, fill = false): Promise<Result> {
   };
 }
 
+/** Blocks folded so far and blocks still to fold, from the gateway's metrics. */
+async function foldProgress(api: string): Promise<{ pending: number; folded: number }> {
+  const text = await (await fetch(`${api}/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? Number.NaN);
+  return {
+    pending: value("blockmend_patch_stacks_pending_blocks"),
+    folded: value("blockmend_patch_stacks_folded_blocks_total"),
+  };
+}
+
+/** Waits until the gateway has no patch stack left to fold (the count stays still at 0 for 2 s). */
+async function waitForFold(api: string): Promise<void> {
+  const started = performance.now();
+  let last = await foldProgress(api);
+  for (let still = 0; still < 2; ) {
+    await Bun.sleep(1000);
+    const now = await foldProgress(api);
+    still = now.pending === 0 && now.folded === last.folded ? still + 1 : 0;
+    last = now;
+    if (performance.now() - started > 900_000)
+      throw new Error(`the fold did not finish: ${JSON.stringify(now)}`);
+  }
+  console.log(
+    `fold: ${last.folded} blocks folded so far; the last ones within ${((performance.now() - started) / 1000).toFixed(0)} s of the wait's start`,
+  );
+}
+
 const dir = await mkdtemp(join(tmpdir(), "blockmend-bench-nbd-"));
 const procs: Bun.Subprocess[] = [];
 try {
@@ -158,7 +190,7 @@ try {
       `chunk size ${CHUNK_SIZE ?? "default"}, data under ${dir}\n`,
   );
 
-  const { targets } = await startUpAndQemuNbd(
+  const { targets, api } = await startUpAndQemuNbd(
     dir,
     SIZE_MIB,
     "bench",
@@ -174,6 +206,7 @@ try {
   const limits: Result[] = [];
   for (const job of JOBS.filter((j) => ONLY === undefined || j.name.includes(ONLY))) {
     const runs: Record<string, Result[]> = { blockmend: [], "qemu-nbd": [] };
+    if (job.afterFold) await waitForFold(api);
     for (let round = 0; round < ROUNDS; round++) {
       // Alternate which side goes first, so neither always runs on a warmer cache.
       const order = Object.entries(targets);

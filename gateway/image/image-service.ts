@@ -239,7 +239,8 @@ export class ImageService {
 
   /**
    * Releases an image from {@link open}. The last release of a writable image flushes it
-   * (if this gateway owns it); it stays open a while (its cache warm), then closes. An
+   * (if this gateway owns it); it stays open a while (its cache warm, and for as long as
+   * it has patch stacks left to fold), then closes. An
    * instance that new connections no longer get (fenced, deleted) closes at once.
    */
   async release(image: Image): Promise<void> {
@@ -253,14 +254,20 @@ export class ImageService {
     const current = (await this.#open.get(image.name)?.catch(() => null)) === image;
     if (!current) return this.#close(image);
     await image.flush().catch(() => {});
-    users.linger = setTimeout(() => {
-      if (users.refs > 0) return;
-      void (async () => {
-        if ((await this.#open.get(image.name)?.catch(() => null)) === image) this.#open.delete(image.name);
-        await this.#close(image);
-      })();
-    }, this.ctx.cache.lingerMs);
-    (users.linger as { unref?: () => void }).unref?.();
+    const linger = () => {
+      users.linger = setTimeout(() => {
+        if (users.refs > 0) return;
+        // An image that still has patch stacks to fold stays open until they are folded.
+        const f = image.folding;
+        if (f && !image.fenced && (f.pending > 0 || f.scanning)) return linger();
+        void (async () => {
+          if ((await this.#open.get(image.name)?.catch(() => null)) === image) this.#open.delete(image.name);
+          await this.#close(image);
+        })();
+      }, this.ctx.cache.lingerMs);
+      (users.linger as { unref?: () => void }).unref?.();
+    };
+    linger();
   }
 
   async #close(image: Image): Promise<void> {

@@ -201,3 +201,28 @@ test("a write stops a fold run; the run rests between batches", async () => {
   await folder.stop();
   expect(folds.at(-1)).toEqual([5, 6]);
 });
+
+test("a released image stays open while it has stacks to fold, then closes; the gateway counts the folds", async () => {
+  const stores = ["a", "b", "c"].map((n) => new MemoryStore(n));
+  const expected = await filledImage(stores);
+  const g = await imageService(stores, { cache: { foldIdleMs: 400, flushIntervalMs: 100, lingerMs: 100 } });
+  const img = await g.service.open("vm");
+  for (const block of [5, 6]) {
+    const data = pattern(700, block);
+    expected.set(data, block * CHUNK);
+    await img.write(block * CHUNK, data, { fua: false });
+  }
+  await g.service.release(img); // flushes: two stacks to fold once idle
+  await Bun.sleep(250); // past the linger, not yet idle long enough to fold
+  const again = await g.service.open("vm");
+  expect(again).toBe(img);
+  await g.service.release(again);
+  await until(() => g.service.folding().foldedBlocks === 2 && g.service.folding().pendingBlocks === 0);
+  await Bun.sleep(300);
+  const reopened = await g.service.open("vm");
+  expect(reopened).not.toBe(img); // closed once folded
+  expect(g.service.folding().foldedBlocks).toBe(2);
+  expect(Buffer.from(await reopened.read(0, MiB)).equals(Buffer.from(expected))).toBe(true);
+  await g.service.close();
+  await readsBackFresh(stores, expected);
+});
