@@ -21,7 +21,7 @@ import {
   type Extent,
 } from "../nbd/block-device.ts";
 import { BlockMap, MAX_PATCH_STACK, ZERO_HASH } from "./block-map.ts";
-import { BlockPatch } from "./block-patch.ts";
+import { BlockPatch, type SpanFill } from "./block-patch.ts";
 import { blockSpans, copySpan } from "./block-spans.ts";
 import { commitBatch, commitGrowth } from "./commit-pipeline.ts";
 import { CommitQueue } from "./commit-queue.ts";
@@ -383,7 +383,7 @@ export class Image implements BlockDevice {
         // A whole block: keep the caller's bytes (the NBD server hands them over) instead of copying.
         jobs.push(this.#setBlock(index, src));
       } else {
-        jobs.push(this.#patchBlock(index, inBlock, n, (b) => b.set(src, inBlock)));
+        jobs.push(this.#patchBlock(index, inBlock, n, (b, at) => b.set(src, at)));
       }
     }
     await Promise.all(jobs);
@@ -407,7 +407,7 @@ export class Image implements BlockDevice {
     const jobs: Promise<void>[] = [];
     for (const { index, inBlock, length: n } of blockSpans(offset, length, this.chunkSize)) {
       if (n === this.#blockLength(index)) jobs.push(this.#setBlock(index, null));
-      else jobs.push(this.#patchBlock(index, inBlock, n, (b) => b.fill(0, inBlock, inBlock + n)));
+      else jobs.push(this.#patchBlock(index, inBlock, n, (b, at) => b.fill(0, at, at + n)));
     }
     await Promise.all(jobs);
     if (options.fua) await this.flush();
@@ -430,13 +430,13 @@ export class Image implements BlockDevice {
   }
 
   /**
-   * Writes `length` bytes at `start` of block `index` (`fill` writes them into a block-sized
-   * buffer). A block held in the cache is patched as a copy; otherwise the write is kept as
+   * Writes `length` bytes at `start` of block `index` (`fill` writes them where it is
+   * told). A block held in the cache is patched as a copy; otherwise the write is kept as
    * a {@link BlockPatch} that the next commit lays over the committed block, so a small
    * write never waits for a store read. Nothing is modified in place: a commit or a read may
    * hold the old block or patch.
    */
-  #patchBlock(index: number, start: number, length: number, fill: (b: Uint8Array) => void): Promise<void> {
+  #patchBlock(index: number, start: number, length: number, fill: SpanFill): Promise<void> {
     return this.#cache.serialized(index, () => {
       const pending = this.#cache.pending(index);
       const current = pending?.content;
@@ -446,7 +446,7 @@ export class Image implements BlockDevice {
         // Over a block held here (or a pending hole): a patched copy of it.
         next = new Uint8Array(this.chunkSize);
         if (current) next.set(current);
-        fill(next);
+        fill(next, start);
       } else next = BlockPatch.of(this.chunkSize, start, length, fill);
       // A patch over all of the block's data needs no base: it is the whole block.
       if (next instanceof BlockPatch && next.covers(this.#blockLength(index))) next = next.over(null);

@@ -14,27 +14,25 @@ const HEADER_BYTES = MAGIC.byteLength + 4;
 
 /** Bytes of data a patch carries (the sum of its ranges). */
 export function patchDataBytes(patch: BlockPatch): number {
-  let n = 0;
-  for (const [s, e] of patch.ranges) n += e - s;
-  return n;
+  return patch.byteLength;
 }
 
 /** The chunk bytes of `patch`. */
 export function encodePatchChunk(patch: BlockPatch): Uint8Array {
-  const ranges = patch.ranges;
-  const out = new Uint8Array(HEADER_BYTES + ranges.length * 8 + patchDataBytes(patch));
+  const segments = patch.segments();
+  const out = new Uint8Array(HEADER_BYTES + segments.length * 8 + patch.byteLength);
   const view = new DataView(out.buffer);
   out.set(MAGIC);
-  view.setUint32(MAGIC.byteLength, ranges.length, true);
+  view.setUint32(MAGIC.byteLength, segments.length, true);
   let at = HEADER_BYTES;
-  for (const [s, e] of ranges) {
-    view.setUint32(at, s, true);
-    view.setUint32(at + 4, e, true);
+  for (const g of segments) {
+    view.setUint32(at, g.start, true);
+    view.setUint32(at + 4, g.start + g.bytes.byteLength, true);
     at += 8;
   }
-  for (const [s, e] of ranges) {
-    out.set(patch.bytes.subarray(s, e), at);
-    at += e - s;
+  for (const g of segments) {
+    out.set(g.bytes, at);
+    at += g.bytes.byteLength;
   }
   return out;
 }

@@ -29,7 +29,7 @@ export type Pending = Uint8Array | BlockPatch | null;
 export type Resolved = Uint8Array | BlockPatch | null;
 
 function sizeOf(content: Pending): number {
-  return content === null ? 0 : content instanceof BlockPatch ? content.bytes.byteLength : content.byteLength;
+  return content === null ? 0 : content.byteLength;
 }
 
 /**
@@ -163,7 +163,9 @@ export class WriteCache {
         this.#dirty.set(index, content);
         this.#account(sizeOf(content));
       } else if (newer instanceof BlockPatch && !(content instanceof BlockPatch)) {
-        this.#dirty.set(index, newer.over(content)); // the same size: the budget is unchanged
+        const whole = newer.over(content);
+        this.#dirty.set(index, whole);
+        this.#account(whole.byteLength - newer.byteLength); // a whole block holds more than the patch did
       }
       if (this.#flushing.get(index) === content) this.#flushing.delete(index);
     }

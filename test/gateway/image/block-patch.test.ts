@@ -2,8 +2,8 @@
 import { expect, test } from "bun:test";
 import { BlockPatch } from "../../../gateway/image/block-patch.ts";
 
-const fillWith = (start: number, length: number, value: number) => (b: Uint8Array) =>
-  b.fill(value, start, start + length);
+const fillWith = (_start: number, length: number, value: number) => (b: Uint8Array, at: number) =>
+  b.fill(value, at, at + length);
 
 test("one write lays its bytes over the base and keeps the rest of it", () => {
   const p = BlockPatch.of(16, 4, 4, fillWith(4, 4, 7));
@@ -51,4 +51,28 @@ test("covers: only a patch over all of the block's data", () => {
   expect(p.covers(16)).toBe(false);
   expect(p.covers(8)).toBe(true); // a last block of 8 data bytes
   expect(p.with(8, 8, fillWith(8, 8, 1)).covers(16)).toBe(true);
+});
+
+test("a patch holds only the bytes written: a 4 KiB write to a 64 KiB block holds 4 KiB, and a later write shares the ranges it misses", () => {
+  const small = BlockPatch.of(65536, 8192, 4096, fillWith(8192, 4096, 3));
+  expect(small.byteLength).toBe(4096);
+  const two = small.with(40000, 100, fillWith(40000, 100, 4));
+  expect(two.byteLength).toBe(4196);
+  expect(two.segments()[0]!.bytes).toBe(small.segments()[0]!.bytes); // shared, not copied
+  const joined = two.with(12288, 10, fillWith(12288, 10, 5)); // touches the first range
+  expect(joined.ranges).toEqual([
+    [8192, 12298],
+    [40000, 40100],
+  ]);
+  expect(joined.segments()[1]!.bytes).toBe(two.segments()[1]!.bytes);
+  const block = joined.over(null);
+  expect([
+    block[8191],
+    block[8192],
+    block[12287],
+    block[12288],
+    block[12297],
+    block[12298],
+    block[40000],
+  ]).toEqual([0, 3, 3, 5, 5, 0, 4]);
 });

@@ -13,7 +13,7 @@ const SIZE = 65536;
 function patchOf(writes: [start: number, bytes: Uint8Array][]): BlockPatch {
   let p: BlockPatch | null = null;
   for (const [start, bytes] of writes) {
-    const fill = (b: Uint8Array) => b.set(bytes, start);
+    const fill = (b: Uint8Array, at: number) => b.set(bytes, at);
     p = p ? p.with(start, bytes.byteLength, fill) : BlockPatch.of(SIZE, start, bytes.byteLength, fill);
   }
   return p!;
