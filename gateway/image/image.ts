@@ -335,6 +335,7 @@ export class Image implements BlockDevice {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
+    this.#folder?.read();
     await this.#follow();
     this.#checkRange(offset, length);
     // Not zeroed first: every span below is written, with its block or with zeroes.

@@ -7,8 +7,9 @@
  * would keep its stack forever. So once the image has had no write for `idleMs`, this
  * folds the stacks it knows of, a batch at a time: each block is rewritten as the whole
  * chunk a read composes (its content does not change), through the image's ordinary
- * commit. Between batches it rests as long as the batch took, so a VM that reads meanwhile
- * gets at least half of the stores' time; the first write stops the run.
+ * commit. Between batches it rests as long as the batch took, or three times as long when
+ * the VM read meanwhile (so a reading VM gets at least three quarters of the stores'
+ * time); the first write stops the run.
  *
  * Which blocks carry a stack: the ones this gateway's commits stacked (told through
  * {@link StackFolder.stacked}), and, once per ownership, a scan of the map for the stacks
@@ -43,6 +44,8 @@ export class StackFolder {
   #scanFrom: number | null = 0;
   #lastWrite = performance.now();
   #running: Promise<void> | null = null;
+  /** A read came since the last batch began. */
+  #readSince = false;
   #stopped = false;
   #folded = 0;
 
@@ -69,6 +72,11 @@ export class StackFolder {
   /** A write came: folding waits for the next idle stretch. */
   wrote(): void {
     this.#lastWrite = performance.now();
+  }
+
+  /** A read came: the fold rests longer after its batch. */
+  read(): void {
+    this.#readSince = true;
   }
 
   /** A commit laid a patch on `block`'s stack. */
@@ -105,6 +113,7 @@ export class StackFolder {
     const max = this.#options.batchBlocks;
     while (this.#idle()) {
       const started = performance.now();
+      this.#readSince = false;
       if (this.#known.size < max && this.#scanFrom !== null) {
         const { blocks, next } = await this.#target.scan(this.#scanFrom, max, this.#options.scanLeaves ?? 16);
         for (const b of blocks) this.#known.add(b);
@@ -124,10 +133,13 @@ export class StackFolder {
       // A block skipped for a pending write is told again by the commit that stores it.
       for (const b of batch) this.#known.delete(b);
       this.#folded += await this.#target.fold(batch);
-      await sleep(performance.now() - started);
+      await sleep((performance.now() - started) * (this.#readSince ? READ_REST_FACTOR : 1));
     }
   }
 }
+
+/** After a batch during which the VM read, the fold rests this many times the batch's time. */
+export const READ_REST_FACTOR = 3;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

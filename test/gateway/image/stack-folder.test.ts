@@ -226,3 +226,27 @@ test("a released image stays open while it has stacks to fold, then closes; the 
   await g.service.close();
   await readsBackFresh(stores, expected);
 });
+
+test("a read during a batch makes the fold rest three times the batch's time", async () => {
+  const starts: number[] = [];
+  let folder: StackFolder | null = null;
+  folder = new StackFolder(
+    {
+      scan: async () => ({ blocks: [1, 2, 3, 4], next: null }),
+      fold: async (blocks: readonly number[]) => {
+        starts.push(performance.now());
+        if (starts.length === 1) folder!.read(); // the VM reads during the first batch only
+        await Bun.sleep(60);
+        return blocks.length;
+      },
+    },
+    { idleMs: 0, batchBlocks: 1 },
+  );
+  folder.tick();
+  await until(() => folder!.pending === 0 && starts.length === 4);
+  await folder.stop();
+  const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
+  expect(gaps[0]!).toBeGreaterThanOrEqual(4 * 60 - 5); // the batch and a rest of three times it
+  expect(gaps[1]!).toBeLessThan(200); // no read: a rest as long as the batch (120 ms)
+  expect(gaps[1]!).toBeGreaterThanOrEqual(2 * 60 - 5);
+});
