@@ -90,6 +90,7 @@ type Heal = {
     missingBytes: number;
     copiedBytes: number;
     etaSeconds: number | null;
+    rateBytesPerSecond: number;
     startedAt: string | null;
   }[];
 };
@@ -270,7 +271,8 @@ try {
 
     // Follow the heal: copied bytes per pass (a pass restarts its count), ETA samples.
     const passes = new Map<string, number>();
-    const etas: { at: number; eta: number }[] = [];
+    const etas: { at: number; eta: number; copied: number; missing: number; rate: number; limit: number }[] =
+      [];
     const rates: number[] = [];
     let healEnd = -1;
     await Bun.sleep(200);
@@ -282,7 +284,14 @@ try {
         passes.set(b.startedAt, Math.max(passes.get(b.startedAt) ?? 0, b.copiedBytes));
       if (b.running && b.missingBytes > 0 && b.etaSeconds !== null) {
         if (b.copiedBytes >= b.missingBytes * 0.1 && b.copiedBytes < b.missingBytes)
-          etas.push({ at: now, eta: b.etaSeconds });
+          etas.push({
+            at: now,
+            eta: b.etaSeconds,
+            copied: b.copiedBytes,
+            missing: b.missingBytes,
+            rate: b.rateBytesPerSecond,
+            limit: h.limits.rateBytesPerSecond,
+          });
         rates.push(h.limits.rateBytesPerSecond);
       }
       if (inSync(h)) {
@@ -344,6 +353,11 @@ try {
       const actual = (healEnd - e.at) / 1000;
       return Math.abs(e.eta - actual) / Math.max(actual, 1);
     });
+    if (process.env.HEAL_ETA_LOG)
+      for (const e of etas)
+        console.log(
+          `eta sample ${kind} t=${((e.at - up) / 1000).toFixed(1)} s: eta ${e.eta} s, actual ${((healEnd - e.at) / 1000).toFixed(1)} s, copied ${(e.copied / 1e6).toFixed(0)} of ${(e.missing / 1e6).toFixed(0)} MB, rate ${(e.rate / 1e6).toFixed(1)} MB/s, limit ${(e.limit / 1e6).toFixed(1)} MB/s`,
+        );
     summary.push([
       kind,
       healed ? healSeconds.toFixed(1) : `> ${HEAL_LIMIT_S}`,

@@ -11,12 +11,18 @@ export class RateLimiter {
   #rate: number;
   #tokens: number;
   #last = performance.now();
+  #spent = 0;
   /** The callers' turns: each waits for the one before it. */
   #queue: Promise<void> = Promise.resolve();
 
   constructor(rateBytesPerSecond: number) {
     this.#rate = rateBytesPerSecond;
     this.#tokens = rateBytesPerSecond;
+  }
+
+  /** Bytes granted since the limiter was made. */
+  get spent(): number {
+    return this.#spent;
   }
 
   get rate(): number {
@@ -42,6 +48,7 @@ export class RateLimiter {
       this.#last = now;
       if (this.#tokens >= Math.min(bytes, this.#rate)) {
         this.#tokens -= bytes;
+        this.#spent += bytes;
         return;
       }
       const waitMs = ((Math.min(bytes, this.#rate) - this.#tokens) / this.#rate) * 1000;

@@ -8,7 +8,12 @@
  * bar. Above 1.3x the baseline the rate falls in proportion to the overshoot (at most by
  * half a step); below 1.1x it grows by a quarter; in between it holds, so the noise of a
  * shared machine does not walk it down to the floor. With no VM I/O it doubles (idle: heal
- * fast). Between a floor and a ceiling that `PUT /v1/heal/limits` changes live.
+ * fast). It grows only while the copies use at least half of it: a heal that is still
+ * planning, or copies less than it may, would otherwise take its allowance up and then
+ * start with a burst at the grown rate (measured: the limit grew from 32 to 64-73 MiB/s
+ * while a heal walked what was missing, its first copies ran at 85-111 MB/s, the VM's p99
+ * jumped and the rate fell to 8-13 MiB/s; the ETA's 10 s window carried the burst).
+ * Between a floor and a ceiling that `PUT /v1/heal/limits` changes live.
  *
  * Tried and dropped (bench/heal.ts, docs/benchmarks.md): probing the VM's p99 without
  * copies by holding them one second in ten, so the baseline follows the VM's drift. Heals
@@ -47,6 +52,8 @@ export const GROW_RATIO = 1.1;
 /** How often the rate adapts, and the window of VM latencies each step looks at. */
 const ADAPT_MS = 500;
 const WINDOW_MS = 1000;
+/** The rate grows only if the copies of the last step spent at least this share of it. */
+export const USED_TO_GROW = 0.5;
 /** Steady windows the baseline is the median of (20 s of steady VM I/O). */
 const BASELINE_WINDOWS = 40;
 
@@ -70,8 +77,22 @@ export class LatencyBaseline {
 /**
  * One step of the heal rate: `p99` is the VM's over the last window (null: no VM I/O),
  * `baseline` its steady p99 (null: never seen steady, so the rate only grows slowly).
+ * `used`: the copies spent enough of the rate to let it grow (it may still fall).
  */
 export function nextRate(
+  rate: number,
+  p99: number | null,
+  baseline: number | null,
+  limits: Pick<HealLimits, "floorBytesPerSecond" | "ceilingBytesPerSecond">,
+  used = true,
+): number {
+  const next = stepRate(rate, p99, baseline, limits);
+  return used
+    ? next
+    : Math.min(next, Math.min(limits.ceilingBytesPerSecond, Math.max(limits.floorBytesPerSecond, rate)));
+}
+
+function stepRate(
   rate: number,
   p99: number | null,
   baseline: number | null,
@@ -121,6 +142,8 @@ export class HealThrottle {
   #timer: ReturnType<typeof setInterval> | undefined;
   /** Background jobs besides heals (a GC sweep) that spend this rate now. */
   #others = 0;
+  /** The limiter's spent bytes at the last step. */
+  #spentAtStep = 0;
 
   constructor(latency: LatencyMonitor, limits: HealLimits = { ...DEFAULT_HEAL_LIMITS }) {
     this.#latency = latency;
@@ -163,7 +186,10 @@ export class HealThrottle {
   start(active: () => boolean, steady: () => boolean = () => true): void {
     this.#timer = setInterval(() => {
       const busy = active() || this.#others > 0;
-      this.adapt(busy, !busy && steady(), this.#latency.recentP99(WINDOW_MS));
+      const spent = this.rate.spent;
+      const used = spent - this.#spentAtStep >= (USED_TO_GROW * this.rate.rate * ADAPT_MS) / 1000;
+      this.#spentAtStep = spent;
+      this.adapt(busy, !busy && steady(), this.#latency.recentP99(WINDOW_MS), used);
     }, ADAPT_MS);
     (this.#timer as { unref?: () => void }).unref?.();
   }
@@ -172,13 +198,16 @@ export class HealThrottle {
     clearInterval(this.#timer);
   }
 
-  /** One step (the timer's; tests call it): adapt while `busy`, learn the baseline while `steady`. */
-  adapt(busy: boolean, steady: boolean, p99: number | null): void {
+  /**
+   * One step (the timer's; tests call it): adapt while `busy`, learn the baseline while
+   * `steady`; `used`: the copies spent enough of the rate for it to grow.
+   */
+  adapt(busy: boolean, steady: boolean, p99: number | null, used = true): void {
     if (!busy) {
       if (steady && p99 !== null) this.#baseline.add(p99);
       return;
     }
-    this.rate.rate = nextRate(this.rate.rate, p99, this.#baseline.value, this.#limits);
+    this.rate.rate = nextRate(this.rate.rate, p99, this.#baseline.value, this.#limits, used);
   }
 
   /** The VM's steady p99 in seconds the rate is set against (null: not seen yet). */

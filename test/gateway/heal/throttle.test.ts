@@ -35,6 +35,11 @@ describe("nextRate", () => {
     expect(nextRate(32 * MiB, 0.05, 0.005, limits)).toBe(16 * MiB);
     expect(nextRate(5 * MiB, 0.05, 0.005, limits)).toBe(4 * MiB);
   });
+  test("a rate the copies did not use does not grow, but still falls", () => {
+    expect(nextRate(32 * MiB, null, 0.005, limits, false)).toBe(32 * MiB);
+    expect(nextRate(32 * MiB, 0.005, 0.005, limits, false)).toBe(32 * MiB);
+    expect(nextRate(32 * MiB, 0.05, 0.005, limits, false)).toBe(16 * MiB);
+  });
   test("no baseline yet: grows slowly", () => {
     expect(nextRate(32 * MiB, 0.01, null, limits)).toBeCloseTo(32 * MiB * 1.1, 0);
   });
@@ -73,4 +78,25 @@ test("a VM p99 well over the goal brings the rate to the floor", () => {
   for (let i = 0; i < 10; i++) t.adapt(false, true, 0.005);
   for (let i = 0; i < 20; i++) t.adapt(true, false, 0.012);
   expect(t.limits().rateBytesPerSecond).toBe(DEFAULT_HEAL_LIMITS.floorBytesPerSecond);
+});
+
+test("while a heal plans (copies nothing) the rate does not grow, so its first copies do not burst at a grown rate", async () => {
+  const t = new HealThrottle(new LatencyMonitor());
+  for (let i = 0; i < 10; i++) t.adapt(false, true, 0.005);
+  for (let i = 0; i < 10; i++) t.adapt(true, false, 0.005, false);
+  expect(t.limits().rateBytesPerSecond).toBe(DEFAULT_HEAL_LIMITS.rateBytesPerSecond);
+  t.adapt(true, false, 0.005, true); // copies used it: it grows by a quarter
+  expect(t.limits().rateBytesPerSecond).toBe(DEFAULT_HEAL_LIMITS.rateBytesPerSecond * 1.25);
+});
+
+test("the throttle's own timer sees whether the copies used the rate", async () => {
+  const t = new HealThrottle(new LatencyMonitor());
+  t.start(() => true);
+  await Bun.sleep(1300); // two steps with no VM I/O and no copies: no growth
+  expect(t.limits().rateBytesPerSecond).toBe(DEFAULT_HEAL_LIMITS.rateBytesPerSecond);
+  const copying = setInterval(() => void t.rate.take(2 * MiB), 50); // 40 MiB/s asked of 32
+  await Bun.sleep(1300);
+  clearInterval(copying);
+  t.stop();
+  expect(t.limits().rateBytesPerSecond).toBeGreaterThan(DEFAULT_HEAL_LIMITS.rateBytesPerSecond);
 });
