@@ -34,6 +34,8 @@
  *                     [--idle-mib 1024] [--idle-rounds 3] [--chunk-size 65536]
  *
  * `--chunk-size` creates the image with that chunk size; the raw puts use chunks of it too.
+ * With `HEAL_ETA_LOG=1` in the environment every ETA sample the error is taken over is
+ * printed beside what happened (time left, copied bytes, the copy rate and the limit).
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
