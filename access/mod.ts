@@ -10,6 +10,7 @@
 export { ACCESS_ERROR, type AccessErrorCode, AccessRefusedError } from "./access-errors.ts";
 export { requireScopedToken, type ScopedTokenOptions } from "./bearer-scopes.ts";
 export { BODY_DEADLINE_MS, bodyDeadline } from "./body-deadline.ts";
+export { drainRefusedBody, REFUSAL_DRAIN_BYTES, REFUSAL_DRAIN_MS } from "./refusal-drain.ts";
 export { allowedHosts, type GuardOptions, hostOfHeader, requestGuard } from "./request-guard.ts";
 export {
   MAX_TOKEN_CHARS,

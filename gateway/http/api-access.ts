@@ -12,6 +12,7 @@
 import type { MiddlewareHandler } from "hono";
 import { requireScopedToken } from "../../access/bearer-scopes.ts";
 import { bodyDeadline } from "../../access/body-deadline.ts";
+import { drainRefusedBody } from "../../access/refusal-drain.ts";
 import { requestGuard } from "../../access/request-guard.ts";
 import type { ScopedToken } from "../../access/token-file.ts";
 
@@ -94,7 +95,7 @@ export interface ApiAccessOptions {
  * createGatewayApp(images, { guard: apiGuard({ hostname: "127.0.0.1", tokens }) });
  */
 export function apiGuard(options: ApiAccessOptions): MiddlewareHandler[] {
-  const chain: MiddlewareHandler[] = [requestGuard(options)];
+  const chain: MiddlewareHandler[] = [drainRefusedBody(), requestGuard(options)];
   if (options.tokens && options.tokens.length > 0) {
     const tokenCheck = requireScopedToken<ApiScope>({
       tokens: options.tokens,

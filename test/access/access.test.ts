@@ -97,3 +97,46 @@ test("chunk store scopes: reads and read batches need read, every write needs wr
   ])
     expect(storeScopeOf(m!, p!)).toBe("write");
 });
+
+test("a refused request's body is read (64 KiB at most) before the refusal goes out, so the client is not reset mid-send", async () => {
+  const { Hono } = await import("hono");
+  const { apiGuard } = await import("../../gateway/http/api-access.ts");
+  const { AccessRefusedError } = await import("../../access/access-errors.ts");
+  const app = new Hono();
+  for (const m of apiGuard({ hostname: "127.0.0.1", tokens: [{ token: "s".repeat(32), scope: "status" }] }))
+    app.use(m);
+  app.post("/v1/gc", (c) => c.json({ ran: true }));
+  app.onError((err, c) =>
+    err instanceof AccessRefusedError ? c.json({ code: err.code }, err.status as 403) : c.text("x", 500),
+  );
+  const sent = (total: number) => {
+    let pulled = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (pulled >= total) return controller.close();
+        const piece = new Uint8Array(Math.min(16 * 1024, total - pulled));
+        pulled += piece.byteLength;
+        controller.enqueue(piece);
+      },
+    });
+    return { body, pulled: () => pulled };
+  };
+  const post = (body: ReadableStream<Uint8Array>) =>
+    app.request("http://127.0.0.1/v1/gc", {
+      method: "POST",
+      body,
+      headers: {
+        host: "127.0.0.1",
+        authorization: `Bearer ${"s".repeat(32)}`,
+        "content-type": "application/json",
+      },
+      duplex: "half",
+    } as RequestInit);
+  const small = sent(40 * 1024);
+  const res = await post(small.body);
+  expect(res.status).toBe(403);
+  expect(small.pulled()).toBe(40 * 1024); // all of it
+  const big = sent(10 * 1024 * 1024);
+  expect((await post(big.body)).status).toBe(403);
+  expect(big.pulled()).toBeLessThan(200 * 1024); // 64 KiB and what the stream had queued, not 10 MiB
+});
