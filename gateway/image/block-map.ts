@@ -172,6 +172,12 @@ export interface MapCommit {
   readonly pages: { hash: Hash; bytes: Uint8Array }[];
 }
 
+/** A block's entry in the map: its chunk ({@link ZERO_HASH}: a hole) and the patch chunks over it, oldest first. */
+export interface BlockEntry {
+  readonly hash: Hash;
+  readonly patches: readonly Hash[];
+}
+
 /** A run of blocks that are all holes or all data, as {@link BlockMap.runs} yields them. */
 export interface BlockRun {
   readonly blocks: number;
@@ -342,7 +348,7 @@ export class BlockMap {
   }
 
   /** `block`'s chunk ({@link ZERO_HASH}: a hole) and the patch chunks laid over it, oldest first. */
-  async entry(block: number): Promise<{ hash: Hash; patches: readonly Hash[] }> {
+  async entry(block: number): Promise<BlockEntry> {
     this.#checkBlock(block);
     const { leaf } = await this.#find(block);
     if (!leaf) return { hash: ZERO_HASH, patches: [] };

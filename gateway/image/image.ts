@@ -20,7 +20,7 @@ import {
   type BlockSizes,
   type Extent,
 } from "../nbd/block-device.ts";
-import { BlockMap, MAX_PATCH_STACK, ZERO_HASH } from "./block-map.ts";
+import { type BlockEntry, BlockMap, MAX_PATCH_STACK, ZERO_HASH } from "./block-map.ts";
 import { BlockPatch, type SpanFill } from "./block-patch.ts";
 import { blockSpans, copySpan } from "./block-spans.ts";
 import { commitBatch, commitGrowth } from "./commit-pipeline.ts";
@@ -28,7 +28,7 @@ import { CommitQueue } from "./commit-queue.ts";
 import { blockCount, type Head, isTombstone, liveHead } from "./head.ts";
 import { addSnapshot, removeSnapshot, takeOver } from "./head-writer.ts";
 import type { ImageContext, InflightCommit } from "./image-context.ts";
-import { blockWithPatches, patchDataBytes } from "./patch-chunk.ts";
+import { blockWithPatches } from "./patch-chunk.ts";
 import { SharedRefresh } from "./shared-refresh.ts";
 import { StackFolder } from "./stack-folder.ts";
 import { type Pending, type Resolved, WriteCache } from "./write-cache.ts";
@@ -304,7 +304,7 @@ export class Image implements BlockDevice {
   }
 
   /** Map entries' blocks: each chunk with its patch stack laid over it; the chunks not in the cache read together. */
-  async #composed(entries: readonly MapEntry[]): Promise<(Uint8Array | null)[]> {
+  async #composed(entries: readonly BlockEntry[]): Promise<(Uint8Array | null)[]> {
     const found = new Map<Hash, Uint8Array>();
     const wanted = new Set<Hash>();
     const want = (h: Hash) => {
@@ -470,7 +470,7 @@ export class Image implements BlockDevice {
         : await Promise.all(patched.map(([i]) => this.#map.patches(i)));
     const small = this.chunkSize / 4;
     const folded = patched.filter(
-      ([, patch], k) => !(stacks && stacks[k]!.length < MAX_PATCH_STACK && patchDataBytes(patch) <= small),
+      ([, patch], k) => !(stacks && stacks[k]!.length < MAX_PATCH_STACK && patch.byteLength <= small),
     );
     const bases = await this.#committedBlocks(folded.map(([index]) => index));
     folded.forEach(([index, patch], k) => {
@@ -692,10 +692,7 @@ export class Image implements BlockDevice {
   }
 }
 
-/** A block's entry in the map: its chunk and the patch stack over it. */
-type MapEntry = { hash: Hash; patches: readonly Hash[] };
-
-function sameEntry(a: MapEntry, b: MapEntry): boolean {
+function sameEntry(a: BlockEntry, b: BlockEntry): boolean {
   return (
     a.hash === b.hash &&
     a.patches.length === b.patches.length &&

@@ -12,11 +12,6 @@ import type { BlockPatch } from "./block-patch.ts";
 const MAGIC = new TextEncoder().encode("BMPATCH1");
 const HEADER_BYTES = MAGIC.byteLength + 4;
 
-/** Bytes of data a patch carries (the sum of its ranges). */
-export function patchDataBytes(patch: BlockPatch): number {
-  return patch.byteLength;
-}
-
 /** The chunk bytes of `patch`. */
 export function encodePatchChunk(patch: BlockPatch): Uint8Array {
   const segments = patch.segments();

@@ -1,12 +1,7 @@
 /** Patch chunks (image/patch-chunk.ts): a small write stored as its ranges and bytes, laid over a block. */
 import { expect, test } from "bun:test";
 import { BlockPatch } from "../../../gateway/image/block-patch.ts";
-import {
-  applyPatchChunk,
-  blockWithPatches,
-  encodePatchChunk,
-  patchDataBytes,
-} from "../../../gateway/image/patch-chunk.ts";
+import { applyPatchChunk, blockWithPatches, encodePatchChunk } from "../../../gateway/image/patch-chunk.ts";
 
 const SIZE = 65536;
 
@@ -27,7 +22,7 @@ test("a patch chunk holds only the written ranges and lays them over any base", 
     [60000, b],
     [9000, b], // inside the first range
   ]);
-  expect(patchDataBytes(patch)).toBe(4096 + 512);
+  expect(patch.byteLength).toBe(4096 + 512);
   const chunk = encodePatchChunk(patch);
   expect(chunk.byteLength).toBe(12 + 2 * 8 + 4096 + 512);
   const base = crypto.getRandomValues(new Uint8Array(SIZE));
